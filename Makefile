@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make demo   set up a virtualenv and run the controller's local profile on a seeded inbox
+#   make test   set up everything the tests need (pip, and Debian tools when root) and run them
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCAL_DIR ?= ./alignbatch-local
+
+.PHONY: demo test lint setup setup-test tools clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+
+setup-test: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+tools:
+	bash scripts/install-tools.sh
+
+demo: setup
+	$(BIN)/alignbatch-controller run --local $(LOCAL_DIR) --demo --once
+
+test: setup-test tools
+	$(BIN)/ruff check .
+	PATH="$(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup-test
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .tools $(LOCAL_DIR) build *.egg-info

@@ -1,0 +1,1 @@
+"""alignbatch controller: inbox events -> ledger -> job DAG -> executor -> results table."""

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the non-Python tools the test suite drives for real: Debian packages (promtool, systemd-analyze)
+# when we are root, and the PyPI-packaged checkers that want their own virtualenv (checkov) under .tools/.
+# Idempotent: what is already there is left alone. Tests that need a tool which could not be installed skip
+# with a message naming it, so a developer without root still runs everything else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_pkgs=()
+command -v promtool >/dev/null 2>&1 || apt_pkgs+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || apt_pkgs+=(systemd)
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "install-tools: apt-get install ${apt_pkgs[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
+  else
+    echo "install-tools: not root; tests needing ${apt_pkgs[*]} will skip" >&2
+  fi
+fi
+
+# checkov pins many libraries of its own; keep it out of the project's virtualenv.
+mkdir -p .tools/bin
+if [ ! -x .tools/checkov/bin/checkov ]; then
+  echo "install-tools: checkov into .tools/checkov"
+  python3 -m venv .tools/checkov
+  .tools/checkov/bin/python -m pip install --quiet --upgrade pip
+  .tools/checkov/bin/python -m pip install --quiet checkov
+fi
+ln -sf ../checkov/bin/checkov .tools/bin/checkov

@@ -1,0 +1,92 @@
+"""Shared fixtures: a real moto server over HTTP, fake credentials, test data locations.
+
+Every AWS call in the tests goes over HTTP to a moto server started here; nothing patches boto3.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+SHARED_REFDATA = ROOT.parent / "shared" / "refdata"
+
+FAKE_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    # Never read the developer's real ~/.aws files from a test.
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """Start one moto server for the session on a free loopback port; yield its URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def reset_moto(endpoint: str) -> None:
+    req = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST", data=b"")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+
+
+@pytest.fixture()
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A clean moto state and an environment where boto3 (and child processes) talk only to it."""
+    reset_moto(moto_endpoint)
+    for key, value in FAKE_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    yield moto_endpoint
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Small cases copied from ../shared/refdata into the repo (always present)."""
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def refdata() -> Path:
+    """The full shared reference data set; tests needing it skip cleanly when it is absent."""
+    if not (SHARED_REFDATA / "a_wgs.bam").exists():
+        pytest.skip("../shared/refdata is not present (large shared cases)")
+    return SHARED_REFDATA
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long variants (marked slow) run only with ALIGNBATCH_SLOW=1 or an explicit `-m slow`."""
+    if os.environ.get("ALIGNBATCH_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="long variant: run with ALIGNBATCH_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
