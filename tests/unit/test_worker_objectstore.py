@@ -1,0 +1,84 @@
+"""LocalObjectStore and the error translation, without servers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+from worker.errors import AccessDenied, ObjectMissing, TransientIOError
+from worker.exitcodes import ExitCode
+from worker.objectstore import LocalObjectStore, S3ObjectStore, sse_arguments, store_for, translate_error
+from worker.uris import Location, parse_location
+
+
+def test_local_write_is_atomic_and_readable(tmp_path: Path) -> None:
+    store = LocalObjectStore()
+    loc = Location.file(str(tmp_path / "a" / "b" / "x.json"))
+    info = store.write_bytes(loc, b"{}\n", content_type="application/json")
+    assert info.size == 3 and info.checksum and info.checksum.startswith("sha256:")
+    assert store.read_bytes(loc) == b"{}\n"
+    head = store.head(loc)
+    assert head is not None and head.size == 3 and head.etag.endswith("-3")
+    assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["x.json"]  # no temp files left
+
+
+def test_local_head_missing_and_delete(tmp_path: Path) -> None:
+    store = LocalObjectStore()
+    loc = Location.file(str(tmp_path / "nope"))
+    assert store.head(loc) is None
+    assert store.head(Location.file(str(tmp_path))) is None  # a directory is not an object
+    store.delete(loc)  # idempotent
+    with pytest.raises(ObjectMissing) as info:
+        store.read_bytes(loc)
+    assert info.value.exit_code == ExitCode.INPUT_MISSING
+    assert str(tmp_path / "nope") in str(info.value)
+
+
+def test_local_list_has_prefix_semantics(tmp_path: Path) -> None:
+    store = LocalObjectStore()
+    for rel in ("r/a.json", "r/ab.json", "r/sub/c.json", "other/d.json"):
+        store.write_bytes(Location.file(str(tmp_path / rel)), b"1")
+    names = lambda prefix: sorted(os.path.relpath(i.location.path, tmp_path) for i in store.list(prefix))  # noqa: E731
+    assert names(Location.file(str(tmp_path / "r"))) == ["r/a.json", "r/ab.json", "r/sub/c.json"]
+    assert names(Location.file(str(tmp_path / "r" / "a"))) == ["r/a.json", "r/ab.json"]
+    assert names(Location.file(str(tmp_path / "missing"))) == []
+
+
+def test_store_for_picks_implementation() -> None:
+    assert isinstance(store_for(parse_location("/tmp/x")), LocalObjectStore)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    assert isinstance(store_for(parse_location("s3://bkt/x"), client=object()), S3ObjectStore)
+
+
+def _client_error(code: str, status: int = 400) -> ClientError:
+    response = {"Error": {"Code": code, "Message": "msg"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "Op")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls", "code"),
+    [
+        (_client_error("NoSuchKey", 404), ObjectMissing, ExitCode.INPUT_MISSING),
+        (_client_error("NoSuchBucket", 404), ObjectMissing, ExitCode.INPUT_MISSING),
+        (_client_error("AccessDenied", 403), AccessDenied, ExitCode.PERMISSION),
+        (_client_error("SlowDown", 503), TransientIOError, ExitCode.TRANSIENT_IO),
+        (_client_error("InternalError", 500), TransientIOError, ExitCode.TRANSIENT_IO),
+        (NoCredentialsError(), AccessDenied, ExitCode.PERMISSION),
+        (EndpointConnectionError(endpoint_url="http://x"), TransientIOError, ExitCode.TRANSIENT_IO),
+        (FileNotFoundError(2, "x"), ObjectMissing, ExitCode.INPUT_MISSING),
+        (PermissionError(13, "x"), AccessDenied, ExitCode.PERMISSION),
+    ],
+)
+def test_translate_error(exc: BaseException, cls: type, code: ExitCode) -> None:
+    err = translate_error(exc, parse_location("s3://bkt/a b.bam"), "download")
+    assert isinstance(err, cls)
+    assert err.exit_code == code
+    assert "s3://bkt/a b.bam" in str(err) and "\n" not in str(err)
+
+
+def test_sse_arguments() -> None:
+    assert sse_arguments(None) == {"ServerSideEncryption": "AES256"}
+    assert sse_arguments("alias/k") == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/k"}

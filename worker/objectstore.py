@@ -1,0 +1,407 @@
+"""A narrow object-store interface with an S3 and a local-directory implementation.
+
+Both the worker and the controller use it for small objects (reports, rows, tables, ledger exports) and
+for existence checks. Bulk transfers of BAM/CRAM files go through `worker.transfer`, which uses
+s3transfer on the same client configuration.
+
+Errors are translated into `worker.errors` classes at this edge, so callers see one-line messages and
+exit codes, never botocore exceptions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from worker.errors import AccessDenied, BadInput, ObjectMissing, TransientIOError, WorkerError
+from worker.uris import Location
+
+# Checksum algorithms S3 may return, in the order we prefer to verify them, with the response field name.
+CHECKSUM_FIELDS: tuple[tuple[str, str], ...] = (
+    ("sha256", "ChecksumSHA256"),
+    ("sha1", "ChecksumSHA1"),
+    ("crc64nvme", "ChecksumCRC64NVME"),
+    ("crc32c", "ChecksumCRC32C"),
+    ("crc32", "ChecksumCRC32"),
+)
+
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchVersion"})
+_DENIED_CODES = frozenset(
+    {
+        "403",
+        "AccessDenied",
+        "Forbidden",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "KMS.AccessDeniedException",
+        "KMS.DisabledException",
+        "AccountProblem",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "500",
+        "502",
+        "503",
+        "504",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "Throttling",
+        "ThrottlingException",
+        "BadDigest",
+        "XAmzContentSHA256Mismatch",
+        "KMS.ThrottlingException",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    location: Location
+    size: int
+    etag: str  # without quotes; for local files a content-independent f"{mtime_ns}-{size}"
+    version_id: str | None = None
+    checksum: str | None = None  # "<algorithm>:<base64>", e.g. "sha256:47DEQpj8..."
+    last_modified: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    checksum_type: str | None = None  # S3's FULL_OBJECT or COMPOSITE (a checksum of part checksums)
+
+    @property
+    def is_multipart(self) -> bool:
+        """A multipart S3 upload has an ETag of the form `<md5-of-md5s>-<parts>`."""
+        return "-" in self.etag and self.location.is_s3
+
+
+class ObjectStore(Protocol):
+    def head(self, loc: Location) -> ObjectInfo | None: ...
+
+    def list(self, prefix: Location) -> Iterator[ObjectInfo]: ...
+
+    def read_bytes(self, loc: Location) -> bytes: ...
+
+    def write_bytes(
+        self,
+        loc: Location,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo: ...
+
+    def delete(self, loc: Location) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# S3 client configuration (shared with worker.transfer)
+# --------------------------------------------------------------------------------------------------
+
+_client_lock = threading.Lock()
+_clients: dict[tuple[str | None, ...], Any] = {}
+
+
+def client_config(*, max_pool_connections: int = 32) -> Any:
+    """botocore configuration: standard retry mode with backoff on throttling/5xx/connection errors."""
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "max_attempts": int(os.environ.get("ALIGNBATCH_S3_MAX_ATTEMPTS", "8"))},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=120,
+        tcp_keepalive=True,
+        # Integrity comes from the flexible checksums we always send, so the SHA256 of the whole body
+        # that SigV4 would otherwise compute over plain-http endpoints is pure overhead.
+        s3={"payload_signing_enabled": False},
+        request_checksum_calculation="when_supported",
+        response_checksum_validation="when_supported",
+    )
+
+
+def default_s3_client() -> Any:
+    """One client per process and AWS environment (clients are thread-safe and costly to build)."""
+    env_key = tuple(
+        os.environ.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+        )
+    )
+    with _client_lock:
+        client = _clients.get(env_key)
+        if client is None:
+            import boto3
+
+            client = boto3.session.Session().client("s3", config=client_config())
+            _clients[env_key] = client
+        return client
+
+
+def translate_error(exc: BaseException, loc: Location | str, action: str) -> WorkerError:
+    """Map a botocore/OS exception to a one-line WorkerError naming the object and the fix."""
+    from botocore import exceptions as bex
+
+    where = str(loc)
+    if isinstance(exc, WorkerError):
+        return exc
+    if isinstance(exc, bex.ClientError):
+        err = exc.response.get("Error", {})
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        code = str(err.get("Code", "")) or str(status)
+        msg = err.get("Message") or ""
+        detail = f": {msg}" if msg else ""
+        if code in _MISSING_CODES:
+            what = "bucket does not exist" if code == "NoSuchBucket" else "object does not exist"
+            return ObjectMissing(f"{action} {where}: {what} ({code}); check the bucket and key")
+        if code in _DENIED_CODES:
+            return AccessDenied(
+                f"{action} {where}: access denied ({code}{': ' + msg if msg else ''}); check the job role's "
+                "S3/KMS permissions"
+            )
+        if code == "InvalidObjectState":
+            return BadInput(f"{action} {where}: object is archived (InvalidObjectState); restore it first")
+        if code in _TRANSIENT_CODES or code.startswith("5"):
+            return TransientIOError(f"{action} {where}: S3 error after retries ({code}{detail})")
+        return TransientIOError(f"{action} {where}: S3 error {code}{detail}")
+    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+        return AccessDenied(
+            f"{action} {where}: no AWS credentials found; set the job role or AWS_* variables"
+        )
+    if isinstance(exc, bex.FlexibleChecksumError):
+        from worker.errors import ChecksumMismatch
+
+        return ChecksumMismatch(f"{action} {where}: checksum of received bytes does not match ({exc})")
+    if isinstance(exc, bex.BotoCoreError):
+        return TransientIOError(f"{action} {where}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, FileNotFoundError):
+        return ObjectMissing(f"{action} {where}: no such file")
+    if isinstance(exc, PermissionError):
+        return AccessDenied(f"{action} {where}: permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return BadInput(f"{action} {where}: is a directory, not a file")
+    if isinstance(exc, OSError):
+        return TransientIOError(f"{action} {where}: {exc.strerror or exc}")
+    return WorkerError(f"{action} {where}: unexpected {type(exc).__name__}: {exc}")
+
+
+def sse_arguments(sse_kms_key_id: str | None) -> dict[str, str]:
+    """Encryption at rest for every write: SSE-KMS with the configured key, else SSE-S3 (AES256)."""
+    if sse_kms_key_id:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": sse_kms_key_id}
+    return {"ServerSideEncryption": "AES256"}
+
+
+def checksum_from_response(resp: dict[str, Any]) -> str | None:
+    for algo, name in CHECKSUM_FIELDS:
+        value = resp.get(name)
+        if value:
+            return f"{algo}:{value}"
+    return None
+
+
+def info_from_head(loc: Location, resp: dict[str, Any]) -> ObjectInfo:
+    return ObjectInfo(
+        location=loc,
+        size=int(resp.get("ContentLength", resp.get("Size", 0))),
+        etag=str(resp.get("ETag", "")).strip('"'),
+        version_id=resp.get("VersionId"),
+        checksum=checksum_from_response(resp),
+        last_modified=resp.get("LastModified"),
+        metadata=dict(resp.get("Metadata") or {}),
+        checksum_type=resp.get("ChecksumType"),
+    )
+
+
+class S3ObjectStore:
+    def __init__(self, client: Any = None, sse_kms_key_id: str | None = None) -> None:
+        self.client = client if client is not None else default_s3_client()
+        self.sse_kms_key_id = sse_kms_key_id
+
+    def head(self, loc: Location) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.client.head_object(Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise translate_error(exc, loc, "head") from None
+        except Exception as exc:
+            raise translate_error(exc, loc, "head") from None
+        return info_from_head(loc, resp)
+
+    def list(self, prefix: Location) -> Iterator[ObjectInfo]:
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(Bucket=prefix.bucket, Prefix=prefix.key)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(
+                        location=Location("s3", bucket=prefix.bucket, key=obj["Key"]),
+                        size=int(obj["Size"]),
+                        etag=str(obj.get("ETag", "")).strip('"'),
+                        last_modified=obj.get("LastModified"),
+                    )
+        except Exception as exc:
+            raise translate_error(exc, prefix, "list") from None
+
+    def read_bytes(self, loc: Location) -> bytes:
+        try:
+            resp = self.client.get_object(Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED")
+            return bytes(resp["Body"].read())
+        except Exception as exc:
+            raise translate_error(exc, loc, "read") from None
+
+    def write_bytes(
+        self,
+        loc: Location,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        try:
+            resp = self.client.put_object(
+                Bucket=loc.bucket,
+                Key=loc.key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=dict(metadata or {}),
+                ChecksumAlgorithm="SHA256",
+                **sse_arguments(self.sse_kms_key_id),
+            )
+        except Exception as exc:
+            raise translate_error(exc, loc, "write") from None
+        return ObjectInfo(
+            location=loc,
+            size=len(data),
+            etag=str(resp.get("ETag", "")).strip('"'),
+            version_id=resp.get("VersionId"),
+            checksum=checksum_from_response(resp) or f"sha256:{digest}",
+            last_modified=None,
+            metadata=dict(metadata or {}),
+            checksum_type="FULL_OBJECT",
+        )
+
+    def delete(self, loc: Location) -> None:
+        try:
+            self.client.delete_object(Bucket=loc.bucket, Key=loc.key)
+        except Exception as exc:
+            raise translate_error(exc, loc, "delete") from None
+
+
+class LocalObjectStore:
+    """Files on a local disk behind the same interface. Writes are atomic (temp file + rename)."""
+
+    def head(self, loc: Location) -> ObjectInfo | None:
+        try:
+            st = os.stat(loc.path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise translate_error(exc, loc, "stat") from None
+        if not os.path.isfile(loc.path):
+            return None
+        return _local_info(loc, st)
+
+    def list(self, prefix: Location) -> Iterator[ObjectInfo]:
+        # S3 prefix semantics: `dir/` lists everything under dir, `dir/ab` everything whose path starts so.
+        base = Path(prefix.path)
+        if prefix.path.endswith("/") or base.is_dir():
+            root, name_prefix = base, ""
+        else:
+            root, name_prefix = base.parent, base.name
+        if not root.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for fname in sorted(filenames):
+                full = os.path.join(dirpath, fname)
+                rel = os.path.relpath(full, root)
+                if not rel.startswith(name_prefix) or fname.startswith(".alignbatch-tmp-"):
+                    continue
+                try:
+                    yield _local_info(Location("file", path=full), os.stat(full))
+                except FileNotFoundError:
+                    continue
+
+    def read_bytes(self, loc: Location) -> bytes:
+        try:
+            return Path(loc.path).read_bytes()
+        except Exception as exc:
+            raise translate_error(exc, loc, "read") from None
+
+    def write_bytes(
+        self,
+        loc: Location,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> ObjectInfo:
+        target = Path(loc.path)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".alignbatch-tmp-", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            info = _local_info(loc, os.stat(target))
+        except Exception as exc:
+            raise translate_error(exc, loc, "write") from None
+        digest = base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+        return ObjectInfo(
+            location=info.location,
+            size=info.size,
+            etag=info.etag,
+            checksum=f"sha256:{digest}",
+            last_modified=info.last_modified,
+            metadata=dict(metadata or {}),
+        )
+
+    def delete(self, loc: Location) -> None:
+        try:
+            Path(loc.path).unlink(missing_ok=True)
+        except Exception as exc:
+            raise translate_error(exc, loc, "delete") from None
+
+
+def _local_info(loc: Location, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(
+        location=loc,
+        size=st.st_size,
+        etag=f"{st.st_mtime_ns}-{st.st_size}",
+        last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
+    )
+
+
+def store_for(loc: Location, **kw: Any) -> ObjectStore:
+    """The store that holds `loc`; keyword arguments (client, sse_kms_key_id) go to S3ObjectStore."""
+    if loc.is_s3:
+        return S3ObjectStore(**kw)
+    return LocalObjectStore()
