@@ -1,0 +1,104 @@
+"""The SQLite ledger: identity dedup, two-phase submission, retry, results (latest wins)."""
+
+from __future__ import annotations
+
+import threading
+
+from controller.config import DEFAULT_TIERS, PipelineOptions
+from controller.ledger import (
+    FAILED,
+    INTENT,
+    PLANNED,
+    RUN_ACTIVE,
+    RUN_FAILED,
+    SUBMITTED,
+    SUCCEEDED,
+    Ledger,
+)
+from controller.planner import InputObject, PlanContext, plan_run
+
+CTX = PlanContext("s3://inbox", "s3://results", PipelineOptions(), DEFAULT_TIERS, "0.1.0")
+
+
+def make(tmp_path, key="x.bam", etag="e1"):
+    led = Ledger(tmp_path / "state.db")
+    o = InputObject("inbox", key, 10, etag, None, False)
+    return led, o, plan_run(o, CTX)
+
+
+def test_wal_and_one_run_per_identity(tmp_path) -> None:
+    led, o, plan = make(tmp_path)
+    assert led._query("PRAGMA journal_mode")[0][0] == "wal"
+    assert led.create_run(o, plan) is True
+    assert led.create_run(o, plan) is False
+    assert led.run_counts()[RUN_ACTIVE] == 1
+    assert len(led.jobs_for_run(plan.run_id)) == 3
+    assert led.run_exists("inbox", "x.bam", "e1")
+
+
+def test_concurrent_duplicates_create_one_run(tmp_path) -> None:
+    led, o, plan = make(tmp_path)
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(led.create_run(o, plan))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+
+
+def test_two_phase_submit_survives_reopen(tmp_path) -> None:
+    led, o, plan = make(tmp_path)
+    led.create_run(o, plan)
+    led.mark_intent(plan.run_id, "index")
+    led.close()
+    led = Ledger(tmp_path / "state.db")
+    [job] = led.jobs_in_states([INTENT])
+    assert job.step == "index" and job.job_id is None
+    led.mark_submitted(plan.run_id, "index", "JOB-1")
+    led.mark_submitted(plan.run_id, "index", "JOB-2")  # a second call must not overwrite
+    [job] = led.jobs_in_states([SUBMITTED])
+    assert job.job_id == "JOB-1" and job.attempts == 1
+
+
+def test_terminal_states_are_sticky(tmp_path) -> None:
+    led, o, plan = make(tmp_path)
+    led.create_run(o, plan)
+    led.mark_submitted(plan.run_id, "index", "J")
+    assert led.update_job(plan.run_id, "index", state="RUNNING", log_stream="ls/1")
+    assert not led.update_job(plan.run_id, "index", state="RUNNING", log_stream="ls/1")
+    assert led.update_job(plan.run_id, "index", state=SUCCEEDED, exit_code=0)
+    assert not led.update_job(plan.run_id, "index", state="RUNNING")
+    assert led.jobs_for_run(plan.run_id)[0].log_stream == "ls/1"
+
+
+def test_retry_reuses_succeeded_steps(tmp_path) -> None:
+    led, o, plan = make(tmp_path)
+    led.create_run(o, plan)
+    led.mark_submitted(plan.run_id, "index", "J1")
+    led.update_job(plan.run_id, "index", state=SUCCEEDED, exit_code=0)
+    led.mark_submitted(plan.run_id, "alignstats", "J2")
+    led.update_job(plan.run_id, "alignstats", state=FAILED, exit_code=75, reason="boom")
+    assert led.retry_run(plan.run_id) == []  # still active: nothing to retry
+    led.finish_run(plan.run_id, RUN_FAILED, "alignstats failed")
+    assert led.retry_run(plan.run_id) == ["alignstats", "summary"]
+    jobs = {j.step: j for j in led.jobs_for_run(plan.run_id)}
+    assert jobs["index"].state == SUCCEEDED and jobs["index"].job_id == "J1"
+    assert jobs["alignstats"].state == PLANNED and jobs["alignstats"].name.endswith("-a2")
+    assert jobs["alignstats"].job_spec.name == jobs["alignstats"].name
+    assert led.get_run(plan.run_id).attempt == 2
+
+
+def test_results_latest_wins(tmp_path) -> None:
+    led, _, _ = make(tmp_path)
+    assert led.upsert_result("x.bam", "r1", 10.0, {"run_id": "r1"})
+    assert led.upsert_result("x.bam", "r2", 20.0, {"run_id": "r2"})
+    assert not led.upsert_result("x.bam", "r1", 15.0, {"run_id": "r1"})
+    assert led.result_rows() == [{"run_id": "r2"}]
+
+
+def test_index_objects(tmp_path) -> None:
+    led, _, _ = make(tmp_path)
+    led.record_index("inbox", "x.bam.bai", "e")
+    assert led.has_index("inbox", ["x.bai", "x.bam.bai"])
+    assert not led.has_index("other", ["x.bam.bai"])

@@ -1,0 +1,128 @@
+"""The pure object → job DAG planner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.config import DEFAULT_TIERS, PipelineOptions
+from controller.planner import (
+    InputObject,
+    PlanContext,
+    PlanError,
+    job_name,
+    plan_run,
+    render_command,
+    run_id_for,
+    sample_name,
+    tier_for,
+    validate_key,
+)
+
+CTX = PlanContext(
+    inbox_root="s3://inbox-bucket/incoming",
+    results_root="s3://results-bucket/out",
+    pipeline=PipelineOptions(alignstats_args=("-C",), target_bed="s3://ref/targets.bed"),
+    tiers=DEFAULT_TIERS,
+    pipeline_version="0.1.0",
+)
+
+
+def obj(key: str = "incoming/NA12878.bam", *, size: int = 100, index: bool = False, version: str | None = None):  # noqa: E501
+    return InputObject("inbox-bucket", key, size, "etag1", version, index, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_missing_index_gives_three_chained_steps() -> None:
+    plan = plan_run(obj(), CTX)
+    assert [j.step for j in plan.jobs] == ["index", "alignstats", "summary"]
+    index, stats, summary = plan.jobs
+    assert stats.depends_on == ("index",) and summary.depends_on == ("alignstats",)
+    assert plan.index_uri == "s3://results-bucket/out/indexes/NA12878.bam.bai"
+    assert index.command == (
+        "alignbatch-worker", "--", "alignbatch-index", "-i", "s3://inbox-bucket/incoming/NA12878.bam",
+        "-o", plan.index_uri,
+    )  # fmt: skip
+    assert stats.command == (
+        "alignbatch-worker", "--index", plan.index_uri, "--", "alignstats", "-C",
+        "-i", "s3://inbox-bucket/incoming/NA12878.bam", "-t", "s3://ref/targets.bed",
+        "-o", "s3://results-bucket/out/reports/NA12878.bam.alignstats.json",
+    )  # fmt: skip
+    assert plan.row_uri == f"s3://results-bucket/out/rows/{plan.run_id}.json"
+    assert summary.command[:7] == (
+        "alignbatch-worker", "--", "alignbatch-summary", "--report", plan.report_uri, "--output", plan.row_uri
+    )
+    assert summary.tags["alignbatch:run-id"] == plan.run_id
+    assert summary.tags["alignbatch:step"] == "summary"
+    assert summary.tags["alignbatch:sample"] == "NA12878"
+
+
+def test_index_present_skips_index_step() -> None:
+    plan = plan_run(obj(index=True), CTX)
+    assert [j.step for j in plan.jobs] == ["alignstats", "summary"]
+    assert plan.jobs[0].depends_on == () and "--index" not in plan.jobs[0].command
+
+
+def test_render_command_fills_job_ids() -> None:
+    plan = plan_run(obj(), CTX)
+    cmd = render_command(plan.jobs[2].command, {"index": "J1", "alignstats": "J2"})
+    assert "job_id_alignstats=J2" in cmd and "job_id_index=J1" in cmd
+    assert not any("{job_id" in a for a in cmd)
+
+
+def test_deterministic_names_and_ids() -> None:
+    a, b = plan_run(obj(), CTX), plan_run(obj(), CTX)
+    assert a == b
+    assert plan_run(obj(version="v2"), CTX).run_id != a.run_id
+    assert run_id_for("b", "k", "e") != run_id_for("b", "k", "f")
+
+
+def test_tiers_by_size() -> None:
+    assert tier_for(1, DEFAULT_TIERS).vcpus == 1
+    assert tier_for(3 * 1024**3, DEFAULT_TIERS).vcpus == 2
+    assert tier_for(10**15, DEFAULT_TIERS).vcpus == 4
+    assert plan_run(obj(size=10**12), CTX).job("alignstats").memory_mib == 8192
+
+
+def test_cram_needs_reference() -> None:
+    with pytest.raises(PlanError, match="reference"):
+        plan_run(obj("incoming/x.cram"), CTX)
+    ctx = PlanContext(**{**CTX.__dict__, "pipeline": PipelineOptions(reference_fasta="s3://ref/g.fa")})
+    plan = plan_run(obj("incoming/x.cram"), ctx)
+    assert plan.index_uri.endswith("x.cram.crai")
+    assert "-T" in plan.jobs[0].command and "-T" in plan.jobs[1].command
+
+
+@pytest.mark.parametrize("key", ["a/../b.bam", "./x.bam", "a//b.bam", "/abs.bam", "x" * 1000 + ".bam"])
+def test_unsafe_keys_rejected_with_reason(key: str) -> None:
+    assert validate_key(key, local=False)
+    with pytest.raises(PlanError, match=r"rename|shorten"):
+        plan_run(obj(key), CTX)
+
+
+def test_local_plan_uses_paths(tmp_path) -> None:
+    ctx = PlanContext(
+        inbox_root=str(tmp_path / "inbox"), results_root=str(tmp_path / "results"),
+        pipeline=PipelineOptions(), tiers=DEFAULT_TIERS, pipeline_version="0.1.0", local=True,
+    )  # fmt: skip
+    o = InputObject(str(tmp_path / "inbox"), "sub dir/ünï code.bam", 10, "1-10", None, True)
+    plan = plan_run(o, ctx)
+    assert plan.input_uri == str(tmp_path / "inbox" / "sub dir" / "ünï code.bam")
+    expected = tmp_path / "results" / "reports" / "sub dir" / "ünï code.bam.alignstats.json"
+    assert plan.report_uri == str(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=200), st.integers(1, 99))
+def test_job_names_are_valid_batch_names(sample: str, attempt: int) -> None:
+    name = job_name(sample, "r0123456789abcdef", "alignstats", attempt)
+    assert 2 <= len(name) <= 128
+    assert name[0].isalnum() and all(c.isalnum() or c in "-_" for c in name)
+    assert name.isascii()
+
+
+def test_sample_name() -> None:
+    assert sample_name("a/b/NA1.final.bam") == "NA1.final"
+    assert sample_name("x.CRAM") == "x"
