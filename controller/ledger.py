@@ -394,6 +394,16 @@ class Ledger:
                 (SUBMITTED, job_id, now, now, run_id, step, PLANNED, INTENT),
             )
 
+    def requeue_job(self, run_id: str, step: str, *, now: float | None = None) -> None:
+        """Forget a job id the executor no longer knows (local mode after a restart): submit it again."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            db.execute(
+                """UPDATE jobs SET state = ?, job_id = NULL, intent_at = NULL, submitted_at = NULL,
+                   updated_at = ? WHERE run_id = ? AND step = ?""",
+                (PLANNED, now, run_id, step),
+            )
+
     def update_job(
         self,
         run_id: str,

@@ -1,0 +1,281 @@
+"""Daemon wiring: build the controller for a mode, run its loops on APScheduler, handle SIGTERM, talk to
+systemd (READY=1, WATCHDOG=1 from the main loop, STATUS=counts, STOPPING=1).
+
+Loops (all `max_instances=1, coalesce=True`, so a slow pass is never stacked):
+    poll        receive ≤10 messages (20 s long-poll on SQS), commit, delete, then submit ready jobs
+    submit      retry submissions that could not be made (throttling, intents after a crash)
+    reconcile   DescribeJobs for in-flight jobs (batches of 100), finish runs, write the results table
+    extend      extend the visibility of messages still being processed
+    runnable    flag jobs RUNNABLE longer than [batch] runnable_alarm_seconds; oldest-RUNNABLE gauge
+    gauges      jobs-by-state and SQS depth gauges
+The main thread only supervises: it pets the watchdog while the loops report success, so a wedged loop
+gets the unit restarted by systemd.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.config import ControllerConfig
+from controller.executors.base import Executor
+from controller.ledger import Ledger
+from controller.metrics import Metrics, MetricsServer
+from controller.service import Controller
+from controller.sources.base import EventSource
+from controller.systemd import notify, watchdog_interval
+from worker.logs import get_logger
+
+
+@dataclass
+class Parts:
+    controller: Controller
+    metrics: Metrics
+
+
+def build_controller(
+    cfg: ControllerConfig,
+    *,
+    metrics: Metrics | None = None,
+    once: bool = False,
+    slots: int | None = None,
+    with_source: bool = True,
+) -> Controller:
+    metrics = metrics or Metrics()
+    ledger = Ledger(cfg.state.ledger_path)
+    executor: Executor
+    source: EventSource | None = None
+    if cfg.is_local:
+        from controller.executors.local import LocalExecutor
+        from controller.sources.local_inbox import LocalInboxSource
+
+        root = Path(cfg.local_dir or ".")
+        executor = LocalExecutor(root / "logs", slots=slots)
+        if with_source:
+            source = LocalInboxSource(root / "inbox", settle_seconds=1.0, poll_seconds=0.2 if once else 1.0)
+        (root / "results").mkdir(parents=True, exist_ok=True)
+    else:
+        from controller.executors.aws_batch import (
+            BatchExecutor,
+            forwarded_environment,
+            job_definitions_from_config,
+        )
+        from controller.sources.sqs import SqsSource
+
+        def throttled(api: str) -> None:
+            metrics.throttled.labels(api=api).inc()
+
+        region = cfg.aws.region or None
+        executor = BatchExecutor(
+            job_queue=cfg.batch.job_queue,
+            job_definitions=job_definitions_from_config(cfg.batch),
+            submit_rate_per_second=cfg.batch.submit_rate_per_second,
+            region=region,
+            on_throttle=throttled,
+            environment=forwarded_environment(),
+        )
+        if with_source:
+            source = SqsSource(
+                cfg.queue.url,
+                dlq_url=cfg.queue.dlq_url,
+                wait_seconds=min(cfg.queue.wait_seconds, 1) if once else cfg.queue.wait_seconds,
+                visibility_timeout=cfg.queue.visibility_timeout,
+                region=region,
+                on_throttle=throttled,
+            )
+    return Controller(cfg, ledger=ledger, executor=executor, source=source, metrics=metrics)
+
+
+class Daemon:
+    def __init__(self, controller: Controller, *, metrics_server: MetricsServer | None = None) -> None:
+        self.ctl = controller
+        self.cfg = controller.cfg
+        self.metrics_server = metrics_server
+        self.stop = threading.Event()
+        self.log = get_logger(component="daemon")
+        self.heartbeat = time.time()
+        self.started = False
+
+    # -- health -------------------------------------------------------------------------------------
+    def healthy(self) -> bool:
+        return time.time() - self.heartbeat < 60
+
+    def loops_healthy(self) -> bool:
+        """Every loop has succeeded recently (poll within a few long-poll periods)."""
+        if not self.started:
+            return False
+        now = time.time()
+        limits = {
+            "poll": max(120, 4 * self.cfg.queue.wait_seconds),
+            "reconcile": max(300, 5 * self.cfg.batch.reconcile_seconds),
+        }
+        for loop, limit in limits.items():
+            last = self.ctl.metrics.loop_last_success.labels(loop=loop)._value.get()
+            if now - (last or 0) > limit:
+                return False
+        return True
+
+    def install_signals(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            self.log.info("daemon.signal", signal=signal.Signals(signum).name)
+            self.stop.set()
+            self.ctl.stopping.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # -- passes -------------------------------------------------------------------------------------
+    def _guard(self, name: str, fn: Any) -> Any:
+        def run() -> None:
+            try:
+                fn()
+            except Exception as exc:  # a loop error is logged and retried next tick; never kills the daemon
+                self.log.error("loop.error", loop=name, error=f"{type(exc).__name__}: {exc}")
+
+        return run
+
+    def _poll_and_submit(self) -> None:
+        self.ctl.poll()
+        self.ctl.submit_ready()
+
+    # -- modes --------------------------------------------------------------------------------------
+    def run_once(self, *, max_seconds: float | None = None) -> int:
+        """Drain the inbox, run everything to the end, exit (for scripts, tests and `make demo`)."""
+        self.started = True
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        notify("READY=1")
+        quiet_passes = 0
+        while not self.stop.is_set():
+            self.heartbeat = time.time()
+            received = self._step(lambda: self.ctl.poll().received, "poll") or 0
+            self._step(self.ctl.submit_ready, "submit")
+            changes = self._step(self.ctl.reconcile, "reconcile") or 0
+            unsettled = getattr(self.ctl.source, "unsettled", 0)
+            if received == 0 and unsettled == 0 and self.ctl.idle():
+                quiet_passes += 1
+                if quiet_passes >= 2:
+                    break
+            else:
+                quiet_passes = 0
+            if deadline is not None and time.monotonic() > deadline:
+                self.log.error("daemon.once_timeout", seconds=max_seconds)
+                break
+            if not received and not changes:
+                time.sleep(0.2)
+        self._shutdown()
+        return 0
+
+    def _step(self, fn: Any, name: str) -> Any:
+        try:
+            return fn()
+        except Exception as exc:
+            self.log.error("loop.error", loop=name, error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    def run_forever(self) -> int:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        local = self.cfg.is_local
+        sched = BackgroundScheduler(
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}, timezone="UTC"
+        )
+        sched.add_job(self._guard("poll", self._poll_and_submit), "interval", seconds=0.2, id="poll")
+        sched.add_job(self._guard("submit", self.ctl.submit_ready), "interval", seconds=2, id="submit")
+        sched.add_job(
+            self._guard("reconcile", self.ctl.reconcile), "interval",
+            seconds=self.cfg.batch.reconcile_seconds,
+            id="reconcile",
+        )  # fmt: skip
+        sched.add_job(
+            self._guard("extend", self.ctl.extend_in_flight), "interval",
+            seconds=max(10, self.cfg.queue.visibility_timeout // 3), id="extend",
+        )  # fmt: skip
+        sched.add_job(self._guard("runnable", self.ctl.check_runnable), "interval", seconds=30, id="runnable")
+        sched.add_job(
+            self._guard("gauges", self.ctl.refresh_gauges),
+            "interval",
+            seconds=5 if local else 15,
+            id="gauges",
+        )
+        sched.start()
+        self.started = True
+        self._guard("gauges", self.ctl.refresh_gauges)()
+        notify("READY=1")
+        self.log.info("daemon.ready", mode="local" if local else "aws", status=self.ctl.status_line())
+        pet = watchdog_interval() or 10.0
+        last_status = ""
+        while not self.stop.wait(timeout=min(1.0, pet)):
+            self.heartbeat = time.time()
+            if self.loops_healthy():
+                notify("WATCHDOG=1")
+            status = self.ctl.status_line()
+            if status != last_status:
+                notify(f"STATUS={status}")
+                last_status = status
+        notify("STOPPING=1")
+        self.log.info("daemon.stopping", reason="signal")
+        sched.pause_job("poll")
+        sched.shutdown(wait=True)  # lets a pass in progress (e.g. a batch of messages) finish
+        self._shutdown()
+        return 0
+
+    def _shutdown(self) -> None:
+        ex = self.ctl.executor
+        if ex.active_count():
+            self.log.info("daemon.waiting_for_jobs", jobs=ex.active_count())
+        ex.close(wait=True)
+        # Record what finished while we waited, then write the table one last time.
+        self._step(self.ctl.reconcile, "reconcile")
+        self._step(self.ctl.refresh_gauges, "gauges")
+        self.log.info("daemon.stopped", status=self.ctl.status_line())
+
+
+def human_summary(ctl: Controller) -> str:
+    """The closing lines of `run --once` for a person at a terminal."""
+    from controller.results_table import table_locations
+
+    runs = ctl.ledger.run_counts()
+    jobs = ctl.ledger.job_counts()
+    csv_uri, jsonl_uri = table_locations(ctl.cfg.results_root)
+    lines = [
+        "",
+        "alignbatch: inbox drained.",
+        f"  runs:    {runs['succeeded']} succeeded, {runs['failed']} failed, {runs['rejected']} rejected, "
+        f"{runs['active']} still active, {runs['cancelled']} cancelled",
+        "  jobs:    " + ", ".join(f"{n} {s.lower()}" for s, n in jobs.items() if n),
+        f"  reports: {ctl.cfg.results_root}/reports/",
+        f"  table:   {csv_uri}",
+        f"           {jsonl_uri}",
+        f"  ledger:  {ctl.cfg.state.ledger_path}",
+    ]
+    failures = ctl.ledger.recent_failures(limit=5)
+    if failures:
+        lines.append("  failures:")
+        for run, job in failures:
+            where = f" (log: {job.log_stream})" if job and job.log_stream else ""
+            lines.append(f"    {run.key}: {run.reason}{where}")
+    lines.append("  details: alignbatch-controller status --local DIR | runs --local DIR --json")
+    return "\n".join(lines) + "\n"
+
+
+def start_metrics(ctl: Controller, daemon: Daemon, address: str, port: int) -> MetricsServer | None:
+    if port == 0:
+        return None
+    try:
+        server = MetricsServer(
+            ctl.metrics, address=address, port=port, healthy=daemon.healthy, ready=daemon.loops_healthy
+        ).start()
+    except OSError as exc:
+        print(
+            f"alignbatch-controller: cannot serve metrics on {address}:{port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        raise SystemExit(75) from None
+    daemon.metrics_server = server
+    get_logger(component="daemon").info("metrics.serving", address=address, port=server.port)
+    return server

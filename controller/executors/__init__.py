@@ -1,0 +1,1 @@
+"""Executors run planned jobs: AWS Batch (`aws_batch`) or local processes (`local`) behind `base`."""

@@ -1,0 +1,190 @@
+"""AWS Batch executor: a thin typed wrapper over boto3's Batch client.
+
+- SubmitJob with `dependsOn`, container overrides (command, vCPU/memory), tags + `propagateTags`, timeout.
+- A client-side token bucket keeps SubmitJob well below Batch's 50 TPS account limit; botocore's adaptive
+  retry mode backs off on throttling; throttled responses are counted per API (`on_throttle`).
+- DescribeJobs in batches of 100 (the API maximum). Jobs Batch no longer returns (it forgets finished jobs
+  after about a day) are simply absent from `describe`; the reconcile loop resolves them.
+- `find_by_name` uses ListJobs with a JOB_NAME filter (which covers every status) to resolve a submission
+  intent left by a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+from controller.ratelimit import TokenBucket
+
+DESCRIBE_BATCH = 100
+THROTTLE_CODES = frozenset(
+    {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded", "SlowDown"}
+)
+
+
+def batch_client(region: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=10, read_timeout=60)
+    return boto3.session.Session().client("batch", region_name=region or None, config=config)
+
+
+def count_throttles(client: Any, on_throttle: Callable[[str], None]) -> None:
+    """Call `on_throttle(api)` for every throttled response, before botocore decides to retry it."""
+
+    def handler(response: Any = None, operation: Any = None, **_: Any) -> None:
+        if not response or operation is None:
+            return
+        parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else None
+        code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+        status = getattr(response[0], "status_code", None) if isinstance(response, tuple) else None
+        if code in THROTTLE_CODES or status == 429:
+            on_throttle(operation.name)
+
+    client.meta.events.register_first("needs-retry.*", handler)
+
+
+def _seconds(ms: Any) -> float | None:
+    return float(ms) / 1000.0 if isinstance(ms, int | float) and ms else None
+
+
+def status_from_description(job: dict[str, Any]) -> JobStatus:
+    container = job.get("container") or {}
+    attempts = job.get("attempts") or []
+    last = (attempts[-1].get("container") or {}) if attempts else {}
+    exit_code = container.get("exitCode", last.get("exitCode"))
+    return JobStatus(
+        job_id=job["jobId"],
+        name=job.get("jobName", ""),
+        state=job.get("status", "SUBMITTED"),
+        exit_code=int(exit_code) if isinstance(exit_code, int) else None,
+        reason=job.get("statusReason") or container.get("reason") or last.get("reason"),
+        log_stream=container.get("logStreamName") or last.get("logStreamName"),
+        created_at=_seconds(job.get("createdAt")),
+        started_at=_seconds(job.get("startedAt")),
+        stopped_at=_seconds(job.get("stoppedAt")),
+    )
+
+
+class BatchExecutor:
+    kind = "aws_batch"
+    requeue_missing = False  # a job Batch forgot is resolved by its outputs or marked lost
+    missing_grace_seconds = 120.0  # DescribeJobs may lag SubmitJob briefly
+
+    def __init__(
+        self,
+        *,
+        job_queue: str,
+        job_definitions: dict[str, str],
+        submit_rate_per_second: float = 10.0,
+        client: Any = None,
+        region: str | None = None,
+        on_throttle: Callable[[str], None] | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        self.client = client if client is not None else batch_client(region)
+        self.job_queue = job_queue
+        self.job_definitions = job_definitions
+        self.bucket = TokenBucket(submit_rate_per_second, burst=max(1.0, submit_rate_per_second / 2))
+        self.environment = dict(environment or {})
+        if on_throttle is not None:
+            count_throttles(self.client, on_throttle)
+
+    def _call(self, api: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self.client, api)(**kwargs)
+        except ClientError as exc:
+            err = exc.response.get("Error", {})
+            raise ExecutorError(f"Batch {api} failed: {err.get('Code')}: {err.get('Message')}") from None
+        except BotoCoreError as exc:
+            raise ExecutorError(f"Batch {api} failed: {type(exc).__name__}: {exc}") from None
+
+    def submit(self, request: SubmitRequest) -> str:
+        definition = self.job_definitions.get(request.step)
+        if not definition:
+            raise ExecutorError(f"no job definition configured for step {request.step!r}")
+        overrides: dict[str, Any] = {
+            "command": list(request.command),
+            "resourceRequirements": [
+                {"type": "VCPU", "value": str(request.vcpus)},
+                {"type": "MEMORY", "value": str(request.memory_mib)},
+            ],
+        }
+        if self.environment:
+            overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(self.environment.items())]
+        kwargs: dict[str, Any] = {
+            "jobName": request.name,
+            "jobQueue": self.job_queue,
+            "jobDefinition": definition,
+            "containerOverrides": overrides,
+            "tags": dict(request.tags),
+            "propagateTags": True,
+            "timeout": {"attemptDurationSeconds": max(60, int(request.timeout_seconds))},
+        }
+        if request.depends_on:
+            kwargs["dependsOn"] = [{"jobId": jid} for jid in request.depends_on]
+        self.bucket.acquire()
+        resp = self._call("submit_job", **kwargs)
+        return str(resp["jobId"])
+
+    def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        out: dict[str, JobStatus] = {}
+        ids = list(dict.fromkeys(job_ids))
+        for i in range(0, len(ids), DESCRIBE_BATCH):
+            resp = self._call("describe_jobs", jobs=ids[i : i + DESCRIBE_BATCH])
+            for job in resp.get("jobs", []):
+                status = status_from_description(job)
+                out[status.job_id] = status
+        return out
+
+    def find_by_name(self, name: str) -> JobStatus | None:
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "jobQueue": self.job_queue,
+                "filters": [{"name": "JOB_NAME", "values": [name]}],
+            }
+            if token:
+                kwargs["nextToken"] = token
+            resp = self._call("list_jobs", **kwargs)
+            found += [j for j in resp.get("jobSummaryList", []) if j.get("jobName") == name]
+            token = resp.get("nextToken")
+            if not token:
+                break
+        if not found:
+            return None
+        newest = max(found, key=lambda j: j.get("createdAt") or 0)
+        return status_from_description(newest)
+
+    def cancel(self, job_ids: Iterable[str], reason: str) -> None:
+        # TerminateJob cancels jobs that have not started and stops running ones.
+        for jid in job_ids:
+            self._call("terminate_job", jobId=jid, reason=reason[:1024])
+
+    def active_count(self) -> int:
+        return 0  # jobs run in Batch, not in this process
+
+    def close(self, *, wait: bool) -> None:
+        return None
+
+
+def job_definitions_from_config(batch: Any) -> dict[str, str]:
+    return {
+        "index": batch.job_definition_index,
+        "alignstats": batch.job_definition_alignstats,
+        "summary": batch.job_definition_summary,
+    }
+
+
+def forwarded_environment() -> dict[str, str]:
+    """Variables the controller passes on to jobs (only for emulated endpoints in tests/dev)."""
+    keep = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+    return {
+        k: os.environ[k] for k in keep if os.environ.get(k) and os.environ.get("ALIGNBATCH_FORWARD_ENDPOINT")
+    }

@@ -1,0 +1,65 @@
+"""The one interface every executor implements, and the typed records it exchanges.
+
+An executor knows nothing about runs, the ledger or S3 events: it submits a fully rendered job (command,
+dependencies as executor job ids, resources, tags), reports job states, finds a job by its deterministic
+name (to resolve a submission intent after a crash) and cancels jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    name: str
+    step: str
+    command: tuple[str, ...]
+    depends_on: tuple[str, ...]  # executor job ids of upstream jobs still running or pending
+    vcpus: int
+    memory_mib: int
+    timeout_seconds: int
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    name: str
+    state: str  # SUBMITTED PENDING RUNNABLE STARTING RUNNING SUCCEEDED FAILED
+    exit_code: int | None = None
+    reason: str | None = None
+    log_stream: str | None = None
+    created_at: float | None = None  # epoch seconds
+    started_at: float | None = None
+    stopped_at: float | None = None
+
+
+class ExecutorError(RuntimeError):
+    """A submission or lookup failed after retries; the caller keeps the intent and tries again later."""
+
+
+class Executor(Protocol):
+    kind: str
+
+    def submit(self, request: SubmitRequest) -> str:
+        """Submit a job; returns its id. Raises ExecutorError when the executor refused or is unreachable."""
+        ...
+
+    def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """States of the given jobs; ids the executor no longer knows are absent from the result."""
+        ...
+
+    def find_by_name(self, name: str) -> JobStatus | None:
+        """A job submitted earlier under this exact name, if the executor still knows it."""
+        ...
+
+    def cancel(self, job_ids: Iterable[str], reason: str) -> None: ...
+
+    def active_count(self) -> int:
+        """Jobs this executor is still running or waiting to run (local: in this process)."""
+        ...
+
+    def close(self, *, wait: bool) -> None: ...

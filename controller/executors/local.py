@@ -1,0 +1,215 @@
+"""Local executor: jobs run as processes on this machine, dependencies honoured like Batch's dependsOn.
+
+State lives in memory only (the ledger is the durable record). Per job, under `log_dir`:
+    <job name>.log    the job's stdout and stderr (the "log stream" shown by `status`)
+A job waits (PENDING) until every job it depends on has SUCCEEDED, then runs (RUNNABLE → RUNNING) when one
+of `slots` process slots is free; if an upstream job fails, its dependants fail with "Dependent job failed"
+as they would on Batch. After a controller restart the old jobs are unknown here; the reconcile loop
+resolves them by their outputs or submits them again (`requeue_missing`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+
+_FINAL = ("SUCCEEDED", "FAILED")
+
+
+@dataclass
+class _LocalJob:
+    job_id: str
+    request: SubmitRequest
+    state: str = "SUBMITTED"
+    exit_code: int | None = None
+    reason: str | None = None
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    stopped_at: float | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    cancelled: bool = False
+
+
+def default_slots() -> int:
+    """Concurrency from the CPU count: one job per core (alignstats is single-threaded per job)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_program(name: str) -> str:
+    """Find a console script on PATH, else next to this interpreter (an un-activated venv)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    raise ExecutorError(f"program {name!r} not found on PATH or in {beside.parent}; install alignbatch")
+
+
+class LocalExecutor:
+    kind = "local"
+    requeue_missing = True  # a restart forgets local jobs: submit them again rather than mark them lost
+    missing_grace_seconds = 0.0
+
+    def __init__(
+        self, log_dir: str | Path, *, slots: int | None = None, env: Mapping[str, str] | None = None
+    ):
+        self.log_dir = Path(log_dir)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.slots = slots or default_slots()
+        self.env = dict(os.environ if env is None else env)
+        self._jobs: dict[str, _LocalJob] = {}
+        self._by_name: dict[str, str] = {}
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(self._lock)
+        self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="local-job")
+        self._closed = False
+
+    # -- Executor interface -------------------------------------------------------------------------
+    def submit(self, request: SubmitRequest) -> str:
+        with self._lock:
+            if self._closed:
+                raise ExecutorError("local executor is shutting down")
+            for dep in request.depends_on:
+                if dep not in self._jobs:
+                    raise ExecutorError(f"job {request.name}: dependency {dep} is unknown to this executor")
+            job = _LocalJob(job_id=str(uuid.uuid4()), request=request, state="PENDING")
+            self._jobs[job.job_id] = job
+            self._by_name[request.name] = job.job_id
+            self._advance(job)
+            return job.job_id
+
+    def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        with self._lock:
+            return {jid: self._status(self._jobs[jid]) for jid in job_ids if jid in self._jobs}
+
+    def find_by_name(self, name: str) -> JobStatus | None:
+        with self._lock:
+            jid = self._by_name.get(name)
+            return self._status(self._jobs[jid]) if jid else None
+
+    def cancel(self, job_ids: Iterable[str], reason: str) -> None:
+        with self._lock:
+            for jid in job_ids:
+                job = self._jobs.get(jid)
+                if job is None or job.state in _FINAL:
+                    continue
+                job.cancelled = True
+                if job.proc is not None and job.proc.poll() is None:
+                    job.proc.send_signal(signal.SIGTERM)
+                    job.reason = reason
+                elif job.state != "RUNNING":
+                    self._finish(job, "FAILED", None, reason)
+
+    def active_count(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.state not in _FINAL)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while self.active_count():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(timeout=remaining if remaining is not None else 1.0)
+        return True
+
+    def close(self, *, wait: bool) -> None:
+        """Stop accepting jobs; with wait=True let every submitted job (and its dependants) finish."""
+        if wait:
+            self.wait_idle()
+        with self._lock:
+            self._closed = True
+            if not wait:
+                self.cancel(list(self._jobs), "controller shutting down")
+        self._pool.shutdown(wait=wait)
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _status(self, job: _LocalJob) -> JobStatus:
+        return JobStatus(
+            job_id=job.job_id,
+            name=job.request.name,
+            state=job.state,
+            exit_code=job.exit_code,
+            reason=job.reason,
+            log_stream=str(self.log_path(job.request.name)),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            stopped_at=job.stopped_at,
+        )
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def _advance(self, job: _LocalJob) -> None:
+        """Move a PENDING job on: fail it if an upstream failed, queue it when all upstreams succeeded."""
+        if job.state != "PENDING":
+            return
+        deps = [self._jobs[d] for d in job.request.depends_on]
+        if any(d.state == "FAILED" for d in deps):
+            self._finish(job, "FAILED", None, "Dependent job failed")
+        elif all(d.state == "SUCCEEDED" for d in deps):
+            job.state = "RUNNABLE"
+            self._pool.submit(self._run, job)
+
+    def _run(self, job: _LocalJob) -> None:
+        req = job.request
+        with self._lock:
+            if job.state != "RUNNABLE":
+                return
+            job.state = "RUNNING"
+            job.started_at = time.time()
+        env = dict(self.env)
+        # The same variables Batch sets, so the worker logs and provenance carry the job id.
+        env.update(
+            {"AWS_BATCH_JOB_ID": job.job_id, "AWS_BATCH_JOB_ATTEMPT": "1", "ALIGNBATCH_JOB_NAME": req.name}
+        )
+        try:
+            argv = [resolve_program(req.command[0]), *req.command[1:]]
+            with open(self.log_path(req.name), "ab") as log:
+                proc = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+                )
+                with self._lock:
+                    job.proc = proc
+                try:
+                    code = proc.wait(timeout=req.timeout_seconds)
+                except subprocess.TimeoutExpired:
+                    proc.terminate()
+                    code = proc.wait()
+                    job.reason = f"Job attempt duration exceeded timeout ({req.timeout_seconds} s)"
+        except (OSError, ExecutorError) as exc:
+            with self._lock:
+                self._finish(job, "FAILED", None, f"could not start {req.command[0]}: {exc}")
+            return
+        with self._lock:
+            if code == 0 and not job.cancelled:
+                self._finish(job, "SUCCEEDED", 0, "Essential container in task exited")
+            else:
+                why = job.reason or (f"Essential container in task exited (exit code {code})")
+                self._finish(job, "FAILED", code, why)
+
+    def _finish(self, job: _LocalJob, state: str, code: int | None, reason: str) -> None:
+        job.state, job.exit_code, job.reason = state, code, reason
+        job.stopped_at = time.time()
+        job.proc = None
+        for other in self._jobs.values():
+            if job.job_id in other.request.depends_on:
+                self._advance(other)
+        self._idle.notify_all()

@@ -1,0 +1,563 @@
+"""The controller's work, one method per loop: poll events, submit ready jobs, reconcile job states,
+watch RUNNABLE ages, refresh gauges, keep the results table current.
+
+`Controller` holds no scheduling logic (daemon.py runs these methods on APScheduler; `--once` calls them in
+a plain loop) and no AWS specifics (those live behind the executor, event source and object store). Each
+method is safe to call from its own scheduler thread: the ledger serialises writes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from controller.config import ControllerConfig
+from controller.events import MalformedMessage, ObjectEvent, ObjectKind, parse_message
+from controller.executors.base import Executor, ExecutorError, JobStatus, SubmitRequest
+from controller.ledger import (
+    BATCH_ACTIVE,
+    CANCELLED,
+    FAILED,
+    INTENT,
+    JOB_TERMINAL,
+    LOST,
+    PLANNED,
+    RUN_ACTIVE,
+    RUN_CANCELLED,
+    RUN_FAILED,
+    RUN_SUCCEEDED,
+    SUCCEEDED,
+    JobRow,
+    Ledger,
+)
+from controller.metrics import Metrics
+from controller.planner import (
+    InputObject,
+    PlanContext,
+    PlanError,
+    index_candidates,
+    object_uri,
+    plan_run,
+    render_command,
+    resolve_path,
+    run_id_for,
+    sample_name,
+)
+from controller.results_table import write_table
+from controller.sources.base import EventSource, Message
+from worker.errors import WorkerError
+from worker.logs import get_logger
+from worker.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from worker.uris import Location, LocationError, parse_location
+from worker.version import __version__
+
+
+@dataclass
+class PollResult:
+    received: int = 0
+    acked: int = 0
+    left: int = 0  # not acknowledged: malformed (left for redrive) or failed transiently
+
+
+class Controller:
+    def __init__(
+        self,
+        cfg: ControllerConfig,
+        *,
+        ledger: Ledger,
+        executor: Executor,
+        source: EventSource | None,
+        metrics: Metrics | None = None,
+        store: ObjectStore | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self.executor = executor
+        self.source = source
+        self.metrics = metrics or Metrics()
+        if store is None:
+            store = (
+                LocalObjectStore()
+                if cfg.is_local
+                else S3ObjectStore(sse_kms_key_id=cfg.storage.kms_key_id or None)
+            )
+        self.store = store
+        self.log = get_logger(component="controller")
+        self._in_flight: dict[str, Message] = {}
+        self._in_flight_lock = threading.Lock()
+        self._table_dirty = threading.Event()
+        self._runnable_flagged: set[str] = set()
+        self.stopping = threading.Event()
+        reference_root = f"s3://{cfg.storage.reference_bucket}" if cfg.storage.reference_bucket else ""
+        self._reference_root = "" if cfg.is_local else reference_root
+
+    # -- events -------------------------------------------------------------------------------------
+    def poll(self, max_messages: int = 10) -> PollResult:
+        """Receive one batch of messages, record their events, acknowledge what was committed."""
+        result = PollResult()
+        if self.stopping.is_set():
+            return result
+        if self.source is None:
+            return result
+        messages = self.source.receive(max_messages)
+        result.received = len(messages)
+        done: list[Message] = []
+        left: list[Message] = []
+        with self._in_flight_lock:
+            for m in messages:
+                self._in_flight[m.message_id] = m
+        try:
+            for msg in messages:
+                if self.handle_message(msg):
+                    done.append(msg)
+                else:
+                    left.append(msg)
+            if done:
+                # Only now: every event of these messages is committed in the ledger.
+                self.source.ack(done)
+        finally:
+            with self._in_flight_lock:
+                for m in messages:
+                    self._in_flight.pop(m.message_id, None)
+            release = getattr(self.source, "release", None)
+            if release and left:
+                release(left)
+        result.acked, result.left = len(done), len(left)
+        self.metrics.loop_ok("poll")
+        return result
+
+    def extend_in_flight(self) -> None:
+        """Keep messages being processed invisible (a slow ledger or S3 must not cause a redelivery)."""
+        with self._in_flight_lock:
+            msgs = list(self._in_flight.values())
+        if msgs and self.source is not None:
+            self.source.extend(msgs, self.cfg.queue.visibility_timeout)
+
+    def handle_message(self, msg: Message) -> bool:
+        """True when the message can be deleted (all of its events are committed or deliberately ignored)."""
+        try:
+            parsed = parse_message(msg.body)
+        except MalformedMessage as exc:
+            self.metrics.events.labels(outcome="malformed").inc()
+            self.log.warning(
+                "event.malformed",
+                message_id=msg.message_id,
+                receive_count=msg.receive_count,
+                reason=str(exc),
+                body_prefix=msg.body[:200],
+            )
+            return False
+        if parsed.test_event:
+            self.metrics.events.labels(outcome="test_event").inc()
+            self.log.info("event.test_event", message_id=msg.message_id)
+            return True
+        if parsed.ignored_records:
+            self.metrics.events.labels(outcome="ignored").inc(parsed.ignored_records)
+        for ev in parsed.events:
+            try:
+                self.handle_event(ev)
+            except (WorkerError, OSError) as exc:
+                # The object store is unreachable or the ledger could not commit: leave the message for a
+                # redelivery instead of losing the event.
+                self.log.error("event.failed", key=ev.key, bucket=ev.bucket, error=str(exc))
+                return False
+        return True
+
+    def _in_inbox(self, ev: ObjectEvent) -> bool:
+        if self.cfg.is_local:
+            return True
+        prefix = self.cfg.storage.inbox_prefix
+        return ev.bucket == self.cfg.storage.inbox_bucket and ev.key.startswith(prefix)
+
+    def handle_event(self, ev: ObjectEvent) -> str:
+        """Record one object event; returns the outcome label counted."""
+        kind = ev.kind
+        outcome: str
+        if not self._in_inbox(ev) or kind is ObjectKind.OTHER:
+            outcome = "ignored"
+            self.log.info(
+                "event.ignored", bucket=ev.bucket, key=ev.key, reason="not a BAM/CRAM/index in the inbox"
+            )
+        elif kind is ObjectKind.INDEX:
+            self.ledger.record_index(ev.bucket, ev.key, ev.identity_version)
+            outcome = "index_recorded"
+            self.log.info("event.index_recorded", bucket=ev.bucket, key=ev.key)
+        elif self.ledger.run_exists(ev.bucket, ev.key, ev.identity_version):
+            outcome = "duplicate"
+            self.log.info("event.duplicate", bucket=ev.bucket, key=ev.key, etag=ev.etag)
+        else:
+            outcome = self._accept(ev)
+        self.metrics.events.labels(outcome=outcome).inc()
+        return outcome
+
+    def _index_present(self, ev: ObjectEvent) -> bool:
+        candidates = index_candidates(ev.key)
+        if self.ledger.has_index(ev.bucket, candidates):
+            return True
+        for key in candidates:
+            try:
+                loc = (
+                    Location.file(str(parse_location(ev.bucket, allow_prefix=True).join(key)))
+                    if self.cfg.is_local
+                    else Location.s3(ev.bucket, key)
+                )
+            except LocationError:
+                continue
+            if self.store.head(loc) is not None:
+                return True
+        return False
+
+    def plan_context(self, key: str) -> PlanContext:
+        opts = self.cfg.pipeline.for_key(key)
+        opts = replace(
+            opts,
+            target_bed=resolve_path(opts.target_bed, reference_root=self._reference_root),
+            reference_fasta=resolve_path(opts.reference_fasta, reference_root=self._reference_root),
+        )
+        return PlanContext(
+            inbox_root=self.cfg.inbox_root,
+            results_root=self.cfg.results_root,
+            pipeline=opts,
+            tiers=self.cfg.tiers,
+            pipeline_version=__version__,
+            local=self.cfg.is_local,
+        )
+
+    def _accept(self, ev: ObjectEvent) -> str:
+        try:
+            index_present = self._index_present(ev)
+        except LocationError:
+            index_present = False
+        obj = InputObject(
+            bucket=ev.bucket,
+            key=ev.key,
+            size=ev.size,
+            etag=ev.etag,
+            version_id=ev.version_id,
+            index_present=index_present,
+            event_time=ev.event_time,
+        )
+        inbox_rel = ev.key
+        if not self.cfg.is_local and self.cfg.storage.inbox_prefix:
+            inbox_rel = ev.key[len(self.cfg.storage.inbox_prefix) :].lstrip("/")
+        try:
+            plan = plan_run(obj, self.plan_context(inbox_rel))
+        except PlanError as exc:
+            run_id = run_id_for(ev.bucket, ev.key, ev.identity_version)
+            try:
+                uri = object_uri(obj, local=self.cfg.is_local)
+            except (PlanError, LocationError):
+                uri = f"{ev.bucket}/{ev.key}"
+            if self.ledger.create_rejected(run_id, obj, sample_name(ev.key), uri, str(exc)):
+                self.log.warning("event.rejected", run_id=run_id, key=ev.key, reason=str(exc))
+            return "ignored"
+        if not self.ledger.create_run(obj, plan):
+            self.log.info("event.duplicate", run_id=plan.run_id, key=ev.key)
+            return "duplicate"
+        self.metrics.runs.labels(outcome="created").inc()
+        self.log.info(
+            "run.created",
+            run_id=plan.run_id,
+            sample=plan.sample,
+            key=ev.key,
+            size=ev.size,
+            steps=[j.step for j in plan.jobs],
+        )
+        return "accepted"
+
+    # -- submission ---------------------------------------------------------------------------------
+    def submit_ready(self, limit: int = 500) -> int:
+        """Submit every planned job whose upstream jobs have ids. Returns the number submitted."""
+        submitted = 0
+        for run_id in self.ledger.runs_with_unsubmitted_jobs(limit=limit):
+            if self.stopping.is_set() and not self.cfg.is_local:
+                break
+            try:
+                submitted += self._submit_run(run_id)
+            except ExecutorError as exc:
+                self.log.error("job.submit_failed", run_id=run_id, error=str(exc))
+                break  # back off until the next pass; intents stay and are resolved by name
+        return submitted
+
+    def _submit_run(self, run_id: str) -> int:
+        jobs = {j.step: j for j in self.ledger.jobs_for_run(run_id)}
+        count = 0
+        for step in ("index", "alignstats", "summary"):
+            job = jobs.get(step)
+            if job is None or job.state not in (PLANNED, INTENT):
+                continue
+            spec = job.job_spec
+            upstream = [jobs[d] for d in spec.depends_on if d in jobs]
+            if any(u.state in (FAILED, LOST, CANCELLED) for u in upstream):
+                return count
+            if any(u.job_id is None for u in upstream):
+                return count  # wait for the upstream submission
+            log = self.log.bind(run_id=run_id, step=step, job_name=job.name)
+            if job.state == INTENT:
+                # A crash may have happened between SubmitJob and recording its id: look before resubmitting.
+                found = self.executor.find_by_name(job.name)
+                if found is not None:
+                    self.ledger.mark_submitted(run_id, step, found.job_id)
+                    jobs[step] = replace(job, state="SUBMITTED", job_id=found.job_id)
+                    log.info("job.intent_resolved", job_id=found.job_id)
+                    self.metrics.submissions.labels(step=step, outcome="recovered").inc()
+                    continue
+            else:
+                self.ledger.mark_intent(run_id, step)
+            ids = {s: j.job_id for s, j in jobs.items() if j.job_id}
+            request = SubmitRequest(
+                name=job.name,
+                step=step,
+                command=tuple(render_command(spec.command, ids)),
+                # Only upstream jobs that have not finished: Batch forgets finished jobs after a day, and a
+                # retried run reuses succeeded steps whose ids may be gone.
+                depends_on=tuple(u.job_id for u in upstream if u.job_id and u.state != SUCCEEDED),
+                vcpus=spec.vcpus,
+                memory_mib=spec.memory_mib,
+                timeout_seconds=spec.timeout_seconds,
+                tags=spec.tags,
+            )
+            try:
+                job_id = self.executor.submit(request)
+            except ExecutorError:
+                self.metrics.submissions.labels(step=step, outcome="error").inc()
+                raise
+            self.ledger.mark_submitted(run_id, step, job_id)
+            jobs[step] = replace(job, state="SUBMITTED", job_id=job_id)
+            self.metrics.submissions.labels(step=step, outcome="submitted").inc()
+            log.info("job.submitted", job_id=job_id, depends_on=list(request.depends_on))
+            count += 1
+        return count
+
+    # -- reconcile ----------------------------------------------------------------------------------
+    def reconcile(self) -> int:
+        """Bring job states in the ledger up to date with the executor; finish runs. Returns changes."""
+        active = [j for j in self.ledger.jobs_in_states(BATCH_ACTIVE) if j.job_id]
+        if not active:
+            self._flush_table()
+            self.metrics.loop_ok("reconcile")
+            return 0
+        statuses = self.executor.describe([j.job_id for j in active if j.job_id])
+        changed_runs: set[str] = set()
+        changes = 0
+        now = time.time()
+        for job in active:
+            status = statuses.get(job.job_id or "")
+            if status is None:
+                if now - (job.submitted_at or now) < self.executor.missing_grace_seconds:
+                    continue
+                if self._resolve_missing(job):
+                    changed_runs.add(job.run_id)
+                    changes += 1
+                continue
+            if self._apply_status(job, status):
+                changes += 1
+                if status.state in ("SUCCEEDED", "FAILED"):
+                    changed_runs.add(job.run_id)
+        for run_id in changed_runs:
+            self._evaluate_run(run_id)
+        self._flush_table()
+        self.metrics.loop_ok("reconcile")
+        return changes
+
+    def _apply_status(self, job: JobRow, status: JobStatus) -> bool:
+        changed = self.ledger.update_job(
+            job.run_id,
+            job.step,
+            state=status.state,
+            exit_code=status.exit_code,
+            reason=status.reason,
+            log_stream=status.log_stream,
+            started_at=status.started_at,
+            stopped_at=status.stopped_at,
+        )
+        if not changed:
+            return False
+        log = self.log.bind(run_id=job.run_id, step=job.step, job_id=job.job_id)
+        if status.state == "SUCCEEDED":
+            self.metrics.completions.labels(step=job.step, outcome="succeeded").inc()
+            if status.started_at and status.stopped_at:
+                self.metrics.job_duration.labels(step=job.step).observe(
+                    max(0.0, status.stopped_at - status.started_at)
+                )
+            log.info("job.succeeded", log_stream=status.log_stream)
+        elif status.state == "FAILED":
+            self.metrics.completions.labels(step=job.step, outcome="failed").inc()
+            if status.started_at and status.stopped_at:
+                self.metrics.job_duration.labels(step=job.step).observe(
+                    max(0.0, status.stopped_at - status.started_at)
+                )
+            log.warning(
+                "job.failed", exit_code=status.exit_code, reason=status.reason, log_stream=status.log_stream
+            )
+        else:
+            log.info("job.state", state=status.state)
+        return True
+
+    def _outputs_exist(self, job: JobRow) -> bool:
+        outputs = job.job_spec.outputs
+        if not outputs:
+            return False
+        try:
+            return all(self.store.head(parse_location(uri)) is not None for uri in outputs)
+        except (WorkerError, LocationError):
+            return False
+
+    def _resolve_missing(self, job: JobRow) -> bool:
+        """The executor no longer knows this job: decide from its outputs, never poll it forever."""
+        log = self.log.bind(run_id=job.run_id, step=job.step, job_id=job.job_id)
+        if self._outputs_exist(job):
+            self.ledger.update_job(job.run_id, job.step, state=SUCCEEDED, reason="resolved by its outputs")
+            self.metrics.completions.labels(step=job.step, outcome="succeeded").inc()
+            log.info("job.resolved_by_outputs")
+            return True
+        if self.executor.requeue_missing:
+            self.ledger.requeue_job(job.run_id, job.step)
+            log.warning("job.requeued", reason="executor does not know the job (controller restarted)")
+            return False
+        self.ledger.update_job(
+            job.run_id, job.step, state=LOST, reason="job unknown to the executor, no outputs"
+        )
+        self.metrics.completions.labels(step=job.step, outcome="lost").inc()
+        log.error("job.lost")
+        return True
+
+    def _evaluate_run(self, run_id: str) -> None:
+        run = self.ledger.get_run(run_id)
+        if run is None or run.state != RUN_ACTIVE:
+            return
+        jobs = self.ledger.jobs_for_run(run_id)
+        bad = [j for j in jobs if j.state in (FAILED, LOST)]
+        log = self.log.bind(run_id=run_id, sample=run.sample)
+        if bad:
+            first = bad[0]
+            reason = f"{first.step} {first.state.lower()}: {first.reason or ''}".strip()
+            if first.exit_code is not None:
+                reason += f" (exit {first.exit_code})"
+            pending = [j for j in jobs if j.state not in JOB_TERMINAL]
+            if pending:
+                ids = [j.job_id for j in pending if j.job_id]
+                if ids:
+                    try:
+                        self.executor.cancel(ids, f"upstream {first.step} failed")
+                    except ExecutorError as exc:
+                        log.warning("job.cancel_failed", error=str(exc))
+                for j in pending:
+                    self.ledger.update_job(
+                        run_id, j.step, state=CANCELLED, reason=f"upstream {first.step} failed"
+                    )
+            if self.ledger.finish_run(run_id, RUN_FAILED, reason):
+                self.metrics.runs.labels(outcome="failed").inc()
+                log.error("run.failed", reason=reason, log_stream=first.log_stream, key=run.key)
+            return
+        if jobs and all(j.state == SUCCEEDED for j in jobs):
+            try:
+                row = json.loads(self.store.read_bytes(parse_location(run.row_uri or "")))
+                if not isinstance(row, dict):
+                    raise ValueError("row is not a JSON object")
+            except (WorkerError, LocationError, ValueError) as exc:
+                if self.ledger.finish_run(run_id, RUN_FAILED, f"summary row unreadable: {exc}"):
+                    self.metrics.runs.labels(outcome="failed").inc()
+                    log.error("run.failed", reason=f"summary row unreadable: {exc}")
+                return
+            now = time.time()
+            self.ledger.record_output(run_id, "row", run.row_uri or "")
+            for j in jobs:
+                if j.step == "index":
+                    self.ledger.record_output(run_id, "index", j.job_spec.outputs[0])
+            self.ledger.upsert_result(run.inbox_key, run_id, now, row)
+            self._table_dirty.set()
+            if self.ledger.finish_run(run_id, RUN_SUCCEEDED):
+                self.metrics.runs.labels(outcome="succeeded").inc()
+                self.metrics.input_bytes.inc(run.size)
+                summary = next((j for j in jobs if j.step == "summary"), None)
+                written = (summary.stopped_at if summary and summary.stopped_at else None) or now
+                if run.event_time:
+                    self.metrics.end_to_end.observe(max(0.0, written - run.event_time))
+                log.info("run.succeeded", report=run.report_uri, row=run.row_uri, key=run.key)
+
+    def _flush_table(self) -> None:
+        if not self._table_dirty.is_set():
+            return
+        self._table_dirty.clear()
+        try:
+            csv_uri, jsonl_uri = write_table(self.store, self.cfg.results_root, self.ledger.result_rows())
+            self.log.info("table.written", csv=csv_uri, jsonl=jsonl_uri)
+        except (WorkerError, LocationError) as exc:
+            self._table_dirty.set()
+            self.log.error("table.write_failed", error=str(exc))
+
+    def rebuild_table(self) -> None:
+        self._table_dirty.set()
+        self._flush_table()
+
+    # -- watchdogs and gauges -----------------------------------------------------------------------
+    def check_runnable(self) -> None:
+        now = time.time()
+        runnable = self.ledger.jobs_in_states(["RUNNABLE"])
+        oldest = min((j.updated_at for j in runnable), default=None)
+        self.metrics.oldest_runnable.set(max(0.0, now - oldest) if oldest else 0.0)
+        limit = self.cfg.batch.runnable_alarm_seconds
+        for job in runnable:
+            key = f"{job.job_id}"
+            if now - job.updated_at > limit and key not in self._runnable_flagged:
+                self._runnable_flagged.add(key)
+                self.log.warning(
+                    "job.runnable_too_long",
+                    run_id=job.run_id,
+                    step=job.step,
+                    job_id=job.job_id,
+                    seconds=int(now - job.updated_at),
+                    hint="check the compute environment's max vCPUs, instance types and the job's resources",
+                )
+        self.metrics.loop_ok("runnable")
+
+    def refresh_gauges(self) -> None:
+        counts = self.ledger.job_counts()
+        for state in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
+            self.metrics.jobs.labels(state=state).set(counts.get(state, 0))
+        try:
+            depth = self.source.depth() if self.source is not None else {}
+            for (queue, kind), value in depth.items():
+                self.metrics.queue_messages.labels(queue=queue, kind=kind).set(value)
+        except Exception as exc:  # a gauge refresh must never take the daemon down
+            self.log.warning("gauges.queue_depth_failed", error=str(exc))
+            return
+        self.metrics.loop_ok("gauges")
+
+    # -- operator actions ---------------------------------------------------------------------------
+    def cancel_run(self, run_id: str, reason: str = "cancelled by operator") -> bool:
+        jobs = self.ledger.jobs_for_run(run_id)
+        ids = [j.job_id for j in jobs if j.job_id and j.state not in JOB_TERMINAL]
+        if ids:
+            self.executor.cancel(ids, reason)
+        for j in jobs:
+            if j.state not in JOB_TERMINAL:
+                self.ledger.update_job(run_id, j.step, state=CANCELLED, reason=reason)
+        return self.ledger.finish_run(run_id, RUN_CANCELLED, reason)
+
+    def status_line(self) -> str:
+        runs = self.ledger.run_counts()
+        jobs = self.ledger.job_counts()
+        running = sum(jobs.get(s, 0) for s in BATCH_ACTIVE)
+        return (
+            f"runs active={runs['active']} succeeded={runs['succeeded']} failed={runs['failed']} "
+            f"rejected={runs['rejected']}; jobs in flight={running}"
+        )
+
+    def idle(self) -> bool:
+        """Nothing left to do: no unsubmitted or in-flight jobs (used by --once)."""
+        counts = self.ledger.job_counts()
+        busy = sum(counts.get(s, 0) for s in (PLANNED, INTENT, *BATCH_ACTIVE))
+        return busy == 0 and self.executor.active_count() == 0
+
+    def in_flight_messages(self) -> Sequence[Message]:
+        with self._in_flight_lock:
+            return list(self._in_flight.values())
+
+    def describe(self) -> dict[str, Any]:
+        return {"runs": self.ledger.run_counts(), "jobs": self.ledger.job_counts()}

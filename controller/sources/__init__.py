@@ -1,0 +1,1 @@
+"""Event sources: where inbox notifications come from (SQS in AWS mode, a watched directory locally)."""
