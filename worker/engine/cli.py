@@ -1,0 +1,294 @@
+"""`alignbatch-alignstats`: the alignstats v0.11 command line, messages and exit codes, on our engine.
+
+Option parsing follows the tool's POSIX getopt string `ACDF:MOP:T:UWb:f:hi:j:m:n:o:pq:r:t:v` with GNU
+permutation; numbers are parsed like C `strtol(.., 10)` and cast like the tool (uint8/uint16), so odd
+values behave the same (`-F 0x400` is 0, `-q 300` is 44). Extras (ours, outside the tool's option space so
+they never change its behaviour): `--format json|tsv`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from worker.engine.bed import BedFile, parse_bed, strtol
+from worker.engine.errors import BadInputError, EngineError, ToolError
+from worker.exitcodes import ExitCode
+
+VERSION = "0.11"
+# The banner is part of the compatibility contract (golden/cli_help.stderr.txt), so it names the HTSlib
+# the reference build used rather than pysam's bundled one.
+BANNER = f"AlignStats v{VERSION} (using HTSlib 1.16)"
+OPTSTRING = "ACDF:MOP:T:UWb:f:hi:j:m:n:o:pq:r:t:v"
+
+USAGE = """\
+Usage: alignstats [-i INPUT] [-j FORMAT] [-o OUTPUT]
+                  [-h] [-v] [-n NUMREADS] [-p] [-P INT]
+                  [-r REGIONS] [-t TARGET] [-m COVMASK] [-T REFFASTA]
+                  [-q INT] [-f INT] [-F INT] [-b INT]
+                  [-D] [-M] [-O] [-U] [-A] [-C] [-W]
+
+Runtime options:
+    -h          Print usage information.
+    -v          Print verbose runtime information output to stderr.
+    -n INT      Maximum number of records to keep in memory.
+    -p          Use separate threads for reading and processing records
+                (requires builtin pthread support).
+    -P INT      Number of HTSlib decompression threads to spawn.
+
+File options:
+    -i INPUT    Read INPUT as the input SAM, BAM, or CRAM file (stdin). Input
+                must be coordinate-sorted for accurate results.
+    -j FORMAT   Specify file format of input alignment file ("sam", "bam", or
+                "cram" available, default guessed from filename or "sam").
+    -o OUTPUT   Write report to OUTPUT (stdout).
+    -r REGIONS  File in BED format listing which regions to process. By
+                default, all available records are processed. This option
+                requires the alignment file to be indexed.
+    -t TARGET   File in BED format listing capture coverage regions. Required
+                if capture coverage statistics are enabled.
+    -m COVMASK  File in BED format listing regions of N bases in reference.
+                Coverage counts will be suppressed for these regions.
+    -T REFFASTA Indexed FASTA reference file for CRAM input alignment.
+
+Processing options:
+    -q INT      Only process records with minimum mapping quality of INT.
+    -f INT      Only process records with all bits in INT set in FLAG.
+    -F INT      Only process records with none of bits in INT set in FLAG.
+    -b INT      Filter bases with base quality below INT from coverage
+                statistics.
+
+Reporting options:
+    -D          Disable excluding duplicate reads from coverage statistics.
+    -M          Enable excluding overlapping bases in paired-end reads by
+                determining overlapping bases from MC tag.
+    -O          Enable excluding overlapping bases in paired-end reads from
+                first read in coordinate-sorted order from coverage statistics.
+    -U          Disable processing unplaced unmapped reads (CHROM "*") when
+                using the -r option.
+    -A          Disable reporting alignment statistics.
+    -C          Disable reporting capture coverage statistics.
+    -W          Disable reporting whole genome coverage statistics.
+"""
+
+PROG = "alignstats"  # getopt messages name the tool as the real one does
+
+
+class UsageExit(Exception):
+    def __init__(self, code: int, message: str | None = None) -> None:
+        super().__init__(message or "")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Options:
+    input: str = "-"
+    format: str | None = None
+    output: str | None = None
+    verbose: bool = False
+    max_records: int = 16384
+    threaded: bool = False
+    hts_threads: int = 1
+    regions: str | None = None
+    targets: str | None = None
+    mask: str | None = None
+    reference: str | None = None
+    min_mapq: int = 0
+    required_flags: int = 0
+    excluded_flags: int = 0
+    min_baseq: int = 0
+    keep_dups: bool = False
+    overlap_mc: bool = False
+    overlap_pos: bool = False
+    skip_unplaced: bool = False
+    alignment: bool = True
+    capture: bool = True
+    wgs: bool = True
+    report_format: str = "json"
+    warnings: list[str] = field(default_factory=list)
+
+
+def _int_arg(text: str) -> int:
+    value, _ = strtol(text.encode("utf-8", "surrogateescape"), 0)
+    return value
+
+
+def _flag_arg(opt: str, text: str, warnings: list[str]) -> int:
+    value = _int_arg(text) & 0xFFFF
+    if value > 4095:
+        warnings.append(f"[AlignStats WARNING] Invalid -{opt} value {value}, using 0.")
+        return 0
+    return value
+
+
+def getopt(argv: Sequence[str], optstring: str) -> list[tuple[str, str | None]]:
+    """GNU getopt with permutation; raises UsageExit(1, message) like the C tool on bad options."""
+    takes_arg = {c for i, c in enumerate(optstring) if c != ":" and optstring[i + 1 : i + 2] == ":"}
+    known = {c for c in optstring if c != ":"}
+    out: list[tuple[str, str | None]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            break
+        if not arg.startswith("-") or arg == "-":
+            continue  # non-option arguments are ignored by alignstats
+        j = 1
+        while j < len(arg):
+            c = arg[j]
+            j += 1
+            if c not in known:
+                raise UsageExit(1, f"{PROG}: invalid option -- '{c}'")
+            if c in takes_arg:
+                if j < len(arg):
+                    out.append((c, arg[j:]))
+                elif i < len(argv):
+                    out.append((c, argv[i]))
+                    i += 1
+                else:
+                    raise UsageExit(1, f"{PROG}: option requires an argument -- '{c}'")
+                break
+            out.append((c, None))
+    return out
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    opts = Options()
+    rest: list[str] = []
+    i = 0
+    # our extra (long option, never a valid alignstats argument)
+    while i < len(argv):
+        a = argv[i]
+        if a == "--format" or a.startswith("--format="):
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in a else 2
+            if value not in ("json", "tsv"):
+                raise UsageExit(int(ExitCode.USAGE), f"{PROG}: --format must be json or tsv, not {value!r}")
+            opts.report_format = value
+            continue
+        rest.append(a)
+        i += 1
+    if not rest:
+        raise UsageExit(1)
+    for c, v in getopt(rest, OPTSTRING):
+        val = v or ""
+        match c:
+            case "A":
+                opts.alignment = False
+            case "C":
+                opts.capture = False
+            case "W":
+                opts.wgs = False
+            case "D":
+                opts.keep_dups = True
+            case "M":
+                opts.overlap_mc = True
+            case "O":
+                opts.overlap_pos = True
+            case "U":
+                opts.skip_unplaced = True
+            case "p":
+                opts.threaded = True
+            case "v":
+                opts.verbose = True
+            case "h":
+                raise UsageExit(0)
+            case "i":
+                opts.input = val
+            case "j":
+                opts.format = val
+            case "o":
+                opts.output = val
+            case "r":
+                opts.regions = val
+            case "t":
+                opts.targets = val
+            case "m":
+                opts.mask = val
+            case "T":
+                opts.reference = val
+            case "q":
+                opts.min_mapq = _int_arg(val) & 0xFF
+            case "b":
+                opts.min_baseq = _int_arg(val) & 0xFF
+            case "P":
+                opts.hts_threads = _int_arg(val) & 0xFF
+            case "f":
+                opts.required_flags = _flag_arg("f", val, opts.warnings)
+            case "F":
+                opts.excluded_flags = _flag_arg("F", val, opts.warnings)
+            case "n":
+                n = _int_arg(val)
+                if n < 16384:
+                    # the tool's own warning names -r here
+                    opts.warnings.append(
+                        "[AlignStats WARNING] Invalid value for -r, using default value of 16384."
+                    )
+                    n = 16384
+                opts.max_records = n
+    return opts
+
+
+def declared_format(opts: Options) -> str:
+    if opts.format:
+        f = opts.format[:4].lower()
+        if f in ("sam", "bam", "cram"):
+            return f
+    name = opts.input
+    if name == "-":
+        return "sam"
+    if name.endswith("bam"):
+        return "bam"
+    if name.endswith("cram"):
+        return "cram"
+    if name.endswith("sam"):
+        return "sam"
+    opts.warnings.append(
+        f'[AlignStats WARNING] Unrecognized file extension for input file "{name}", opening as SAM file.'
+    )
+    return "sam"
+
+
+def _read_bed(path: str, kind: str, header, empty_message: str) -> BedFile:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ToolError(f'[AlignStats ERROR] Failed to open {kind} file "{path}".', f"{exc.strerror}") from None
+    bed = parse_bed(path, data, header.name_to_tid, list(header.lengths))
+    for w in bed.warnings:
+        print(w, file=sys.stderr)
+    if not bed.lines:
+        raise ToolError(f"[AlignStats ERROR] {empty_message}")
+    return bed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        opts = parse_args(args)
+    except UsageExit as exc:
+        if exc.message:
+            print(exc.message, file=sys.stderr)
+        if exc.code in (0, 1):
+            sys.stderr.write(BANNER + "\n" + USAGE)
+        return exc.code
+    from worker.engine.run import run
+
+    try:
+        return run(opts)
+    except EngineError as exc:
+        sys.stderr.write("\n".join(exc.lines) + "\n")
+        sys.stderr.flush()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return int(ExitCode.INTERRUPTED_SIGINT)
+    except BrokenPipeError:
+        os._exit(1)
+
+
+__all__ = ["BadInputError", "Options", "main", "parse_args"]

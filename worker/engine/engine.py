@@ -1,0 +1,240 @@
+"""The driver: feeds record bytes to the kernel, handles chromosome boundaries, returns accumulators.
+
+Per-chromosome work is separable: a chromosome's coverage is tallied into histograms as soon as the
+input moves on, so the only memory that scales with the genome is the one depth array (4 bytes x the
+longest contig + 1; the extra word reproduces alignstats' one-past-the-end read, Q9).
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.engine import kernel as k
+from worker.engine.accumulators import Accumulators
+from worker.engine.bed import BedFile
+from worker.engine.errors import BadInputError
+from worker.engine.source import Header
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    min_mapq: int = 0
+    required_flags: int = 0
+    excluded_flags: int = 0
+    min_baseq: int = 0
+    alignment: bool = True
+    wgs: bool = True
+    capture: bool = False
+    keep_dups: bool = False
+    overlap: int = k.OVERLAP_NONE
+    targets: BedFile | None = None
+    mask: BedFile | None = None
+
+    @property
+    def coverage(self) -> bool:
+        return self.wgs or self.capture
+
+
+def prefetch(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+    """Run the producer (decompression, zlib releases the GIL) in a thread, one chunk ahead or more."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            q.put(exc)
+
+    t = threading.Thread(target=produce, name="bgzf-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
+class Engine:
+    """Processes one stream of records (one whole input, or one part of a split run)."""
+
+    def __init__(
+        self,
+        config: EngineConfig,
+        header: Header,
+        input_path: str,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.header = header
+        self.input_path = input_path
+        self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.acc = Accumulators()
+        n_ref = len(header.lengths)
+        longest = max(header.lengths) if header.lengths else 0
+        self.depth = np.zeros(longest + 1 if config.coverage else 1, dtype=np.uint32)
+        self.params = k.new_params()
+        p = self.params
+        p[k.P_MINQ] = config.min_mapq
+        p[k.P_REQ_FLAGS] = config.required_flags
+        p[k.P_EXCL_FLAGS] = config.excluded_flags
+        p[k.P_MIN_BASEQ] = config.min_baseq
+        p[k.P_DO_ALN] = int(config.alignment)
+        p[k.P_DO_COV] = int(config.coverage)
+        p[k.P_DO_CAP] = int(config.capture)
+        p[k.P_KEEP_DUPS] = int(config.keep_dups)
+        p[k.P_OVERLAP] = config.overlap
+        self.state = k.new_state()
+        self.len_hist = np.zeros((3, k.LEN_HIST_SIZE), dtype=np.int64)
+        self.ins_hist = np.zeros(k.INS_HIST_SIZE, dtype=np.int64)
+        self.ov = np.zeros((k.OV_CAPACITY, 2), dtype=np.int64)
+        self.scratch = k.new_scratch()
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        self.targets = config.targets.by_tid(n_ref) if config.targets else [empty] * n_ref
+        self.any_targets = bool(config.targets and len(config.targets))
+        self.mask = config.mask.by_tid(n_ref) if config.mask else [empty] * n_ref
+        self._warned = False
+
+    # --- main loop ----------------------------------------------------------------------------------
+    def feed(self, chunks: Iterator[bytes]) -> None:
+        carry = b""
+        for chunk in chunks:
+            data = carry + chunk if carry else chunk
+            buf = np.frombuffer(data, dtype=np.uint8)
+            off = 0
+            n = buf.shape[0]
+            while True:
+                status, off = k.process_records(
+                    buf,
+                    off,
+                    n,
+                    self.params,
+                    self.state,
+                    self.acc.counts,
+                    self.acc.aln,
+                    self.len_hist,
+                    self.ins_hist,
+                    self.ov,
+                    self.depth,
+                    self.scratch,
+                )
+                if status == k.NEED_MORE:
+                    break
+                if status == k.CHROM_CHANGE:
+                    self._change_chromosome(int(self.state[k.S_NEW_TID]))
+                elif status == k.OVERFLOW_FULL:
+                    self._drain_overflow()
+            carry = data[off:]
+            self._check_order_warning()
+        if carry:
+            raise BadInputError(
+                self.input_path,
+                f"truncated BAM: the data ends inside a record ({len(carry)} bytes left over)",
+                "upload the complete file again",
+            )
+        self._check_order_warning()
+
+    def finish(self) -> Accumulators:
+        """Finish the current chromosome and return the accumulated results."""
+        if self.config.coverage and self.state[k.S_CUR_TID] >= 0:
+            self._finish_chromosome(int(self.state[k.S_CUR_TID]))
+            self.state[k.S_CUR_TID] = -1
+        self._drain_overflow()
+        for g in range(3):
+            self.acc.read_length[g].add_dense(self.len_hist[g])
+        self.acc.insert_size.add_dense(self.ins_hist)
+        self.len_hist[:] = 0
+        self.ins_hist[:] = 0
+        return self.acc
+
+    def _check_order_warning(self) -> None:
+        if self._warned or not self.state[k.S_WARNED]:
+            return
+        self._warned = True
+        s = self.state
+        if s[k.S_WARN_KIND] == 1:
+            detail = f"tid {s[k.S_WARN_TID]}, pos {s[k.S_WARN_PREV]} > {s[k.S_WARN_CUR]}"
+        else:
+            detail = f"tid {s[k.S_WARN_PREV]} > {s[k.S_WARN_CUR]}"
+        self.warn(
+            "[AlignStats WARNING] Record not in coordinate-sorted order. Results may not be accurate: " + detail
+        )
+
+    def _drain_overflow(self) -> None:
+        n = int(self.state[k.S_OV_N])
+        for kind, value in self.ov[:n].tolist():
+            if kind == k.OV_KIND_INSERT:
+                self.acc.insert_size.add(value)
+            else:
+                self.acc.read_length[kind].add(value & ((1 << 64) - 1))
+        self.state[k.S_OV_N] = 0
+
+    # --- chromosomes --------------------------------------------------------------------------------
+    def _change_chromosome(self, new_tid: int) -> None:
+        cur = int(self.state[k.S_CUR_TID])
+        if cur >= 0:
+            self._finish_chromosome(cur)
+        self.state[k.S_CUR_TID] = new_tid
+        self.state[k.S_CUR_LEN] = 0
+        if 0 <= new_tid < len(self.header.lengths):
+            self._start_chromosome(new_tid)
+
+    def _start_chromosome(self, tid: int) -> None:
+        length = self.header.lengths[tid]
+        self.state[k.S_CUR_LEN] = length
+        self.depth[:length] = 0
+        self.acc.genome_bases += length
+        if not self.config.capture:
+            return
+        ts, te = self.targets[tid]
+        on_t, on_b = k.set_target_bits(self.depth, length, ts, te)
+        ms, me = self.mask[tid]
+        for s, e in zip(ms.tolist(), me.tolist(), strict=True):
+            mt, mb = k.count_states(self.depth, s, min(e, length))
+            on_t -= mt
+            on_b -= mb
+        self.acc.bases_on_target += on_t
+        self.acc.bases_on_buffer += on_b
+
+    def _finish_chromosome(self, tid: int) -> None:
+        length = self.header.lengths[tid]
+        depth = self.depth
+        ms, me = self.mask[tid]
+        for s, e in zip(ms.tolist(), me.tolist(), strict=True):
+            if e >= s:
+                depth[s : min(e + 1, length)] = 0
+        if self.config.wgs:
+            hist = np.zeros(int(k.max_depth(depth, 0, length)) + 1, dtype=np.int64)
+            k.depth_histogram(depth, 0, length, hist)
+            self.acc.wgs_depth.add_dense(hist)
+        if self.config.capture:
+            ts, te = self.targets[tid]
+            if ts.shape[0]:
+                hist = np.zeros(int(k.max_depth(depth, 0, length)) + 1, dtype=np.int64)
+                hit, bhit = k.target_tally(depth, length, ts, te, hist)
+                self.acc.cap_depth.add_dense(hist)
+                self.acc.targets_hit += int(hit)
+                self.acc.target_buffers_hit += int(bhit)
+            if self.any_targets:
+                self.acc.high_coverage_non_target += int(k.high_coverage_non_target(depth, length, ts, te))

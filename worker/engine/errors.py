@@ -1,0 +1,36 @@
+"""The engine's two kinds of failure.
+
+`ToolError`: a situation where alignstats v0.11 itself stops; we print its exact stderr lines and use its
+exit code (1), so scripts that parse the real tool's behaviour keep working.
+`BadInputError`: where alignbatch deliberately differs from alignstats (damaged BAM, a BED line that would
+crash it): one clear line naming the file and the fix, exit 65 (ExitCode.BAD_INPUT).
+"""
+
+from __future__ import annotations
+
+from worker.exitcodes import ExitCode
+
+
+class EngineError(Exception):
+    exit_code: int = 1
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+class ToolError(EngineError):
+    """alignstats-compatible error: its messages, exit code 1."""
+
+    exit_code = 1
+
+
+class BadInputError(EngineError):
+    """Damaged or unsafe input that alignstats would silently mis-report or crash on."""
+
+    exit_code = int(ExitCode.BAD_INPUT)
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        super().__init__(f"[alignbatch-alignstats ERROR] {path}: {problem}; {fix}")
+        self.path = path
+        self.problem = problem

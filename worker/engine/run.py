@@ -1,0 +1,187 @@
+"""One alignstats run: validate options, open files in the tool's order, process, write the report.
+
+Also the programmatic entry points for split runs: `compute_part` processes some contigs of an indexed
+input into `Accumulators`, which `merge` + `render_report` turn into the same report as a whole run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from worker.engine import kernel as k
+from worker.engine.accumulators import Accumulators
+from worker.engine.bed import BedFile
+from worker.engine.cli import Options, _read_bed, declared_format
+from worker.engine.engine import Engine, EngineConfig, prefetch
+from worker.engine.errors import BadInputError, ToolError
+from worker.engine.report import ReportContext, build_report, render_json, render_tsv
+from worker.engine.source import Header, InputFile, Region
+
+
+def _info(opts: Options, message: str) -> None:
+    if opts.verbose:
+        print(f"[AlignStats INFO] {message}", file=sys.stderr, flush=True)
+
+
+def validate(opts: Options) -> None:
+    if not (opts.alignment or opts.capture or opts.wgs):
+        raise ToolError("[AlignStats ERROR] At least one of -A, -C, or -W must be unset.")
+    if opts.overlap_mc and opts.overlap_pos:
+        raise ToolError("[AlignStats ERROR] Options -M and -O cannot be set simultaneously.")
+    if opts.capture and not opts.targets:
+        raise ToolError("[AlignStats ERROR] No target file specified for capture statistics.")
+
+
+def open_input(opts: Options) -> InputFile:
+    fmt = declared_format(opts)
+    for w in opts.warnings:
+        print(w, file=sys.stderr)
+    opts.warnings.clear()
+    _info(opts, f'Opening input file "{opts.input}" as {fmt.upper()} file.')
+    if fmt == "cram" and not opts.reference:
+        raise ToolError("[AlignStats ERROR] No reference specified for input CRAM alignment file.")
+    inp = InputFile(opts.input, fmt, opts.reference, threads=opts.hts_threads)
+    assert inp.header is not None
+    if not inp.header.names:
+        inp.close()
+        raise ToolError("[AlignStats ERROR] No usable reference sequences in SAM header.")
+    return inp
+
+
+def load_beds(opts: Options, header: Header) -> tuple[BedFile | None, BedFile | None, BedFile | None]:
+    targets = mask = regions = None
+    if opts.capture and opts.targets:
+        targets = _read_bed(opts.targets, "target", header, "No usable targets in target file.")
+        for line in targets.lines:
+            if line.end < 0:
+                # alignstats would crash here (SIGSEGV, §4.7 / Q18); refuse with the line number instead.
+                raise BadInputError(
+                    opts.targets,
+                    f"line {line.line_number}: BED end coordinate parses as {line.end + 1} for contig "
+                    f"{line.contig} (alignstats would crash)",
+                    "fix the line to 'contig<TAB>start<TAB>end' with end > start and no leading whitespace",
+                )
+    if opts.mask:
+        mask = _read_bed(opts.mask, "coverage mask", header, "No usable targets in coverage mask file.")
+    if opts.regions:
+        regions = _read_bed(opts.regions, "regions", header, "No usable targets in regions file.")
+    return targets, mask, regions
+
+
+def engine_config(opts: Options, targets: BedFile | None, mask: BedFile | None) -> EngineConfig:
+    overlap = k.OVERLAP_MC if opts.overlap_mc else k.OVERLAP_POS if opts.overlap_pos else k.OVERLAP_NONE
+    return EngineConfig(
+        min_mapq=opts.min_mapq,
+        required_flags=opts.required_flags,
+        excluded_flags=opts.excluded_flags,
+        min_baseq=opts.min_baseq,
+        alignment=opts.alignment,
+        wgs=opts.wgs,
+        capture=opts.capture,
+        keep_dups=opts.keep_dups,
+        overlap=overlap,
+        targets=targets,
+        mask=mask,
+    )
+
+
+def report_context(opts: Options, inp_size: int, header: Header, targets, mask) -> ReportContext:
+    masked = 0
+    if mask is not None:
+        masked = (len(header.names) + sum(line.end - line.start for line in mask.lines)) & 0xFFFFFFFF
+    return ReportContext(
+        input_name=opts.input,
+        input_size=inp_size,
+        alignment=opts.alignment,
+        wgs=opts.wgs,
+        capture=opts.capture,
+        total_targets=len(targets.lines) if targets is not None else 0,
+        masked_bases=masked,
+    )
+
+
+def render_report(acc: Accumulators, ctx: ReportContext, fmt: str = "json") -> str:
+    pairs = build_report(acc, ctx)
+    return render_tsv(pairs) if fmt == "tsv" else render_json(pairs)
+
+
+def run(opts: Options) -> int:
+    _info(opts, f"Running AlignStats v{'0.11'}")
+    validate(opts)
+    inp = open_input(opts)
+    out_fh = None
+    created_output = False
+    try:
+        assert inp.header is not None
+        header = inp.header
+        if opts.output:
+            _info(opts, f'Opening output file "{opts.output}".')
+            try:
+                out_fh = open(opts.output, "w", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+            except OSError as exc:
+                raise ToolError(
+                    f'[AlignStats ERROR] Failed to open output file "{opts.output}".', f"{exc.strerror}"
+                ) from None
+            created_output = True
+        else:
+            print("[AlignStats WARNING] No output file specified, using stdout for report.", file=sys.stderr)
+        _info(opts, "Files opened successfully.")
+        targets, mask, regions = load_beds(opts, header)
+        if regions is not None:
+            inp.ensure_index()
+        config = engine_config(opts, targets, mask)
+        engine = Engine(config, header, opts.input)
+        _info(opts, "Start processing records.")
+        if regions is not None:
+            order = sorted(regions.lines, key=lambda line: line.tid)  # header order, file order within
+            chunks = inp.region_chunks(
+                [Region(line.tid, line.start, line.end) for line in order], unplaced=not opts.skip_unplaced
+            )
+        else:
+            chunks = inp.chunks()
+        engine.feed(prefetch(chunks))
+        acc = engine.finish()
+        _info(opts, "Finished processing records.")
+        ctx = report_context(opts, inp.size, header, targets, mask)
+        text = render_report(acc, ctx, opts.report_format)
+        _info(opts, "Writing report.")
+        if out_fh is not None:
+            out_fh.write(text)
+            out_fh.close()
+            out_fh = None
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        _info(opts, "Finished successfully.")
+        return 0
+    except BaseException:
+        if out_fh is not None:
+            out_fh.close()
+        if created_output and opts.output:
+            # never leave an empty or partial report behind for an uploader to pick up
+            try:
+                os.unlink(opts.output)
+            except OSError:
+                pass
+        raise
+    finally:
+        inp.close()
+
+
+def compute_part(
+    opts: Options, contigs: Sequence[int], unplaced: bool, *, input_file: InputFile | None = None
+) -> Accumulators:
+    """Accumulators for the records of `contigs` (+ the unplaced '*' records) of an indexed input."""
+    inp = input_file or open_input(opts)
+    try:
+        assert inp.header is not None
+        targets, mask, _ = load_beds(opts, inp.header)
+        inp.ensure_index()
+        engine = Engine(engine_config(opts, targets, mask), inp.header, opts.input)
+        engine.feed(inp.contig_chunks(contigs, unplaced))
+        return engine.finish()
+    finally:
+        if input_file is None:
+            inp.close()

@@ -1,0 +1,66 @@
+"""Histogram statistics exactly as alignstats computes them (ALIGNSTATS.md §4.9).
+
+Sums are uint64 in alignstats, so they are reduced modulo 2**64 here; the arithmetic on them is in C
+doubles, which Python floats reproduce operation by operation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class HistStats:
+    mean: float
+    median: int
+    mode: int
+    sd: float
+
+
+def _u64_to_double(v: int) -> float:
+    return float(v & U64)
+
+
+def hist_stats(items: list[tuple[int, int]], k: int | None = None, mid: int | None = None) -> HistStats:
+    """Statistics of (value, count) pairs, ascending by value.
+
+    k: number of observations (default: total count); mid: the cumulative count at which the median is
+    taken (default: k // 2). Coverage passes the genome / on-target size for both.
+    """
+    total = sum(c for _, c in items)
+    if k is None:
+        k = total
+    if mid is None:
+        mid = k // 2
+    if k == 0:
+        return HistStats(0.0, 0, 0, 0.0)
+    s = 0
+    sq = 0
+    best_v = 0
+    best_c = -1
+    median = None
+    cum = 0
+    for v, c in items:
+        vv = v & U64
+        s = (s + vv * c) & U64
+        sq = (sq + vv * vv * c) & U64
+        if c > best_c:
+            best_c = c
+            best_v = vv
+        cum += c
+        if median is None and cum >= mid:
+            median = vv
+    if median is None:
+        median = 0
+    ds = _u64_to_double(s)
+    dk = float(k)
+    mean = ds / dk
+    if k > 1:
+        var = (_u64_to_double(sq) - ds * (ds / dk)) / (dk - 1.0)
+        sd = math.sqrt(var) if var >= 0 else math.nan
+    else:
+        sd = 0.0
+    return HistStats(mean, median, best_v, sd)
