@@ -1,0 +1,200 @@
+"""The e2e AWS stand-in: one moto server process whose Batch really runs jobs, behind fault injection.
+
+    python -m tests.e2e.moto_batch_server --ready-file FILE [--scratch DIR] [--max-concurrent N]
+
+It listens on three loopback ports sharing one moto state, so faults can be aimed at one party:
+`clean` (the test harness itself: set-up and assertions never see a fault), `controller` (the controller
+daemon) and `jobs` (every Batch job's AWS_ENDPOINT_URL). The chosen ports are written to the ready file
+as JSON once all three accept connections.
+
+Admin API (JSON, on every port, never faulted):
+  GET  /_harness/health                      → {"ok": true}
+  GET  /_harness/faults                      → plan, injected counts, request counts
+  PUT  /_harness/faults   {"seed", "rules"}  → replace the fault plan (see faults.Rule)
+  POST /_harness/faults/reset-counts
+  GET  /_harness/runs                        → every local process started for a Batch job
+  PUT  /_harness/jobs     {"max_concurrent", "env_rules": [{"match", "env"}]}
+  POST /_harness/batch/forget {"job_id"}     → Batch "forgets" a job (as AWS does ~24 h after it ends;
+                                               moto has no such call); a running one is killed first
+  POST /_harness/reset                       → moto reset + runs + faults cleared
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.faults import Environ, FaultInjector, FaultPlan, StartResponse, WsgiApp
+from tests.e2e.localdocker import EnvRule, LocalDockerClient, Settings
+
+CHANNELS = ("clean", "controller", "jobs")
+REGION = "us-east-1"
+
+
+def _install_local_docker(client: LocalDockerClient) -> None:
+    """Make every moto Batch job use our client: DockerModel.docker_client is where moto looks it up."""
+    from moto.utilities.docker_utilities import DockerModel
+
+    DockerModel.docker_client = property(lambda self: client)  # type: ignore[assignment,method-assign]
+
+
+def _batch_backend() -> Any:
+    from moto.batch.models import batch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return batch_backends[DEFAULT_ACCOUNT_ID][REGION]
+
+
+def forget_job(job_id: str, client: LocalDockerClient) -> bool:
+    """Remove a job from moto's Batch entirely, so describe/list no longer know it."""
+    backend = _batch_backend()
+    job = backend._jobs.get(job_id)
+    if job is None:
+        return False
+    job.stop = True
+    client.kill_job(job_id)
+    backend._jobs.pop(job_id, None)
+    if job in job.job_queue.jobs:
+        job.job_queue.jobs.remove(job)
+    return True
+
+
+class Admin:
+    def __init__(self, faults: FaultInjector, client: LocalDockerClient, moto_app: WsgiApp) -> None:
+        self.faults = faults
+        self.client = client
+        self.moto_app = moto_app
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        method = environ["REQUEST_METHOD"]
+        path = environ["PATH_INFO"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+        try:
+            result = self.route(method, path, body)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _reply(start_response, "400 Bad Request", {"error": str(exc)})
+        if result is None:
+            return _reply(start_response, "404 Not Found", {"error": f"no admin route {method} {path}"})
+        return _reply(start_response, "200 OK", result)
+
+    def route(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        if path == "/_harness/health":
+            return {"ok": True, "pid": os.getpid()}
+        if path == "/_harness/faults" and method == "GET":
+            return self.faults.snapshot()
+        if path == "/_harness/faults" and method == "PUT":
+            self.faults.configure(FaultPlan.from_json(body))
+            return self.faults.snapshot()
+        if path == "/_harness/faults/reset-counts" and method == "POST":
+            self.faults.reset_counts()
+            return {"ok": True}
+        if path == "/_harness/runs" and method == "GET":
+            with self.client._lock:
+                runs = [r.to_json() for r in self.client.runs]
+            return {"runs": runs}
+        if path == "/_harness/jobs" and method == "PUT":
+            rules = body.get("env_rules")
+            self.client.configure(
+                max_concurrent=body.get("max_concurrent"),
+                env_rules=[EnvRule(**r) for r in rules] if rules is not None else None,
+            )
+            return {"ok": True}
+        if path == "/_harness/batch/forget" and method == "POST":
+            return {"forgotten": forget_job(body["job_id"], self.client)}
+        if path == "/_harness/reset" and method == "POST":
+            self.client.reset()
+            self.faults.configure(FaultPlan())
+            self.faults.reset_counts()
+            from moto.moto_api._internal.models import moto_api_backend
+
+            moto_api_backend.reset()
+            return {"ok": True}
+        return None
+
+
+def _reply(start_response: StartResponse, status: str, data: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(data).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def build_app(faults: FaultInjector, client: LocalDockerClient, channel: str, moto_app: WsgiApp) -> WsgiApp:
+    admin = Admin(faults, client, moto_app)
+    faulted = faults.wrap(moto_app, channel) if channel != "clean" else moto_app
+
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        if environ.get("PATH_INFO", "").startswith("/_harness/"):
+            return admin(environ, start_response)
+        return faulted(environ, start_response)
+
+    return app
+
+
+def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127.0.0.1") -> None:
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    faults = FaultInjector()
+    client = LocalDockerClient(Settings(scratch_root=scratch, max_concurrent=max_concurrent))
+    _install_local_docker(client)
+    moto_app = DomainDispatcherApplication(create_backend_app)
+
+    servers = {}
+    for channel in CHANNELS:
+        server = make_server(host, 0, build_app(faults, client, channel, moto_app), threaded=True,
+                             request_handler=MotoRequestHandler)
+        servers[channel] = server
+    ports = {channel: int(server.server_address[1]) for channel, server in servers.items()}
+    client.settings.endpoint_url = f"http://{host}:{ports['jobs']}"
+    os.environ["MOTO_PORT"] = str(ports["clean"])
+
+    threads = [threading.Thread(target=s.serve_forever, daemon=True, name=f"serve-{c}")
+               for c, s in servers.items()]
+    for thread in threads:
+        thread.start()
+    for port in ports.values():
+        with urllib.request.urlopen(f"http://{host}:{port}/_harness/health", timeout=10) as resp:
+            resp.read()
+    tmp = ready_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "ports": ports}))
+    tmp.replace(ready_file)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        if os.getppid() == 1:  # the test process died without stopping us
+            break
+    client.reset()
+    for server in servers.values():
+        server.shutdown()
+    time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ready-file", type=Path, required=True)
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/alignbatch-e2e-scratch"))
+    parser.add_argument("--max-concurrent", type=int, default=4)
+    args = parser.parse_args(argv)
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    serve(args.ready_file, args.scratch, args.max_concurrent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
