@@ -79,6 +79,7 @@ class ObjectInfo:
     last_modified: datetime | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     checksum_type: str | None = None  # S3's FULL_OBJECT or COMPOSITE (a checksum of part checksums)
+    sse: str | None = None  # server-side encryption: "AES256", "aws:kms", "sse-c" (decides if ETag is MD5)
 
     @property
     def is_multipart(self) -> bool:
@@ -226,6 +227,7 @@ def info_from_head(loc: Location, resp: dict[str, Any]) -> ObjectInfo:
         last_modified=resp.get("LastModified"),
         metadata=dict(resp.get("Metadata") or {}),
         checksum_type=resp.get("ChecksumType"),
+        sse=resp.get("ServerSideEncryption") or ("sse-c" if resp.get("SSECustomerAlgorithm") else None),
     )
 
 

@@ -128,10 +128,10 @@ def parse_location(text: str, *, allow_prefix: bool = False) -> Location:
     if not m:
         return Location("file", path=text)
     scheme = m.group(1).lower()
-    rest = text[m.end():]
+    rest = text[m.end() :]
     if scheme == "file":
         if rest.startswith("localhost/"):
-            rest = rest[len("localhost"):]
+            rest = rest[len("localhost") :]
         if not rest:
             raise LocationError(f"{text!r} names no file: use file:///absolute/path or file://relative/path")
         return Location("file", path=rest)

@@ -1,0 +1,154 @@
+"""`alignbatch-worker [options] -- TOOL ARGS...`: run a tool on s3:// or local files.
+
+Exit status: the tool's own code when it ran and failed; otherwise one of worker.exitcodes (64 usage,
+65 bad input, 66 input missing, 70 internal, 73 scratch full, 75 transient I/O, 77 permission,
+143 SIGTERM, 130 SIGINT). 73 and 75 are worth a retry. stderr carries JSON log lines only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, NoReturn
+
+from worker.errors import Interrupted, UsageError, WorkerError
+from worker.exitcodes import ExitCode, is_retryable
+from worker.logs import configure_logging
+from worker.run import WorkerOptions, WorkerRun
+from worker.version import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see alignbatch-worker --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="alignbatch-worker",
+        description="Run TOOL with s3:// or local file arguments: inputs are staged or streamed, outputs "
+        "uploaded with checksums and encryption after the tool succeeds.",
+        usage="alignbatch-worker [--stage|--stream] [--index URI] [--input ARG]... [--output ARG]... "
+        "[--scratch DIR] [--sse-kms-key-id ID] -- TOOL ARGS...",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--stage", dest="mode", action="store_const", const="stage", help="always download inputs"
+    )
+    mode.add_argument(
+        "--stream", dest="mode", action="store_const", const="stream", help="feed the main input on stdin"
+    )
+    p.add_argument("--index", help="index of the main BAM/CRAM input when it is not next to it")
+    p.add_argument("--input", action="append", default=[], metavar="ARG", help="declare ARG as an input file")
+    p.add_argument(
+        "--output", action="append", default=[], metavar="ARG", help="declare ARG as an output file"
+    )
+    p.add_argument("--scratch", help="scratch root (default $ALIGNBATCH_SCRATCH or the system temp dir)")
+    p.add_argument(
+        "--sse-kms-key-id",
+        default=os.environ.get("ALIGNBATCH_SSE_KMS_KEY_ID") or None,
+        help="encrypt uploads with this KMS key (default $ALIGNBATCH_SSE_KMS_KEY_ID, else AES256)",
+    )
+    p.add_argument("--log-level", default=os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO"))
+    p.add_argument("--version", action="version", version=f"alignbatch-worker {__version__}")
+    return p
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(argv)
+    if "--" in argv:
+        cut = argv.index("--")
+        own, command = argv[:cut], argv[cut + 1 :]
+    else:
+        own, command = argv, []
+    ns = build_parser().parse_args(own)
+    if not command:
+        raise UsageError("no tool given: alignbatch-worker [options] -- TOOL ARGS...")
+    return ns, command
+
+
+class _Signals:
+    """SIGTERM/SIGINT raise Interrupted once in the main thread; cleanup then runs in `finally` blocks."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            return  # already stopping; a second signal must not interrupt the cleanup
+        self.received = signum
+        code = ExitCode.INTERRUPTED if signum == signal.SIGTERM else ExitCode.INTERRUPTED_SIGINT
+        raise Interrupted(
+            f"received {signal.Signals(signum).name}: stopping the tool and aborting uploads", exit_code=code
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    job_id = os.environ.get("AWS_BATCH_JOB_ID") or None
+    attempt = os.environ.get("AWS_BATCH_JOB_ATTEMPT") or None
+    log_level = os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO")
+    log = configure_logging(stream=sys.stderr, level=log_level, job_id=job_id, attempt=attempt)
+    signals = _Signals()
+    signals.install()
+    started = time.monotonic()
+    run: WorkerRun | None = None
+    code: int
+    error: str | None = None
+    try:
+        ns, command = parse_args(sys.argv[1:] if argv is None else argv)
+        opts = WorkerOptions(
+            command=tuple(command),
+            mode=ns.mode or "auto",
+            index=ns.index,
+            inputs=tuple(ns.input),
+            outputs=tuple(ns.output),
+            scratch=ns.scratch,
+            sse_kms_key_id=ns.sse_kms_key_id,
+            job_id=job_id,
+            attempt=attempt,
+        )
+        run = WorkerRun(opts, log)
+        code = run.execute()
+    except WorkerError as exc:
+        code, error = int(exc.exit_code), str(exc)
+    except SystemExit as exc:  # argparse --help/--version
+        return int(exc.code or 0)
+    except Exception as exc:  # a bug: say what, never a traceback on the job's log
+        code, error = int(ExitCode.INTERNAL), f"internal error: {type(exc).__name__}: {exc}"
+    finally:
+        # From here on a signal only records itself: the summary line must still be written.
+        signals.received = signals.received or -1
+    fields: dict[str, Any] = {
+        "exit_code": code,
+        "retryable": is_retryable(code),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if run is not None:
+        s = run.summary
+        fields.update(
+            tool=os.path.basename(s.tool),
+            engine=s.engine,
+            engine_version=s.engine_version,
+            mode=s.mode,
+            bytes_in=s.bytes_in,
+            bytes_out=s.bytes_out,
+            tool_exit_code=s.exit_code,
+        )
+    if error is not None:
+        log.error("worker_failed", error=error, **fields)
+    else:
+        log.info("worker_summary", outcome="succeeded" if code == 0 else "tool_failed", **fields)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
