@@ -348,7 +348,8 @@ class Controller:
         for job in active:
             status = statuses.get(job.job_id or "")
             if status is None:
-                if now - (job.submitted_at or now) < self.executor.missing_grace_seconds:
+                submitted = job.submitted_at if job.submitted_at is not None else now
+                if now - submitted < self.executor.missing_grace_seconds:
                     continue
                 if self._resolve_missing(job):
                     changed_runs.add(job.run_id)

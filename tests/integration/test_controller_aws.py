@@ -1,0 +1,446 @@
+"""The AWS path on the moto server: S3 → SQS notifications → controller → Batch SubmitJob.
+
+Resources are created through the API (bucket, queue + DLQ with a redrive policy, bucket notification,
+VPC/subnet/SG/role, compute environment, job queue, job definitions). Batch runs with
+`{"batch": {"use_docker": false}}`: every job is SUCCEEDED inside SubmitJob, which is enough to check what
+the controller submits (dependsOn, commands, tags, resources) and how it deduplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from controller.config import load_config
+from controller.daemon import Daemon, build_controller
+from controller.metrics import Metrics
+
+REGION = "us-east-1"
+
+
+@dataclass
+class AwsEnv:
+    endpoint: str
+    inbox_bucket: str
+    results_bucket: str
+    queue_url: str
+    dlq_url: str
+    job_queue: str
+    job_definitions: dict[str, str]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=REGION)
+
+    def config_toml(self, ledger: Path, *, metrics_port: int = 0, extra: str = "") -> str:
+        return f"""
+[aws]
+region = "{REGION}"
+[queue]
+url = "{self.queue_url}"
+dlq_url = "{self.dlq_url}"
+wait_seconds = 1
+visibility_timeout = 60
+[storage]
+inbox_bucket = "{self.inbox_bucket}"
+inbox_prefix = "incoming/"
+results_bucket = "{self.results_bucket}"
+results_prefix = "alignbatch"
+[batch]
+job_queue = "{self.job_queue}"
+job_definition_index = "{self.job_definitions["index"]}"
+job_definition_alignstats = "{self.job_definitions["alignstats"]}"
+job_definition_summary = "{self.job_definitions["summary"]}"
+submit_rate_per_second = 20
+reconcile_seconds = 1
+[pipeline]
+alignstats_args = ["-C"]
+[metrics]
+port = {metrics_port}
+[state]
+ledger_path = "{ledger}"
+{extra}
+"""
+
+
+def moto_batch_no_docker(endpoint: str) -> None:
+    req = urllib.request.Request(
+        f"{endpoint}/moto-api/config",
+        method="POST",
+        data=json.dumps({"batch": {"use_docker": False}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        resp.read()
+
+
+def create_aws_env(endpoint: str, *, notification: bool = True, max_receive: int = 2) -> AwsEnv:
+    """Everything the controller needs, created through the AWS APIs of the moto server."""
+    s3 = boto3.client("s3", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    batch = boto3.client("batch", region_name=REGION)
+    inbox, results = "ab-inbox", "ab-results"
+    s3.create_bucket(Bucket=inbox)
+    s3.create_bucket(Bucket=results)
+    dlq_url = sqs.create_queue(QueueName="ab-inbox-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    queue_url = sqs.create_queue(
+        QueueName="ab-inbox-events",
+        Attributes={
+            "VisibilityTimeout": "60",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)}
+            ),
+        },
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    if notification:
+        s3.put_bucket_notification_configuration(
+            Bucket=inbox,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": queue_arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}},
+                    }
+                ]
+            },
+        )
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="ab-batch", Description="batch", VpcId=vpc)["GroupId"]
+    role = iam.create_role(
+        RoleName="ab-batch-service",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "batch.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ]
+            }
+        ),
+    )["Role"]["Arn"]
+    iam.create_instance_profile(InstanceProfileName="ab-ecs-instance")
+    profile = iam.get_instance_profile(InstanceProfileName="ab-ecs-instance")["InstanceProfile"]["Arn"]
+    ce = batch.create_compute_environment(
+        computeEnvironmentName="ab-ce",
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={
+            "type": "EC2",
+            "minvCpus": 0,
+            "maxvCpus": 64,
+            "desiredvCpus": 0,
+            "instanceTypes": ["optimal"],
+            "subnets": [subnet],
+            "securityGroupIds": [sg],
+            "instanceRole": profile,
+        },
+        serviceRole=role,
+    )["computeEnvironmentArn"]
+    jq = batch.create_job_queue(
+        jobQueueName="ab-queue",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+    )["jobQueueName"]
+    defs = {}
+    for step in ("index", "alignstats", "summary"):
+        name = f"ab-{step}"
+        batch.register_job_definition(
+            jobDefinitionName=name,
+            type="container",
+            containerProperties={
+                "image": "alignbatch-worker:test",
+                "command": ["alignbatch-worker", "--help"],
+                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+            },
+            propagateTags=True,
+        )
+        defs[step] = name
+    moto_batch_no_docker(endpoint)
+    return AwsEnv(endpoint, inbox, results, queue_url, dlq_url, jq, defs)
+
+
+def drain_notifications(env: AwsEnv, expect_min: int, timeout: float = 10.0) -> None:
+    """Wait until moto has delivered at least `expect_min` messages to the queue."""
+    sqs = env.client("sqs")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=env.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        if int(attrs["Attributes"]["ApproximateNumberOfMessages"]) >= expect_min:
+            return
+        time.sleep(0.1)
+
+
+@pytest.fixture()
+def env(aws: str) -> AwsEnv:
+    return create_aws_env(aws)
+
+
+def make_controller(env: AwsEnv, tmp_path: Path, *, extra: str = "") -> tuple[Any, Any]:
+    cfg_path = tmp_path / "controller.toml"
+    cfg_path.write_text(env.config_toml(tmp_path / "state.db", extra=extra))
+    cfg = load_config(cfg_path)
+    ctl = build_controller(cfg, metrics=Metrics(), once=True)
+    return ctl, cfg
+
+
+def drain(ctl: Any, rounds: int = 6) -> None:
+    """Poll until the queue is empty for a couple of rounds, submitting as we go."""
+    empty = 0
+    while empty < 2 and rounds > 0:
+        if ctl.poll().received == 0:
+            empty += 1
+        ctl.submit_ready()
+        rounds -= 1
+
+
+def metric(ctl: Any, name: str, **labels: str) -> float:
+    value = ctl.metrics.registry.get_sample_value(name, labels)
+    return float(value or 0.0)
+
+
+def test_objects_in_inbox_become_chained_batch_jobs(env: AwsEnv, tmp_path: Path, data_dir: Path) -> None:
+    s3, batch = env.client("s3"), env.client("batch")
+    s3.put_object(
+        Bucket=env.inbox_bucket,
+        Key="incoming/run 1/NA12878 ü.bam",
+        Body=(data_dir / "i_edge.bam").read_bytes(),
+    )
+    s3.put_object(
+        Bucket=env.inbox_bucket, Key="incoming/indexed.bam", Body=(data_dir / "h_source.bam").read_bytes()
+    )
+    s3.put_object(
+        Bucket=env.inbox_bucket,
+        Key="incoming/indexed.bam.bai",
+        Body=(data_dir / "h_source.bam.bai").read_bytes(),
+    )
+    s3.put_object(Bucket=env.inbox_bucket, Key="incoming/notes.txt", Body=b"hello")
+    drain_notifications(env, 5)  # TestEvent + 4 objects
+    ctl, _ = make_controller(env, tmp_path)
+    sent: dict[str, dict] = {}
+    # Observe (not alter) the real requests the executor sends, to check what moto does not echo back.
+    ctl.executor.client.meta.events.register(
+        "provide-client-params.batch.SubmitJob",
+        lambda params, **_: sent.__setitem__(params["jobName"], params),
+    )
+    drain(ctl)
+
+    assert metric(ctl, "alignbatch_events_total", outcome="test_event") == 1
+    assert metric(ctl, "alignbatch_events_total", outcome="accepted") == 2
+    assert metric(ctl, "alignbatch_events_total", outcome="ignored") == 1
+    assert metric(ctl, "alignbatch_events_total", outcome="index_recorded") == 1
+
+    runs = {r.key: r for r in ctl.ledger.runs()}
+    odd = runs["incoming/run 1/NA12878 ü.bam"]
+    jobs = {j.step: j for j in ctl.ledger.jobs_for_run(odd.run_id)}
+    assert set(jobs) == {"index", "alignstats", "summary"}
+    assert all(j.job_id for j in jobs.values())
+    described = {d["jobId"]: d for d in batch.describe_jobs(jobs=[j.job_id for j in jobs.values()])["jobs"]}
+    index, stats, summary = (described[jobs[s].job_id] for s in ("index", "alignstats", "summary"))
+    assert stats["dependsOn"] == [{"jobId": jobs["index"].job_id}]
+    assert summary["dependsOn"] == [{"jobId": jobs["alignstats"].job_id}]
+    assert index["jobName"] == jobs["index"].name and index["jobName"].endswith("-index-a1")
+    input_uri = "s3://ab-inbox/incoming/run 1/NA12878 ü.bam"
+    assert stats["container"]["command"] == [
+        "alignbatch-worker", "--index", "s3://ab-results/alignbatch/indexes/run 1/NA12878 ü.bam.bai", "--",
+        "alignstats", "-C", "-i", input_uri, "-o", "s3://ab-results/alignbatch/reports/run 1/NA12878 ü.bam.alignstats.json",
+    ]  # fmt: skip
+    assert f"job_id_alignstats={jobs['alignstats'].job_id}" in summary["container"]["command"]
+    assert stats["tags"]["alignbatch:run-id"] == odd.run_id
+    assert stats["tags"]["alignbatch:step"] == "alignstats"
+    assert stats["tags"]["alignbatch:sample"] == "NA12878 ü"
+    # moto does not echo propagateTags or resource overrides in DescribeJobs: check the request itself.
+    request = sent[stats["jobName"]]
+    assert request["propagateTags"] is True
+    reqs = {r["type"]: r["value"] for r in request["containerOverrides"]["resourceRequirements"]}
+    assert reqs == {"VCPU": "1", "MEMORY": "2048"}
+    assert request["timeout"]["attemptDurationSeconds"] == 2 * 3600
+    assert sent[summary["jobName"]]["containerOverrides"]["resourceRequirements"][1]["value"] == "512"
+
+    indexed = runs["incoming/indexed.bam"]
+    assert [j.step for j in ctl.ledger.jobs_for_run(indexed.run_id)] == ["alignstats", "summary"]
+
+    # The queue is empty: every message was deleted after its commit.
+    attrs = env.client("sqs").get_queue_attributes(
+        QueueUrl=env.queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert (
+        attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0"
+    )
+
+    # moto's no-docker Batch marks jobs SUCCEEDED without running them: the reconcile loop sees the
+    # completions, then fails the run because no summary row was written (never a silent success).
+    ctl.reconcile()
+    assert metric(ctl, "alignbatch_job_completions_total", step="alignstats", outcome="succeeded") == 2
+    assert ctl.ledger.get_run(odd.run_id).state == "failed"
+    assert "summary row unreadable" in (ctl.ledger.get_run(odd.run_id).reason or "")
+
+
+def test_duplicates_and_test_event_create_nothing(env: AwsEnv, tmp_path: Path, data_dir: Path) -> None:
+    s3, sqs = env.client("s3"), env.client("sqs")
+    s3.put_object(Bucket=env.inbox_bucket, Key="incoming/a.bam", Body=(data_dir / "i_edge.bam").read_bytes())
+    drain_notifications(env, 2)
+    ctl, _ = make_controller(env, tmp_path)
+    drain(ctl)
+    jobs_before = ctl.ledger.job_counts()
+    # Redeliver: the same S3 record again (at-least-once delivery), twice in one message, and a TestEvent.
+    obj = s3.head_object(Bucket=env.inbox_bucket, Key="incoming/a.bam")
+    record = {
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "2026-11-25T10:00:00Z",
+        "s3": {"bucket": {"name": env.inbox_bucket},
+               "object": {"key": "incoming%2Fa.bam", "size": obj["ContentLength"], "eTag": obj["ETag"].strip('"')}},
+    }  # fmt: skip
+    sqs.send_message(QueueUrl=env.queue_url, MessageBody=json.dumps({"Records": [record, record]}))
+    sqs.send_message(
+        QueueUrl=env.queue_url, MessageBody=json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})
+    )
+    sqs.send_message(
+        QueueUrl=env.queue_url,
+        MessageBody=json.dumps({"Type": "Notification", "Message": json.dumps({"Records": [record]})}),
+    )
+    drain(ctl)
+    assert ctl.ledger.run_counts()["active"] + ctl.ledger.run_counts()["failed"] == 1
+    assert ctl.ledger.job_counts() == jobs_before
+    assert metric(ctl, "alignbatch_events_total", outcome="duplicate") == 3
+    assert metric(ctl, "alignbatch_events_total", outcome="test_event") == 2
+    listed = env.client("batch").list_jobs(jobQueue=env.job_queue, jobStatus="SUCCEEDED")["jobSummaryList"]
+    assert len(listed) == 3
+
+
+def test_unparseable_message_is_left_for_redrive(env: AwsEnv, tmp_path: Path) -> None:
+    sqs = env.client("sqs")
+    drain_notifications(env, 1)
+    sqs.send_message(QueueUrl=env.queue_url, MessageBody="this is not an S3 event {")
+    cfg_extra = ""
+    ctl, _ = make_controller(env, tmp_path, extra=cfg_extra)
+    ctl.source.visibility_timeout = 1
+    drain(ctl)
+    assert metric(ctl, "alignbatch_events_total", outcome="malformed") >= 1
+    # Not deleted: after the visibility timeout it comes back, and after maxReceiveCount it is in the DLQ.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        ctl.poll()
+        dlq = sqs.get_queue_attributes(QueueUrl=env.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+        if dlq["Attributes"]["ApproximateNumberOfMessages"] == "1":
+            break
+        time.sleep(0.5)
+    msgs = sqs.receive_message(QueueUrl=env.dlq_url, WaitTimeSeconds=1)["Messages"]
+    assert msgs[0]["Body"] == "this is not an S3 event {"
+    assert ctl.ledger.run_counts()["active"] == 0
+
+
+def test_restart_between_intent_and_submit_does_not_duplicate(
+    env: AwsEnv, tmp_path: Path, data_dir: Path
+) -> None:
+    s3, batch = env.client("s3"), env.client("batch")
+    s3.put_object(Bucket=env.inbox_bucket, Key="incoming/a.bam", Body=(data_dir / "i_edge.bam").read_bytes())
+    drain_notifications(env, 2)
+    ctl, cfg = make_controller(env, tmp_path)
+    while ctl.poll().received:
+        pass
+    [run] = ctl.ledger.runs()
+    # Crash 1: intent recorded, SubmitJob never sent. Crash 2: SubmitJob sent, job id never recorded.
+    ctl.ledger.mark_intent(run.run_id, "index")
+    index_job = ctl.ledger.jobs_for_run(run.run_id)[0]
+    ctl.ledger.close()
+    ctl2 = build_controller(cfg, metrics=Metrics(), once=True)
+    assert ctl2.submit_ready() == 3  # the intent had no Batch job: submitted once
+    jobs = ctl2.ledger.jobs_for_run(run.run_id)
+    # Simulate crash 2 for alignstats: forget its id, put it back to INTENT; Batch has the job.
+    stats = jobs[1]
+    with sqlite3.connect(cfg.state.ledger_path) as db:
+        db.execute(
+            "UPDATE jobs SET state='INTENT', job_id=NULL WHERE run_id=? AND step='alignstats'", (run.run_id,)
+        )
+    ctl3 = build_controller(cfg, metrics=Metrics(), once=True)
+    assert ctl3.submit_ready() == 0  # resolved by name in Batch, nothing resubmitted
+    assert ctl3.ledger.jobs_for_run(run.run_id)[1].job_id == stats.job_id
+    names = [
+        j["jobName"] for j in batch.list_jobs(jobQueue=env.job_queue, jobStatus="SUCCEEDED")["jobSummaryList"]
+    ]
+    assert sorted(names) == sorted({index_job.name, stats.name, jobs[2].name})
+    assert metric(ctl3, "alignbatch_job_submissions_total", step="alignstats", outcome="recovered") == 1
+
+
+def test_missing_batch_job_is_resolved_by_outputs_or_lost(
+    env: AwsEnv, tmp_path: Path, data_dir: Path
+) -> None:
+    s3 = env.client("s3")
+    s3.put_object(Bucket=env.inbox_bucket, Key="incoming/a.bam", Body=(data_dir / "i_edge.bam").read_bytes())
+    drain_notifications(env, 2)
+    ctl, cfg = make_controller(env, tmp_path)
+    drain(ctl)
+    [run] = ctl.ledger.runs()
+    # Pretend Batch forgot the jobs (it does after ~a day): give them ids it never issued.
+    with sqlite3.connect(cfg.state.ledger_path) as db:
+        db.execute(
+            "UPDATE jobs SET job_id = 'gone-' || step, submitted_at = 0, state = 'RUNNING' WHERE run_id=?",
+            (run.run_id,),
+        )
+    # The index output exists; the others do not.
+    s3.put_object(Bucket=env.results_bucket, Key="alignbatch/indexes/a.bam.bai", Body=b"x")
+    ctl.reconcile()
+    jobs = {j.step: j for j in ctl.ledger.jobs_for_run(run.run_id)}
+    assert jobs["index"].state == "SUCCEEDED" and jobs["index"].reason == "resolved by its outputs"
+    assert jobs["alignstats"].state == "LOST"
+    assert ctl.ledger.get_run(run.run_id).state == "failed"
+    assert metric(ctl, "alignbatch_job_completions_total", step="alignstats", outcome="lost") == 1
+
+
+def test_check_and_run_as_subprocess(env: AwsEnv, tmp_path: Path, data_dir: Path) -> None:
+    """`check` verifies every resource; `run --config --once` works as a real process from TOML + env."""
+    from tests.conftest import free_port
+
+    cfg_path = tmp_path / "controller.toml"
+    port = free_port()
+    cfg_path.write_text(env.config_toml(tmp_path / "state.db", metrics_port=port))
+    exe = str(Path(sys.executable).parent / "alignbatch-controller")
+    out = subprocess.run(
+        [exe, "check", "--config", str(cfg_path)], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("ok") >= 6
+    bad = tmp_path / "bad.toml"
+    bad.write_text(env.config_toml(tmp_path / "s.db").replace('"ab-queue"', '"no-such-queue"'))
+    out = subprocess.run([exe, "check", "--config", str(bad)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "MISSING  job queue no-such-queue" in out.stdout
+
+    env.client("s3").put_object(
+        Bucket=env.inbox_bucket, Key="incoming/a.bam", Body=(data_dir / "i_edge.bam").read_bytes()
+    )
+    drain_notifications(env, 2)
+    out = subprocess.run(
+        [exe, "run", "--config", str(cfg_path), "--once", "--max-seconds", "60"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+    assert any(x["event"] == "run.created" for x in lines)
+    assert sum(1 for x in lines if x["event"] == "job.submitted") == 3
+    assert "alignbatch: inbox drained." in out.stdout
