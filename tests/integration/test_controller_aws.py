@@ -22,7 +22,7 @@ import boto3
 import pytest
 
 from controller.config import load_config
-from controller.daemon import Daemon, build_controller
+from controller.daemon import build_controller
 from controller.metrics import Metrics
 
 REGION = "us-east-1"
