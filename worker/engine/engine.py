@@ -174,7 +174,7 @@ class Engine:
         self._warned = True
         s = self.state
         if s[k.S_WARN_KIND] == 1:
-            detail = f"tid {s[k.S_WARN_TID]}, pos {s[k.S_WARN_PREV]} > {s[k.S_WARN_CUR]}"
+            detail = f"tid {s[k.S_WARN_TID]}, pos {s[k.S_WARN_PREV] + 1} > {s[k.S_WARN_CUR] + 1}"
         else:
             detail = f"tid {s[k.S_WARN_PREV]} > {s[k.S_WARN_CUR]}"
         self.warn(

@@ -154,7 +154,7 @@ def _coverage(acc: Accumulators, ctx: ReportContext, put, prefix: str) -> None:
         for i, t in enumerate(THRESHOLDS):
             if v >= t:
                 above[i] += n
-    st = hist_stats(items, k=size, mid=size // 2)
+    st = hist_stats(items, mid=size // 2)
     mean = float(cov_total & U64) / float(denom) if denom else 0.0
     put(f"{prefix}TotalReads", _int(total_reads))
     put(f"{prefix}CovDuplicateReads", _int(dups))

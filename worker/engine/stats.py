@@ -24,15 +24,14 @@ def _u64_to_double(v: int) -> float:
     return float(v & U64)
 
 
-def hist_stats(items: list[tuple[int, int]], k: int | None = None, mid: int | None = None) -> HistStats:
+def hist_stats(items: list[tuple[int, int]], mid: int | None = None) -> HistStats:
     """Statistics of (value, count) pairs, ascending by value.
 
-    k: number of observations (default: total count); mid: the cumulative count at which the median is
-    taken (default: k // 2). Coverage passes the genome / on-target size for both.
+    mid: the cumulative count at which the median is taken (default: half the observations). Capture
+    coverage passes BasesOnTarget / 2 although overlapping targets put more entries in the histogram
+    (Q12); the mean and SD always use the histogram's own count.
     """
-    total = sum(c for _, c in items)
-    if k is None:
-        k = total
+    k = sum(c for _, c in items)
     if mid is None:
         mid = k // 2
     if k == 0:
