@@ -266,7 +266,8 @@ def test_objects_in_inbox_become_chained_batch_jobs(env: AwsEnv, tmp_path: Path,
     input_uri = "s3://ab-inbox/incoming/run 1/NA12878 ü.bam"
     assert stats["container"]["command"] == [
         "alignbatch-worker", "--index", "s3://ab-results/alignbatch/indexes/run 1/NA12878 ü.bam.bai", "--",
-        "alignstats", "-C", "-i", input_uri, "-o", "s3://ab-results/alignbatch/reports/run 1/NA12878 ü.bam.alignstats.json",
+        "alignstats", "-C", "-i", input_uri,
+        "-o", "s3://ab-results/alignbatch/reports/run 1/NA12878 ü.bam.alignstats.json",
     ]  # fmt: skip
     assert f"job_id_alignstats={jobs['alignstats'].job_id}" in summary["container"]["command"]
     assert stats["tags"]["alignbatch:run-id"] == odd.run_id
@@ -312,7 +313,8 @@ def test_duplicates_and_test_event_create_nothing(env: AwsEnv, tmp_path: Path, d
     record = {
         "eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "eventTime": "2026-11-25T10:00:00Z",
         "s3": {"bucket": {"name": env.inbox_bucket},
-               "object": {"key": "incoming%2Fa.bam", "size": obj["ContentLength"], "eTag": obj["ETag"].strip('"')}},
+               "object": {"key": "incoming%2Fa.bam", "size": obj["ContentLength"],
+                          "eTag": obj["ETag"].strip('"')}},
     }  # fmt: skip
     sqs.send_message(QueueUrl=env.queue_url, MessageBody=json.dumps({"Records": [record, record]}))
     sqs.send_message(
