@@ -1,0 +1,59 @@
+"""Helpers for the worker's integration tests: run the real CLI as a subprocess, read its JSON logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: bytes
+    logs: list[dict[str, Any]]
+    stderr: str
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs if e.get("event") == name]
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.logs[-1] if self.logs else {}
+
+
+def worker_env(scratch: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["ALIGNBATCH_SCRATCH"] = str(scratch)
+    env.pop("ALIGNBATCH_ALIGNSTATS_BIN", None)
+    env.update(extra)
+    return env
+
+
+def parse_logs(stderr: str) -> list[dict[str, Any]]:
+    out = []
+    for line in stderr.splitlines():
+        if line.strip():
+            out.append(json.loads(line))  # every stderr line must be a JSON log event
+    return out
+
+
+def run_worker(args: list[str], scratch: Path, *, timeout: float = 120, **env: str) -> Result:
+    proc = subprocess.run(
+        [str(VENV_BIN / "alignbatch-worker"), *args],
+        env=worker_env(scratch, **env),
+        capture_output=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+    stderr = proc.stderr.decode("utf-8", "replace")
+    return Result(proc.returncode, proc.stdout, parse_logs(stderr), stderr)
