@@ -64,14 +64,17 @@ def validate_report(data: bytes, where: str) -> dict[str, Any]:
 
 
 def detect_engine() -> tuple[str, str]:
-    """Which alignstats the worker in this image would use (the same rule as the worker: an explicit
-    ALIGNBATCH_ALIGNSTATS_BIN, else `alignstats` on PATH, else the built-in engine)."""
-    explicit = os.environ.get("ALIGNBATCH_ALIGNSTATS_BIN")
-    if explicit:
-        return "alignstats", os.environ.get("ALIGNBATCH_ALIGNSTATS_VERSION", "")
-    if shutil.which("alignstats"):
-        return "alignstats", os.environ.get("ALIGNBATCH_ALIGNSTATS_VERSION", "")
-    return "alignbatch-alignstats", __version__
+    """Which alignstats the worker in this image runs (same resolution as the worker itself: an explicit
+    ALIGNBATCH_ALIGNSTATS_BIN, else `alignstats` on PATH, else the built-in engine) and its version."""
+    try:
+        from worker.engines import resolve_engine
+
+        engine = resolve_engine("alignstats")
+        return engine.name, engine.version or ""
+    except Exception:  # provenance is best effort; never fail a run over it
+        if os.environ.get("ALIGNBATCH_ALIGNSTATS_BIN") or shutil.which("alignstats"):
+            return "alignstats", ""
+        return "alignbatch-alignstats", __version__
 
 
 def build_row(report: dict[str, Any], meta: dict[str, str], *, now: datetime | None = None) -> dict[str, Any]:
