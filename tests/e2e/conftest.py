@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import MotoBatch
+from tests.e2e.pipeline import Pipeline
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,13 @@ def mb(motobatch: MotoBatch) -> Iterator[MotoBatch]:
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture()
+def pipeline(mb: MotoBatch, tmp_path: Path) -> Iterator[Pipeline]:
+    """Stacks deployed, notification applied, config rendered; the controller is NOT started yet."""
+    pipe = Pipeline.create(mb, tmp_path)
+    try:
+        yield pipe
+    finally:
+        pipe.controller.stop()

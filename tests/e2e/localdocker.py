@@ -51,11 +51,12 @@ class EnvRule:
 
 @dataclass
 class RunRecord:
-    """One process started for a Batch job: what the test asserts "exactly once" against."""
+    """One process started for a Batch job attempt: what the test asserts "exactly once" against."""
 
     job_id: str
     job_name: str
     command: list[str]
+    attempt: int = 1
     started: float = 0.0
     ended: float = 0.0
     exit_code: int | None = None
@@ -64,6 +65,7 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "job_id": self.job_id, "job_name": self.job_name, "command": self.command,
+            "attempt": self.attempt,
             "started": self.started, "ended": self.ended, "exit_code": self.exit_code, "killed": self.killed,
         }
 
@@ -75,6 +77,41 @@ class Settings:
     max_concurrent: int = 4
     env_rules: list[EnvRule] = field(default_factory=list)
     base_env: dict[str, str] = field(default_factory=dict)
+    # job id -> the job definition's retryStrategy (moto stores it but never applies it)
+    retry_lookup: Callable[[str], dict[str, Any] | None] = lambda _job_id: None
+
+
+ESSENTIAL_EXIT = "Essential container in task exited"
+
+
+def _ci(rule: dict[str, Any], name: str) -> Any:
+    """A retryStrategy field whatever its capitalisation (API: onExitCode; moto's CFN path: OnExitCode)."""
+    for key, value in rule.items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def should_retry(strategy: dict[str, Any] | None, attempt: int, exit_code: int) -> bool:
+    """AWS Batch's retryStrategy for a container that exited with `exit_code` on `attempt` (pure).
+
+    Rules are tried in order and the first whose every condition matches decides (RETRY/EXIT); with no
+    matching rule Batch retries while attempts remain.
+    """
+    if not strategy:
+        return False
+    attempts = int(_ci(strategy, "attempts") or 1)
+    if attempt >= attempts:
+        return False
+    for rule in _ci(strategy, "evaluateOnExit") or []:
+        conditions = (
+            (_ci(rule, "onExitCode"), str(exit_code)),
+            (_ci(rule, "onStatusReason"), ESSENTIAL_EXIT),
+            (_ci(rule, "onReason"), ""),
+        )
+        if all(pattern is None or fnmatch.fnmatchcase(value, str(pattern)) for pattern, value in conditions):
+            return str(_ci(rule, "action")).upper() == "RETRY"
+    return True
 
 
 def resolve_command(command: list[str] | str, bin_dir: Path) -> list[str]:
@@ -99,7 +136,8 @@ class LocalContainer:
     """The subset of docker.models.containers.Container that moto's Batch uses."""
 
     def __init__(self, argv: list[str], env: dict[str, str], record: RunRecord, scratch: Path,
-                 slots: threading.Semaphore, on_exit: Callable[[RunRecord], None]) -> None:
+                 slots: threading.Semaphore, on_exit: Callable[[RunRecord], None],
+                 retry: Callable[[int, int], RunRecord | None] = lambda _a, _c: None) -> None:
         self.id = record.job_id
         self.name = record.job_name
         self.attrs: dict[str, Any] = {"NetworkSettings": {"Networks": {}, "IPAddress": "127.0.0.1"}}
@@ -109,6 +147,7 @@ class LocalContainer:
         self._scratch = scratch
         self._slots = slots
         self._on_exit = on_exit
+        self._retry = retry
         self._lines: list[tuple[float, str, str]] = []  # (time, stream, text)
         self._lock = threading.RLock()
         self._done = threading.Event()
@@ -119,11 +158,28 @@ class LocalContainer:
 
     # -- life cycle ------------------------------------------------------------------------------
     def _run(self) -> None:
+        while True:
+            code = self._attempt()
+            if self._killed:
+                break
+            # Batch's retryStrategy, applied here because moto never applies it: a new attempt on a
+            # fresh "host" (a clean scratch directory), AWS_BATCH_JOB_ATTEMPT counting up.
+            nxt = self._retry(self._record.attempt, code)
+            if nxt is None:
+                break
+            self._record.exit_code = code
+            self._record.ended = time.time()
+            self._record = nxt
+            self._env = {**self._env, "AWS_BATCH_JOB_ATTEMPT": str(nxt.attempt)}
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch.mkdir(parents=True, exist_ok=True)
+        self._finish(code)
+
+    def _attempt(self) -> int:
         with self._slots:
             with self._lock:
                 if self._killed:
-                    self._finish(137)
-                    return
+                    return 137
                 self._record.started = time.time()
                 try:
                     self._proc = subprocess.Popen(
@@ -132,8 +188,7 @@ class LocalContainer:
                     )
                 except OSError as exc:
                     self._append("stderr", f"cannot start {self._argv[0]}: {exc}")
-                    self._finish(127)
-                    return
+                    return 127
             readers = [
                 threading.Thread(target=self._pump, args=(self._proc.stdout, "stdout"), daemon=True),
                 threading.Thread(target=self._pump, args=(self._proc.stderr, "stderr"), daemon=True),
@@ -143,7 +198,7 @@ class LocalContainer:
             code = self._proc.wait()
             for reader in readers:
                 reader.join(timeout=10)
-            self._finish(128 - code if code < 0 else code)
+            return 128 - code if code < 0 else code
 
     def _pump(self, stream: IO[bytes] | None, name: str) -> None:
         if stream is None:
@@ -285,7 +340,15 @@ class LocalDockerClient:
         with self._lock:
             self.runs.append(record)
             slots = self._slots
-        container = LocalContainer(argv, env, record, scratch, slots, self._exited)
+        def retry(attempt: int, code: int) -> RunRecord | None:
+            if code == 0 or not should_retry(self.settings.retry_lookup(job_id), attempt, code):
+                return None
+            nxt = RunRecord(job_id=job_id, job_name=job_name, command=argv, attempt=attempt + 1)
+            with self._lock:
+                self.runs.append(nxt)
+            return nxt
+
+        container = LocalContainer(argv, env, record, scratch, slots, self._exited, retry)
         with self._lock:
             self.live[job_id] = container
         return container

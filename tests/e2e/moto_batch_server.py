@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.faults import Environ, FaultInjector, FaultPlan, StartResponse, WsgiApp
-from tests.e2e.localdocker import EnvRule, LocalDockerClient, Settings
+from tests.e2e.localdocker import ESSENTIAL_EXIT, EnvRule, LocalDockerClient, Settings
 
 CHANNELS = ("clean", "controller", "jobs")
 REGION = "us-east-1"
@@ -44,6 +44,31 @@ def _install_local_docker(client: LocalDockerClient) -> None:
     from moto.utilities.docker_utilities import DockerModel
 
     DockerModel.docker_client = property(lambda self: client)  # type: ignore[assignment,method-assign]
+
+
+def _patch_describe() -> None:
+    """describe_jobs as AWS answers it: moto omits container.exitCode (only list_jobs has it) and the
+    statusReason of a container that exited non-zero."""
+    from moto.batch.models import Job
+
+    original = Job.describe
+
+    def describe(self: Any) -> dict[str, Any]:
+        result = original(self)
+        if self.job_stopped and self.exit_code is not None:
+            result.setdefault("container", {})["exitCode"] = self.exit_code
+            for attempt in result.get("attempts") or []:
+                attempt.setdefault("container", {})["exitCode"] = self.exit_code
+            if result.get("status") == "FAILED" and not result.get("statusReason"):
+                result["statusReason"] = ESSENTIAL_EXIT
+        return result
+
+    Job.describe = describe  # type: ignore[method-assign]
+
+
+def _retry_strategy(job_id: str) -> dict[str, Any] | None:
+    job = _batch_backend()._jobs.get(job_id.split(":")[0])
+    return job.job_definition.retry_strategy if job is not None else None
 
 
 def _batch_backend() -> Any:
@@ -148,8 +173,10 @@ def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127
     from werkzeug.serving import make_server
 
     faults = FaultInjector()
-    client = LocalDockerClient(Settings(scratch_root=scratch, max_concurrent=max_concurrent))
+    client = LocalDockerClient(Settings(scratch_root=scratch, max_concurrent=max_concurrent,
+                                        retry_lookup=_retry_strategy))
     _install_local_docker(client)
+    _patch_describe()
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     servers = {}

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from tests.e2e.harness import MotoBatch, create_batch_queue, wait_for
-from tests.e2e.localdocker import resolve_command
+from tests.e2e.localdocker import resolve_command, should_retry
 
 PY = sys.executable
 
@@ -138,3 +138,31 @@ def test_env_rules_reach_matching_jobs_only(mb: MotoBatch) -> None:
     other = batch.submit_job(jobName="other-1", jobQueue=queue, jobDefinition=jd)["jobId"]
     assert _final(batch, picked)["status"] == "FAILED"
     assert _final(batch, other)["status"] == "SUCCEEDED"
+
+
+def test_should_retry_follows_batch_rules() -> None:
+    strategy = {"attempts": 3, "evaluateOnExit": [
+        {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+        {"onExitCode": "75", "action": "RETRY"},
+        {"onExitCode": "*", "action": "EXIT"}]}
+    assert should_retry(strategy, 1, 75) and should_retry(strategy, 2, 75)
+    assert not should_retry(strategy, 3, 75)
+    assert not should_retry(strategy, 1, 65)
+    assert not should_retry(None, 1, 75)
+    assert should_retry({"attempts": 2}, 1, 1)
+
+
+def test_retry_strategy_is_applied_with_attempt_numbers(mb: MotoBatch) -> None:
+    batch = mb.client("batch")
+    queue = create_batch_queue(mb)
+    code = ("import os, sys; a = int(os.environ['AWS_BATCH_JOB_ATTEMPT']); print('attempt', a);"
+            "sys.exit(0 if a == 3 else 75)")
+    jd = batch.register_job_definition(
+        jobDefinitionName="flaky", type="container",
+        retryStrategy={"attempts": 3, "evaluateOnExit": [{"onExitCode": "75", "action": "RETRY"},
+                                                         {"onExitCode": "*", "action": "EXIT"}]},
+        containerProperties={"image": "x", "vcpus": 1, "memory": 512, "command": [PY, "-c", code]},
+    )["jobDefinitionArn"]
+    job = batch.submit_job(jobName="flaky", jobQueue=queue, jobDefinition=jd)["jobId"]
+    assert _final(batch, job)["status"] == "SUCCEEDED"
+    assert [(r["attempt"], r["exit_code"]) for r in mb.runs()] == [(1, 75), (2, 75), (3, 0)]
