@@ -452,11 +452,15 @@ class WorkerRun:
                 write_fd = -1
             rc = self._wait_child()
             if stream is not None:
-                try:
-                    result = stream.finish()
-                    self._record(result)
-                except WorkerError as exc:
-                    stream_error = exc
+                if rc != 0 and not stream.done() and stream.remaining > _drain_limit():
+                    # The tool failed early and too much is left to check whether the bytes it saw
+                    # were intact: its own exit code stands.
+                    stream.cancel()
+                else:
+                    try:
+                        self._record(stream.finish())
+                    except WorkerError as exc:
+                        stream_error = exc
         finally:
             if write_fd >= 0:
                 os.close(write_fd)
@@ -471,11 +475,10 @@ class WorkerRun:
             seconds=round(seconds, 3),
             stderr_tail=list(stderr_tail),
         )
-        if code != 0:
-            return code
         if stream_error is not None:
+            # Corrupted or failed transfer: what the tool saw was not the object, whatever it said.
             raise stream_error
-        return 0
+        return code
 
     def _wait_child(self) -> int:
         assert self.child is not None
@@ -528,6 +531,15 @@ class WorkerRun:
         else:
             result = copy_local(produced, Path(slot.location.path))
         self._record(result)
+
+
+def _drain_limit() -> int:
+    """After a tool failure, how many unread streamed bytes to still fetch and hash to tell a corrupted
+    transfer (retryable) from bad data (ALIGNBATCH_STREAM_DRAIN_MAX_MIB, default 4 GiB)."""
+    try:
+        return int(os.environ.get("ALIGNBATCH_STREAM_DRAIN_MAX_MIB", "4096")) * 1024 * 1024
+    except ValueError:
+        return 4096 * 1024 * 1024
 
 
 def _ascii(text: str) -> str:

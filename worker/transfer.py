@@ -221,12 +221,18 @@ class OrderedHashingFile:
 
 
 class HashingPipe:
-    """A non-seekable target (the tool's stdin): s3transfer delivers bytes in order; hash and forward."""
+    """A non-seekable target (the tool's stdin): s3transfer delivers bytes in order; hash and forward.
+
+    When the tool stops reading (it exited), the rest is hashed and discarded: a tool that failed on
+    bytes corrupted in transit must be reported as a transfer failure (retryable), not as bad input.
+    """
 
     def __init__(self, fd: int, digest: Digest | None) -> None:
         self._fd = fd
         self._digest = digest
-        self.written = 0
+        self.written = 0  # bytes received (forwarded or, after the reader left, discarded)
+        self.forwarded = 0
+        self.reader_gone = False
 
     def seekable(self) -> bool:
         return False
@@ -236,10 +242,14 @@ class HashingPipe:
         if self._digest is not None:
             self._digest.update(view)
         done = 0
-        while done < len(view):
-            done += os.write(self._fd, view[done:])
-        self.written += done
-        return done
+        while done < len(view) and not self.reader_gone:
+            try:
+                done += os.write(self._fd, view[done:])
+            except BrokenPipeError:
+                self.reader_gone = True
+        self.forwarded += done
+        self.written += len(view)
+        return len(view)
 
     def flush(self) -> None:
         return None
@@ -523,6 +533,15 @@ class StreamHandle:
     def done(self) -> bool:
         return bool(self.future.done())
 
+    @property
+    def remaining(self) -> int:
+        return max(0, self.info.size - self.target.written)
+
+    def cancel(self) -> None:
+        self.future.cancel()
+        with contextlib.suppress(Exception):
+            self.manager.shutdown()
+
     def wait(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the download; return its exception (None on success) without raising."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -545,8 +564,6 @@ class StreamHandle:
         exc = self.wait()
         self.manager.shutdown()
         if exc is not None:
-            if isinstance(exc, BrokenPipeError | OSError) and getattr(exc, "errno", None) == 32:
-                raise TransientIOError(f"stream {loc}: the tool stopped reading its input early")
             raise _download_error(exc, loc)
         seconds = time.monotonic() - self.started
         verified = self.owner._verify(

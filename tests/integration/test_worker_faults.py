@@ -1,0 +1,263 @@
+"""Failures in flight: an upload that fails, bytes corrupted on the wire, SIGTERM during a run.
+
+Moto never validates checksums and never fails on its own, so a small HTTP proxy sits between the
+worker and the moto server and misbehaves on chosen requests (EMULATION.md suggests exactly this).
+Everything still goes over real HTTP; nothing in boto3 is patched.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.integration.worker_helpers import VENV_BIN, parse_logs, run_worker, worker_env
+
+Rule = Callable[[str, str, dict[str, str]], str | None]  # (method, path?query, headers) -> action
+
+
+class FaultProxy:
+    """Forwards every request to moto; `rule` may answer 500 ("fail") or flip a body byte ("corrupt")."""
+
+    def __init__(self, upstream: str, rule: Rule) -> None:
+        self.upstream = urllib.parse.urlparse(upstream)
+        self.rule = rule
+        self.hits: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                        if size == 0:
+                            self.rfile.readline()
+                            return out
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _handle(self) -> None:
+                body = self._body()
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+                if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
+                    headers["Content-Length"] = str(len(body))
+                action = proxy.rule(self.command, self.path, headers)
+                if action == "fail":
+                    proxy.hits.append(f"fail {self.command} {self.path}")
+                    payload = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if action == "corrupt" and len(data) > 100:
+                    proxy.hits.append(f"corrupt {self.command} {self.path}")
+                    data = data[:50] + bytes([data[50] ^ 0xFF]) + data[51:]
+                self.send_response(resp.status)
+                for key, value in resp.getheaders():
+                    if key.lower() not in (
+                        "transfer-encoding",
+                        "connection",
+                        "content-length",
+                        "date",
+                        "server",
+                    ):
+                        self.send_header(key, value)
+                length = resp.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def s3(aws: str, data_dir: Path):  # type: ignore[no-untyped-def]
+    client = boto3.client("s3")
+    for bucket in ("inbox", "results"):
+        client.create_bucket(Bucket=bucket)
+    client.upload_file(str(data_dir / "h_source.bam"), "inbox", "h.bam")
+    return client
+
+
+@pytest.fixture()
+def scratch(tmp_path: Path) -> Path:
+    path = tmp_path / "scratch"
+    path.mkdir()
+    return path
+
+
+def _write_tool(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "tool.py"
+    script.write_text(textwrap.dedent(body))
+    return script
+
+
+def _nothing_left(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_failed_multipart_upload_leaves_nothing(s3, scratch: Path, tmp_path: Path, aws: str) -> None:  # type: ignore[no-untyped-def]
+    tool = _write_tool(
+        tmp_path,
+        """
+        import os, sys
+        with open(sys.argv[2], "wb") as fh:
+            fh.write(os.urandom(12 * 1024 * 1024))
+        """,
+    )
+
+    def rule(method: str, path: str, headers: dict[str, str]) -> str | None:
+        return "fail" if method == "PUT" and "partNumber=2" in path else None
+
+    out = "s3://results/big output.bin"
+    with FaultProxy(aws, rule) as proxy:
+        res = run_worker(
+            [
+                "--input",
+                "s3://inbox/h.bam",
+                "--output",
+                out,
+                "--",
+                sys.executable,
+                str(tool),
+                "s3://inbox/h.bam",
+                out,
+            ],
+            scratch,
+            AWS_ENDPOINT_URL=proxy.url,
+            ALIGNBATCH_TRANSFER_CHUNK_MIB="5",
+            ALIGNBATCH_S3_MAX_ATTEMPTS="2",
+        )
+    assert res.code == 75, res.stderr
+    assert (
+        res.last["retryable"] is True
+        and "upload" in res.last["error"]
+        and "big output.bin" in res.last["error"]
+    )
+    assert any(hit.startswith("fail PUT") for hit in proxy.hits)
+    _nothing_left(s3, "results")  # multipart upload aborted, no object
+
+
+@pytest.mark.parametrize("mode", ["--stage", "--stream"])
+def test_corrupted_download_fails_the_run(s3, scratch: Path, aws: str, mode: str) -> None:  # type: ignore[no-untyped-def]
+    def rule(method: str, path: str, headers: dict[str, str]) -> str | None:
+        rng = headers.get("Range", "")
+        # Leave the header probe (bytes=0-...) and the EOF probe (bytes=-N) intact; corrupt later ranges.
+        if method == "GET" and rng.startswith("bytes=") and not rng.startswith(("bytes=0-", "bytes=-")):
+            return "corrupt"
+        return None
+
+    with FaultProxy(aws, rule) as proxy:
+        res = run_worker(
+            [mode, "--", "alignstats", "-C", "-i", "s3://inbox/h.bam", "-o", "s3://results/h.json"],
+            scratch,
+            AWS_ENDPOINT_URL=proxy.url,
+            ALIGNBATCH_TRANSFER_CHUNK_MIB="1",
+        )
+    assert proxy.hits, "the proxy corrupted nothing"
+    assert res.code == 75, res.stderr
+    assert "does not match" in res.last["error"] and "s3://inbox/h.bam" in res.last["error"]
+    _nothing_left(s3, "results")
+
+
+def test_sigterm_stops_tool_aborts_and_cleans(s3, scratch: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pidfile = tmp_path / "tool.pid"
+    tool = _write_tool(
+        tmp_path,
+        f"""
+        import os, sys, time
+        open({str(pidfile)!r}, "w").write(str(os.getpid()))
+        open(sys.argv[2], "wb").write(b"partial")
+        time.sleep(120)
+        """,
+    )
+    out = "s3://results/never.bin"
+    proc = subprocess.Popen(
+        [
+            str(VENV_BIN / "alignbatch-worker"),
+            "--input",
+            "s3://inbox/h.bam",
+            "--output",
+            out,
+            "--",
+            sys.executable,
+            str(tool),
+            "s3://inbox/h.bam",
+            out,
+        ],
+        env=worker_env(scratch, AWS_BATCH_JOB_ID="job-term", AWS_BATCH_JOB_ATTEMPT="3"),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pidfile.exists() or not pidfile.read_text():
+            assert time.monotonic() < deadline, "tool never started"
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        tool_pid = int(pidfile.read_text())
+        assert (scratch / "alignbatch" / "job-term" / "3").exists()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logs = parse_logs(proc.stderr.read().decode() if proc.stderr else "")
+    assert code == 143
+    assert logs[-1]["event"] == "worker_failed" and "SIGTERM" in logs[-1]["error"]
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):  # the tool was stopped (give the kernel a moment to reap it)
+            os.kill(tool_pid, 0)
+            time.sleep(0.1)
+    assert not (scratch / "alignbatch" / "job-term").exists() or not any(
+        (scratch / "alignbatch" / "job-term").rglob("*")
+    )
+    _nothing_left(s3, "results")
+
+
+def test_logs_are_json_only(s3, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    res = run_worker(
+        ["--", "alignstats", "-C", "-i", "s3://inbox/h.bam", "-o", "s3://results/h.json"], scratch
+    )
+    assert res.code == 0
+    assert all(isinstance(json.loads(line), dict) for line in res.stderr.splitlines() if line)
