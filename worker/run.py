@@ -319,7 +319,7 @@ class WorkerRun:
                     suffix = ".crai" if main.location.name.lower().endswith(".cram") else ".bai"
                 comp = self._resolve(idx_loc, self.opts.index, "index (--index)")
                 out.append(Companion(main_slot.number, suffix, comp))
-            elif main.location.is_s3:
+            elif main.location.is_s3 and cmd.profile.name == "alignstats":
                 found = self._find_companion(main)
                 if found is not None:
                     out.append(Companion(main_slot.number, found[0], found[1]))

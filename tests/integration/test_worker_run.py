@@ -254,3 +254,19 @@ def test_tool_failure_passes_through_and_uploads_nothing(s3, scratch: Path, data
     assert res.code == 1
     assert res.last["tool_exit_code"] == 1 and res.last["outcome"] == "tool_failed"
     assert "Contents" not in s3.list_objects_v2(Bucket="results")
+
+
+def test_index_tool_under_the_worker(s3, scratch: Path, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    s3.upload_file(str(data_dir / "h_source.bam"), "inbox", "h one.bam")
+    out = "indexes/h one.bam.bai"
+    res = run_worker(
+        ["--", "alignbatch-index", "-i", "s3://inbox/h one.bam", "-o", f"s3://results/{out}"], scratch
+    )
+    assert res.code == 0, res.stderr
+    body = s3.get_object(Bucket="results", Key=out)["Body"].read()
+    assert body == (data_dir / "h_source.bam.bai").read_bytes()
+    s3.upload_file(str(data_dir / "h_no_eof.bam"), "inbox", "bad.bam")
+    res = run_worker(
+        ["--", "alignbatch-index", "-i", "s3://inbox/bad.bam", "-o", "s3://results/bad.bai"], scratch
+    )
+    assert res.code == 65 and "truncated" in res.last["error"]
