@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.e2e.harness import MotoBatch
-from tests.e2e.pipeline import Pipeline
+from tests.e2e.pipeline import Figures, Pipeline
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,31 @@ def pipeline(mb: MotoBatch, tmp_path: Path) -> Iterator[Pipeline]:
         yield pipe
     finally:
         pipe.controller.stop()
+
+
+# -- figures: what each scenario survived, printed at the end and kept in tests/e2e/last-run.json -----
+_FIGURES: list[Figures] = []
+LAST_RUN = Path(__file__).with_name("last-run.json")
+
+
+@pytest.fixture()
+def figures(request: pytest.FixtureRequest) -> Figures:
+    fig = Figures(scenario=request.node.name)
+    _FIGURES.append(fig)
+    return fig
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("alignbatch e2e figures")
+    for fig in _FIGURES:
+        terminalreporter.write_line(fig.summary_line())
+    totals = Figures.total(_FIGURES)
+    terminalreporter.write_line("TOTAL " + totals.summary_line())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _FIGURES:
+        data = {"scenarios": [f.to_json() for f in _FIGURES], "total": Figures.total(_FIGURES).to_json()}
+        LAST_RUN.write_text(json.dumps(data, indent=2) + "\n")

@@ -19,6 +19,7 @@ import random
 import re
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-KINDS = ("throttle", "slowdown", "error500", "drop")
+KINDS = ("throttle", "slowdown", "error500", "drop", "delay")
 
 _SCOPE_RE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 
@@ -106,7 +107,8 @@ class Rule:
 
     `key` (a glob) narrows S3 rules to matching object keys. `limit` caps how many times the rule fires
     (0 = unlimited). For `drop`, `after_bytes` response bytes are sent before the connection is cut
-    (0 = cut before any response).
+    (0 = cut before any response). `delay` holds the request `delay_seconds` before serving it normally
+    (a slow network or a stalled peer: long enough, it lets SQS visibility timeouts expire mid-work).
     """
 
     api: str
@@ -116,6 +118,7 @@ class Rule:
     key: str = "*"
     limit: int = 0
     after_bytes: int = 0
+    delay_seconds: float = 0.0
     fired: int = 0
 
     def __post_init__(self) -> None:
@@ -235,6 +238,9 @@ class FaultInjector:
             key = s3_key_of(environ) if operation.startswith("s3:") else ""
             rule = self.decide(channel, operation, key)
             if rule is None:
+                return app(environ, start_response)
+            if rule.kind == "delay":
+                time.sleep(rule.delay_seconds)
                 return app(environ, start_response)
             if rule.kind == "drop":
                 return _dropping(app, environ, start_response, rule.after_bytes)

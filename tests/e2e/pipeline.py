@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,36 @@ class Figures:
     throttled_calls_seen: float = 0.0
     drain_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def add_faults(self, kinds: dict[str, int]) -> None:
+        for kind, n in kinds.items():
+            self.faults[kind] = self.faults.get(kind, 0) + n
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary_line(self) -> str:
+        faults = ",".join(f"{k}={v}" for k, v in sorted(self.faults.items())) or "none"
+        extra = " ".join(f"{k}={v}" for k, v in sorted(self.extra.items()))
+        line = (f"{self.scenario}: objects={self.objects_dropped} kills={self.kills} "
+                f"sigterms={self.sigterms} dup_deliveries={self.duplicate_deliveries} "
+                f"dup_jobs={self.duplicate_jobs} faults[{faults}] "
+                f"throttled_seen={self.throttled_calls_seen:.0f} drain={self.drain_seconds:.1f}s {extra}")
+        return line.rstrip()
+
+    @classmethod
+    def total(cls, figs: list[Figures]) -> Figures:
+        out = cls(scenario="all")
+        for f in figs:
+            out.objects_dropped += f.objects_dropped
+            out.kills += f.kills
+            out.sigterms += f.sigterms
+            out.duplicate_deliveries += f.duplicate_deliveries
+            out.duplicate_jobs += f.duplicate_jobs
+            out.add_faults(f.faults)
+            out.throttled_calls_seen += f.throttled_calls_seen
+            out.drain_seconds += f.drain_seconds
+        return out
 
 
 @dataclass
