@@ -89,7 +89,8 @@ def parse_bed(path: str, data: bytes, names: dict[str, int], lengths: list[int])
             start = 0
         if end > lengths[tid]:
             bed.warnings.append(
-                f"[AlignStats WARNING] BED end coordinate greater than maximum allowed: {end} > {lengths[tid]}"
+                "[AlignStats WARNING] BED end coordinate greater than maximum allowed: "
+                f"{end} > {lengths[tid]}"
             )
             end = lengths[tid]
         bed.lines.append(BedLine(contig, tid, start, end - 1, number))

@@ -42,6 +42,20 @@ def _block_size(buf: bytes | memoryview, o: int, offset_in_file: int) -> int:
     raise BgzfError("corrupt", f"BGZF block without a BSIZE field at offset {offset_in_file}")
 
 
+def _inflate(view: memoryview, o: int, bsize: int, offset_in_file: int) -> bytes:
+    xlen = struct.unpack_from("<H", view, o + 10)[0]
+    crc, isize = struct.unpack_from("<II", view, o + bsize - 8)
+    try:
+        data = zlib.decompress(view[o + 12 + xlen : o + bsize - 8], -15, max(isize, 1))
+    except zlib.error as exc:
+        raise BgzfError(
+            "corrupt", f"BGZF block at offset {offset_in_file} does not inflate ({exc})"
+        ) from None
+    if len(data) != isize or zlib.crc32(data) != crc:
+        raise BgzfError("corrupt", f"CRC32 checksum mismatch in BGZF block at offset {offset_in_file}")
+    return data
+
+
 def iter_chunks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[bytes]:
     """Yield decompressed data in chunks of about 2 MB; raise BgzfError on any damage.
 
@@ -63,31 +77,16 @@ def iter_chunks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[bytes]:
         o = 0
         n = len(pending)
         view = memoryview(pending)
-        if True:
-            while True:
-                if n - o < 18:
-                    break
-                bsize = _block_size(view, o, file_off + o)
-                if n - o < bsize:
-                    break
-                xlen = struct.unpack_from("<H", view, o + 10)[0]
-                cdata = view[o + 12 + xlen : o + bsize - 8]
-                crc, isize = struct.unpack_from("<II", view, o + bsize - 8)
-                try:
-                    data = zlib.decompress(cdata, -15, max(isize, 1))
-                except zlib.error as exc:
-                    raise BgzfError(
-                        "corrupt", f"BGZF block at offset {file_off + o} does not inflate ({exc})"
-                    ) from None
-                if len(data) != isize or zlib.crc32(data) != crc:
-                    raise BgzfError("corrupt", f"CRC32 checksum mismatch in BGZF block at offset {file_off + o}")
-                last_block_empty = isize == 0
-                if isize:
-                    out.append(data)
-                    out_size += isize
-                o += bsize
-                if out_size >= _CHUNK_TARGET:
-                    break
+        while n - o >= 18 and out_size < _CHUNK_TARGET:
+            bsize = _block_size(view, o, file_off + o)
+            if n - o < bsize:
+                break
+            data = _inflate(view, o, bsize, file_off + o)
+            last_block_empty = not data
+            if data:
+                out.append(data)
+                out_size += len(data)
+            o += bsize
         if o:
             pending = pending[o:]
             file_off += o

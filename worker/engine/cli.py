@@ -258,7 +258,9 @@ def _read_bed(path: str, kind: str, header, empty_message: str) -> BedFile:
         with open(path, "rb") as fh:
             data = fh.read()
     except OSError as exc:
-        raise ToolError(f'[AlignStats ERROR] Failed to open {kind} file "{path}".', f"{exc.strerror}") from None
+        raise ToolError(
+            f'[AlignStats ERROR] Failed to open {kind} file "{path}".', f"{exc.strerror}"
+        ) from None
     bed = parse_bed(path, data, header.name_to_tid, list(header.lengths))
     for w in bed.warnings:
         print(w, file=sys.stderr)

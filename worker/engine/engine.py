@@ -178,7 +178,8 @@ class Engine:
         else:
             detail = f"tid {s[k.S_WARN_PREV]} > {s[k.S_WARN_CUR]}"
         self.warn(
-            "[AlignStats WARNING] Record not in coordinate-sorted order. Results may not be accurate: " + detail
+            "[AlignStats WARNING] Record not in coordinate-sorted order. Results may not be accurate: "
+            + detail
         )
 
     def _drain_overflow(self) -> None:

@@ -139,8 +139,11 @@ def new_state() -> np.ndarray:
 
 @njit(cache=True, inline="always")
 def _i32(buf, o):
-    v = np.int64(buf[o]) | (np.int64(buf[o + 1]) << 8) | (np.int64(buf[o + 2]) << 16) | (
-        np.int64(buf[o + 3]) << 24
+    v = (
+        np.int64(buf[o])
+        | (np.int64(buf[o + 1]) << 8)
+        | (np.int64(buf[o + 2]) << 16)
+        | (np.int64(buf[o + 3]) << 24)
     )
     if v >= 0x80000000:
         v -= 0x100000000
@@ -149,8 +152,11 @@ def _i32(buf, o):
 
 @njit(cache=True, inline="always")
 def _u32(buf, o):
-    return np.int64(buf[o]) | (np.int64(buf[o + 1]) << 8) | (np.int64(buf[o + 2]) << 16) | (
-        np.int64(buf[o + 3]) << 24
+    return (
+        np.int64(buf[o])
+        | (np.int64(buf[o + 1]) << 8)
+        | (np.int64(buf[o + 2]) << 16)
+        | (np.int64(buf[o + 3]) << 24)
     )
 
 

@@ -6,6 +6,7 @@ input into `Accumulators`, which `merge` + `render_report` turn into the same re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -161,10 +162,8 @@ def run(opts: Options) -> int:
             out_fh.close()
         if created_output and opts.output:
             # never leave an empty or partial report behind for an uploader to pick up
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(opts.output)
-            except OSError:
-                pass
         raise
     finally:
         inp.close()

@@ -10,12 +10,12 @@ kernel reads:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import struct
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -207,8 +207,12 @@ class InputFile:
         if self.content == "cram" and self.reference:
             kwargs["reference_filename"] = self.reference
         try:
-            with contextlib.redirect_stderr(sys.stderr):
-                self.af = pysam.AlignmentFile(self._local_path, "r", check_sq=False, **kwargs)
+            with warnings.catch_warnings():
+                # HTSlib itself prints the "EOF marker is absent" warning, as alignstats' HTSlib does
+                warnings.simplefilter("ignore")
+                self.af = pysam.AlignmentFile(
+                    self._local_path, "r", check_sq=False, ignore_truncation=True, **kwargs
+                )
         except (ValueError, OSError):
             raise ToolError(
                 f'[AlignStats ERROR] Failed to read header for input file "{self.path}".',
@@ -281,7 +285,9 @@ class InputFile:
                             break
             except OSError as exc:
                 raise BadInputError(
-                    self.path, f"unreadable alignment data ({exc})", "the file is damaged; re-create or re-upload it"
+                    self.path,
+                    f"unreadable alignment data ({exc})",
+                    "the file is damaged; re-create or re-upload it",
                 ) from None
             if n == 0:
                 return
