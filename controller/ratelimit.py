@@ -38,7 +38,7 @@ class TokenBucket:
         while True:
             with self._lock:
                 self._refill()
-                if self._tokens >= tokens:
+                if self._tokens >= tokens - 1e-9:  # float rounding must not spin
                     self._tokens -= tokens
                     return waited
                 delay = (tokens - self._tokens) / self.rate
