@@ -89,7 +89,8 @@ def test_summary_tool_writes_row_and_rejects_bad_reports(tmp_path: Path, data_di
     report = tmp_path / "r.json"
     report.write_text((data_dir / "golden" / "i_edge_bam__C.json").read_text())
     row = tmp_path / "rows" / "r1.json"
-    rc = summary.main(["--report", str(report), "--output", str(row), "--meta", "run_id=r1", "--meta", "input_size=12"])
+    meta = ["--meta", "run_id=r1", "--meta", "input_size=12"]
+    rc = summary.main(["--report", str(report), "--output", str(row), *meta])
     assert rc == 0
     data = json.loads(row.read_text())
     assert data["run_id"] == "r1" and data["input_size"] == 12 and data["engine"]
