@@ -17,6 +17,9 @@ from tests.deploy.conftest import DEPLOY, ROOT, find_tool
 from tests.deploy.stacks import LAYERS, Layer, apply_inbox_notification, create_stack, create_stacks
 from tests.deploy.test_templates import BATCH_OUTPUTS, STORAGE_OUTPUTS
 
+# moto warns once per resource type its CloudFormation skips (bucket/queue policies, SG egress rules).
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
+
 
 @pytest.fixture()
 def outputs(aws: str) -> dict[str, dict[str, str]]:
