@@ -28,11 +28,6 @@ ENGINE = [sys.executable, "-c", "import sys; from worker.engine.cli import main;
 DELIBERATE = {"h_truncated__C", "h_no_eof__C", "h_corrupt_middle__C", "cli_bed_end0"}
 # Cases that need the process boundary: stdin, report on stdout, HTSlib's own stderr lines.
 SUBPROCESS = {"a_wgs__C_stdin", "cli_no_output", "h_missing__C", "h_truncated__C_r", "h_not_bam__C"}
-# -M overlap removal: a few positions per thousand read pairs still differ (see docs/engine.md).
-KNOWN_GAPS = {
-    "a_wgs__C_M": "-M interval walk differs from alignstats on ~90 bases (indels in the overlap)",
-    "d_capture__t_M": "-M interval walk differs from alignstats on ~30 bases (indels in the overlap)",
-}
 SMALL_FILES = {p.name for p in (ROOT / "tests" / "data").iterdir()}
 
 
@@ -100,15 +95,7 @@ def _expected_stderr(case: GoldenCase, out: Path) -> str:
 
 @pytest.mark.parametrize(
     "case",
-    [
-        pytest.param(
-            c,
-            id=c.name,
-            marks=[pytest.mark.xfail(reason=KNOWN_GAPS[c.name], strict=True)] if c.name in KNOWN_GAPS else [],
-        )
-        for c in CASES
-        if c.name not in DELIBERATE and c.exit_code != 139
-    ],
+    [pytest.param(c, id=c.name) for c in CASES if c.name not in DELIBERATE and c.exit_code != 139],
 )
 def test_golden(
     case: GoldenCase, request: pytest.FixtureRequest, tmp_path: Path, capsys, monkeypatch
@@ -136,11 +123,7 @@ def test_golden(
         assert captured.err == _expected_stderr(case, out)
         produced = out.read_bytes() if out.exists() else b""
     if golden_json.exists():
-        expected = golden_json.read_bytes()
-        if case.name in ("a_wgs__C_stdin", "cli_no_output"):
-            assert produced == expected
-        else:
-            assert produced == expected
+        assert produced == golden_json.read_bytes()
     else:
         assert produced == b""
 

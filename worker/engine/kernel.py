@@ -547,7 +547,10 @@ def process_records(
                                         ivs[n_iv] = s0
                                         ive[n_iv] = e0
                                         n_iv += 1
-                                    if rend[i] < mend[j]:
+                                    # alignstats moves the pointer whose block *starts* first (not
+                                    # ends first), so it can miss later intersections; golden -M runs
+                                    # confirm this walk.
+                                    if rstart[i] < mstart[j]:
                                         i += 1
                                     else:
                                         j += 1
