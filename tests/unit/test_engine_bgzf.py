@@ -1,0 +1,63 @@
+"""The strict BGZF reader: intact data round-trips, damage is refused with a specific kind."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import pytest
+
+from worker.engine.bgzf import EOF_BLOCK, BgzfError, iter_chunks
+
+
+def block(data: bytes) -> bytes:
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    cdata = comp.compress(data) + comp.flush()
+    bsize = len(cdata) + 25
+    header = (
+        b"\x1f\x8b\x08\x04"
+        + b"\x00" * 4
+        + b"\x00\xff"
+        + struct.pack("<H", 6)
+        + b"BC"
+        + struct.pack("<HH", 2, bsize)
+    )
+    return header + cdata + struct.pack("<II", zlib.crc32(data), len(data))
+
+
+def read_all(raw: bytes, prefix_len: int = 0) -> bytes:
+    return b"".join(iter_chunks(io.BytesIO(raw[prefix_len:]), raw[:prefix_len]))
+
+
+def test_round_trip_with_prefix() -> None:
+    raw = block(b"hello ") + block(b"world" * 1000) + EOF_BLOCK
+    assert read_all(raw) == b"hello " + b"world" * 1000
+    assert read_all(raw, prefix_len=4) == b"hello " + b"world" * 1000
+
+
+def test_missing_eof_block() -> None:
+    with pytest.raises(BgzfError) as exc:
+        read_all(block(b"abc"))
+    assert exc.value.kind == "no_eof"
+
+
+def test_truncated() -> None:
+    raw = block(b"abc" * 100) + EOF_BLOCK
+    with pytest.raises(BgzfError) as exc:
+        read_all(raw[:30])
+    assert exc.value.kind == "truncated"
+
+
+def test_crc_mismatch() -> None:
+    good = block(b"abcdef" * 50)
+    bad = good[:-8] + struct.pack("<I", zlib.crc32(b"x")) + good[-4:]
+    with pytest.raises(BgzfError) as exc:
+        read_all(bad + EOF_BLOCK)
+    assert exc.value.kind == "corrupt"
+
+
+def test_garbage_header() -> None:
+    with pytest.raises(BgzfError) as exc:
+        read_all(block(b"abc") + b"not a block at all......" + EOF_BLOCK)
+    assert exc.value.kind == "corrupt"
