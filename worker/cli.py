@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import signal
 import sys
 import time
@@ -21,6 +22,19 @@ from worker.exitcodes import ExitCode, is_retryable
 from worker.logs import configure_logging
 from worker.run import WorkerOptions, WorkerRun
 from worker.version import __version__
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM belongs to the current program only; ru_maxrss would also count
+    what the parent process had resident when it forked us."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -131,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "exit_code": code,
         "retryable": is_retryable(code),
         "seconds": round(time.monotonic() - started, 3),
+        "worker_max_rss_mb": peak_rss_mb(),
     }
     if run is not None:
         s = run.summary

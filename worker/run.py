@@ -15,6 +15,7 @@ and the scratch directory is removed.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -473,6 +474,8 @@ class WorkerRun:
             engine_version=engine.version,
             exit_code=code,
             seconds=round(seconds, 3),
+            # Largest child so far: the tool (the version probe before it is tiny).
+            tool_max_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
             stderr_tail=list(stderr_tail),
         )
         if stream_error is not None:

@@ -308,7 +308,9 @@ def transfer_config(*, streaming: bool = False) -> Any:
         multipart_chunksize=chunk,
         max_request_concurrency=concurrency,
         max_submission_concurrency=4,
-        max_io_queue_size=64 if streaming else 1000,
+        # Chunks waiting for the single writer thread are held in memory: bound them (24 x 1 MiB) so a
+        # slow disk or the in-order hashing cannot make RSS grow with the object size.
+        max_io_queue_size=24,
         io_chunksize=1 * MIB,
         num_download_attempts=5,
         max_in_memory_upload_chunks=concurrency,
