@@ -395,6 +395,8 @@ class Transfers:
         target = OrderedHashingFile(tmp, expect.digest())
         mgr = self._manager()
         started = time.monotonic()
+        future = None
+        failure: BaseException | None = None
         try:
             future = self._track(
                 mgr.download(
@@ -406,16 +408,18 @@ class Transfers:
                 )
             )
             future.result()
-        except BaseException as exc:
+        except BaseException as exc:  # includes Interrupted raised by the SIGTERM handler
+            failure = exc
+            if future is not None and not future.done():
+                future.cancel()
+        finally:
+            mgr.shutdown()  # after a cancel this only waits for the worker threads to stop
+        if failure is not None:
             target.close()
             tmp.unlink(missing_ok=True)
-            if isinstance(exc, WorkerError | KeyboardInterrupt | SystemExit) or not isinstance(
-                exc, Exception
-            ):
-                raise
-            raise _download_error(exc, loc) from None
-        finally:
-            mgr.shutdown()
+            if isinstance(failure, WorkerError) or not isinstance(failure, Exception):
+                raise failure
+            raise _download_error(failure, loc) from None
         target.close()
         seconds = time.monotonic() - started
         try:
@@ -483,15 +487,21 @@ class Transfers:
         }
         mgr = self._manager()
         started = time.monotonic()
+        future = None
+        failure: BaseException | None = None
         try:
             future = self._track(mgr.upload(str(path), dest.bucket, dest.key, extra_args=extra))
             future.result()
-        except BaseException as exc:
-            if isinstance(exc, WorkerError) or not isinstance(exc, Exception):
-                raise
-            raise translate_error(_unwrap(exc), dest, "upload") from None
+        except BaseException as exc:  # includes Interrupted raised by the SIGTERM handler
+            failure = exc
+            if future is not None and not future.done():
+                future.cancel()  # s3transfer then aborts the multipart upload
         finally:
             mgr.shutdown()
+        if failure is not None:
+            if isinstance(failure, WorkerError) or not isinstance(failure, Exception):
+                raise failure
+            raise translate_error(_unwrap(failure), dest, "upload") from None
         seconds = time.monotonic() - started
         return TransferResult("upload", str(path), str(dest), size, seconds, "checksum-crc32")
 

@@ -36,6 +36,7 @@ class FaultProxy:
         self.upstream = urllib.parse.urlparse(upstream)
         self.rule = rule
         self.hits: list[str] = []
+        self.delayed = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,6 +63,10 @@ class FaultProxy:
                 if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
                     headers["Content-Length"] = str(len(body))
                 action = proxy.rule(self.command, self.path, headers)
+                if action == "delay":
+                    proxy.hits.append(f"delay {self.command} {self.path}")
+                    proxy.delayed.set()
+                    time.sleep(2)
                 if action == "fail":
                     proxy.hits.append(f"fail {self.command} {self.path}")
                     payload = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
@@ -261,3 +266,48 @@ def test_logs_are_json_only(s3, scratch: Path) -> None:  # type: ignore[no-untyp
     )
     assert res.code == 0
     assert all(isinstance(json.loads(line), dict) for line in res.stderr.splitlines() if line)
+
+
+def test_sigterm_during_upload_aborts_it(s3, scratch: Path, tmp_path: Path, aws: str) -> None:  # type: ignore[no-untyped-def]
+    tool = _write_tool(
+        tmp_path,
+        """
+        import os, sys
+        with open(sys.argv[2], "wb") as fh:
+            fh.write(os.urandom(12 * 1024 * 1024))
+        """,
+    )
+
+    def rule(method: str, path: str, headers: dict[str, str]) -> str | None:
+        return "delay" if method == "PUT" and "partNumber=" in path else None
+
+    out = "s3://results/interrupted.bin"
+    with FaultProxy(aws, rule) as proxy:
+        proc = subprocess.Popen(
+            [
+                str(VENV_BIN / "alignbatch-worker"),
+                "--input",
+                "s3://inbox/h.bam",
+                "--output",
+                out,
+                "--",
+                sys.executable,
+                str(tool),
+                "s3://inbox/h.bam",
+                out,
+            ],
+            env=worker_env(scratch, AWS_ENDPOINT_URL=proxy.url, ALIGNBATCH_TRANSFER_CHUNK_MIB="5"),
+            stderr=subprocess.PIPE,
+        )
+        try:
+            assert proxy.delayed.wait(60), "the upload never started"
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    logs = parse_logs(proc.stderr.read().decode() if proc.stderr else "")
+    assert code == 143, logs
+    assert "SIGTERM" in logs[-1]["error"]
+    _nothing_left(s3, "results")
+    assert not any((scratch / "alignbatch").rglob("*.bin"))
