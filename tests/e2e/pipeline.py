@@ -360,8 +360,10 @@ class Pipeline:
         if dup_procs:
             problems.append(f"a Batch job's process ran twice: {dup_procs}")
         # Every job the ledger knows is the one Batch ran: no orphan submission for a known step.
-        ledger_names = {j["name"] for j in self.jobs() if j["job_id"]}
-        orphans = sorted({j["jobName"] for j in self.batch_jobs()} - ledger_names)
+        # (`retry` renames a step's job to the next attempt, so earlier attempts count as known.)
+        known = {j["name"].rsplit("-a", 1)[0] for j in self.jobs() if j["job_id"]}
+        names = {j["jobName"] for j in self.batch_jobs()}
+        orphans = sorted(n for n in names if n.rsplit("-a", 1)[0] not in known)
         if orphans:
             problems.append(f"Batch jobs the ledger does not know: {orphans[:5]} ({len(orphans)})")
         assert not problems, ("exactly-once violated:\n  " + "\n  ".join(problems)
