@@ -90,6 +90,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problems:
             raise ConfigError(f"{args.config}: " + "; ".join(problems))
     _configure_logging(args.log_level or cfg.logging.level)
+    from controller.config import warnings
+    from worker.logs import get_logger
+
+    for warning in warnings(cfg):
+        get_logger(component="config").warning("config.warning", detail=warning)
     if args.demo:
         if not cfg.is_local:
             return _fail("--demo needs --local DIR", EXIT_USAGE)

@@ -327,11 +327,22 @@ def validate_aws(cfg: ControllerConfig) -> list[str]:
         "[batch] job_definition_summary": cfg.batch.job_definition_summary,
     }
     problems = [f"{name} is required" for name, value in required.items() if not value]
-    if cfg.batch.submit_rate_per_second <= 0 or cfg.batch.submit_rate_per_second > 40:
-        problems.append(
-            "[batch] submit_rate_per_second must be in (0, 40] (Batch allows 50 SubmitJob/s per account)"
-        )
+    if cfg.batch.submit_rate_per_second <= 0:
+        problems.append("[batch] submit_rate_per_second must be positive")
     return problems
+
+
+def warnings(cfg: ControllerConfig) -> list[str]:
+    """Settings that are allowed but probably wrong (logged at start-up)."""
+    out = []
+    if cfg.batch.submit_rate_per_second > 40:
+        out.append(
+            "[batch] submit_rate_per_second above 40: Batch allows 50 SubmitJob/s per account, shared with "
+            "everything else in it; expect throttling"
+        )
+    if cfg.metrics.address not in ("127.0.0.1", "::1", "localhost"):
+        out.append(f"[metrics] address {cfg.metrics.address}: metrics are exposed beyond loopback")
+    return out
 
 
 def local_config(local_dir: str | os.PathLike[str], base: ControllerConfig | None = None) -> ControllerConfig:

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -73,6 +74,7 @@ class Controller:
         source: EventSource | None,
         metrics: Metrics | None = None,
         store: ObjectStore | None = None,
+        io_threads: int = 8,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
@@ -92,6 +94,8 @@ class Controller:
         self._table_dirty = threading.Event()
         self._runnable_flagged: set[str] = set()
         self.stopping = threading.Event()
+        self._submit_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="controller-io")
         reference_root = f"s3://{cfg.storage.reference_bucket}" if cfg.storage.reference_bucket else ""
         self._reference_root = "" if cfg.is_local else reference_root
 
@@ -111,11 +115,10 @@ class Controller:
             for m in messages:
                 self._in_flight[m.message_id] = m
         try:
-            for msg in messages:
-                if self.handle_message(msg):
-                    done.append(msg)
-                else:
-                    left.append(msg)
+            # Messages are independent (the ledger's UNIQUE identity settles duplicates), and handling one
+            # is mostly waiting on S3 HEAD/LIST: handle a batch concurrently.
+            for msg, ok in zip(messages, self._pool.map(self.handle_message, messages), strict=True):
+                (done if ok else left).append(msg)
             if done:
                 # Only now: every event of these messages is committed in the ledger.
                 self.source.ack(done)
@@ -198,6 +201,18 @@ class Controller:
         candidates = index_candidates(ev.key)
         if self.ledger.has_index(ev.bucket, candidates):
             return True
+        if not self.cfg.is_local:
+            # One LIST of the common stem answers for every candidate (x.bai, x.bam.bai, x.csi, ...);
+            # fall back to HEADs only when the stem is shared by very many keys.
+            stem = min(candidates, key=len).rsplit(".", 1)[0]
+            wanted = set(candidates)
+            for listed, info in enumerate(self.store.list(Location.s3(ev.bucket, stem)), start=1):
+                if info.location.key in wanted:
+                    return True
+                if listed >= 1000:
+                    break
+            else:
+                return False
         for key in candidates:
             try:
                 loc = (
@@ -271,17 +286,37 @@ class Controller:
 
     # -- submission ---------------------------------------------------------------------------------
     def submit_ready(self, limit: int = 500) -> int:
-        """Submit every planned job whose upstream jobs have ids. Returns the number submitted."""
-        submitted = 0
-        for run_id in self.ledger.runs_with_unsubmitted_jobs(limit=limit):
-            if self.stopping.is_set() and not self.cfg.is_local:
-                break
-            try:
-                submitted += self._submit_run(run_id)
-            except ExecutorError as exc:
-                self.log.error("job.submit_failed", run_id=run_id, error=str(exc))
-                break  # back off until the next pass; intents stay and are resolved by name
-        return submitted
+        """Submit every planned job whose upstream jobs have ids. Returns the number submitted.
+
+        One pass at a time (two passes could both see a PLANNED job and submit it twice); within a pass,
+        runs are submitted by a few threads, because SubmitJob latency, not CPU, is the limit and the
+        token bucket already caps the rate."""
+        if not self._submit_lock.acquire(blocking=False):
+            return 0
+        try:
+            submitted = 0
+            failed = threading.Event()
+
+            def one(run_id: str) -> int:
+                if failed.is_set():
+                    return 0
+                try:
+                    return self._submit_run(run_id)
+                except ExecutorError as exc:
+                    failed.set()  # back off until the next pass; intents stay and are resolved by name
+                    self.log.error("job.submit_failed", run_id=run_id, error=str(exc))
+                    return 0
+
+            while True:
+                run_ids = self.ledger.runs_with_unsubmitted_jobs(limit=limit)
+                if not run_ids or (self.stopping.is_set() and not self.cfg.is_local):
+                    return submitted
+                counts = list(self._pool.map(one, run_ids))
+                submitted += sum(counts)
+                if failed.is_set() or sum(counts) == 0:
+                    return submitted
+        finally:
+            self._submit_lock.release()
 
     def _submit_run(self, run_id: str) -> int:
         jobs = {j.step: j for j in self.ledger.jobs_for_run(run_id)}

@@ -1,0 +1,188 @@
+"""Controller throughput on the moto server: N objects dropped into the inbox at once.
+
+    python benchmarks/controller.py [--counts 1000 10000] [--rate 40]
+
+For each N: start a fresh moto server (own process), create bucket + queue + notification + Batch
+resources through the API (moto Batch in no-docker mode: SubmitJob only records the job), put N small
+.bam objects from 16 threads, then run `alignbatch-controller run --config FILE` as a real subprocess and
+wait until every run has all its jobs submitted. Prints:
+  - ingest rate: events/s from the first put to the last run committed in the ledger
+  - submit rate: jobs/s and runs/s from the first put to the last job submitted
+  - put→submit latency p50/p99 (put time measured by the client, submit time from the ledger)
+  - controller peak RSS (VmHWM of the controller process)
+The SubmitJob rate is the token bucket's ([batch] submit_rate_per_second, --rate): Batch allows 50 TPS per
+account, so with 3 jobs per object that bucket, not the controller, bounds jobs/s in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import FAKE_ENV, free_port  # noqa: E402
+from tests.integration.test_controller_aws import create_aws_env  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            return proc, url
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def peak_rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def ledger_progress(db_path: Path) -> tuple[int, int, int]:
+    """(runs, jobs, jobs submitted)"""
+    if not db_path.exists():
+        return 0, 0, 0
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5) as db:
+            runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            jobs = db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+            sub = db.execute("SELECT COUNT(*) FROM jobs WHERE job_id IS NOT NULL").fetchone()[0]
+            return runs, jobs, sub
+    except sqlite3.Error:
+        return 0, 0, 0
+
+
+def run_case(n: int, rate: float, workdir: Path) -> dict[str, float]:
+    moto, url = start_moto()
+    os.environ.update(FAKE_ENV)
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        import boto3
+
+        env = create_aws_env(url)
+        s3 = boto3.client("s3", region_name="us-east-1")
+        cfg = workdir / f"controller-{n}.toml"
+        db = workdir / f"state-{n}.db"
+        text = env.config_toml(db).replace("wait_seconds = 1", "wait_seconds = 20")
+        text = text.replace("submit_rate_per_second = 20", f"submit_rate_per_second = {rate}")
+        text = text.replace("reconcile_seconds = 1", "reconcile_seconds = 30")
+        cfg.write_text(text)
+        put_times: dict[str, float] = {}
+
+        def put(i: int) -> None:
+            key = f"incoming/batch/sample{i:06d}.bam"
+            s3.put_object(Bucket=env.inbox_bucket, Key=key, Body=b"BAM\x01" + i.to_bytes(4, "little"))
+            put_times[key] = time.time()
+
+        t0 = time.time()
+        ctl_log = open(workdir / f"controller-{n}.log", "wb")  # noqa: SIM115
+        ctl = subprocess.Popen(
+            [str(BIN / "alignbatch-controller"), "run", "--config", str(cfg), "--metrics-port", "0",
+             "--log-level", "WARNING"],
+            stdout=ctl_log, stderr=subprocess.STDOUT, env=dict(os.environ),
+        )  # fmt: skip
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(put, range(n)))
+        t_put = time.time()
+        peak = 0.0
+        runs_done_at = None
+        while True:
+            peak = max(peak, peak_rss_mib(ctl.pid))
+            runs, jobs, sub = ledger_progress(db)
+            if runs >= n and runs_done_at is None:
+                runs_done_at = time.time()
+            if runs >= n and sub >= jobs:
+                break
+            if ctl.poll() is not None:
+                raise RuntimeError(f"controller exited early; see {workdir}/controller-{n}.log")
+            time.sleep(0.5)
+        t_end = time.time()
+        peak = max(peak, peak_rss_mib(ctl.pid))
+        ctl_cpu, moto_cpu = cpu_seconds(ctl.pid), cpu_seconds(moto.pid)
+        ctl.send_signal(signal.SIGTERM)
+        ctl.wait(timeout=120)
+        with sqlite3.connect(db) as con:
+            rows = con.execute(
+                "SELECT r.key, MIN(j.submitted_at) FROM runs r JOIN jobs j ON j.run_id = r.run_id "
+                "GROUP BY r.run_id"
+            ).fetchall()
+            last_sub = con.execute("SELECT MAX(submitted_at) FROM jobs").fetchone()[0]
+            njobs = con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        lat = sorted(sub - put_times[key] for key, sub in rows if key in put_times)
+        return {
+            "objects": n,
+            "put_seconds": t_put - t0,
+            "ingest_events_per_s": n / ((runs_done_at or t_end) - t0),
+            "runs_submitted_per_s": n / (last_sub - t0),
+            "jobs_submitted_per_s": njobs / (last_sub - t0),
+            "latency_p50_s": statistics.median(lat),
+            "latency_p99_s": lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+            "peak_rss_mib": peak,
+            "total_seconds": t_end - t0,
+            "controller_cpu_s": ctl_cpu,
+            "moto_cpu_s": moto_cpu,
+        }
+    finally:
+        moto.terminate()
+        moto.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--rate", type=float, default=40.0, help="SubmitJob token bucket (jobs/s)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
+        for n in args.counts:
+            r = run_case(n, args.rate, Path(tmp))
+            print(
+                f"N={r['objects']:>6}  puts {r['put_seconds']:.1f}s | "
+                f"ingest {r['ingest_events_per_s']:.0f} events/s | "
+                f"submitted {r['runs_submitted_per_s']:.1f} runs/s = {r['jobs_submitted_per_s']:.1f} jobs/s "
+                f"(bucket {args.rate:g}/s) | "
+                f"put→submit p50 {r['latency_p50_s']:.1f}s p99 {r['latency_p99_s']:.1f}s | "
+                f"controller peak RSS {r['peak_rss_mib']:.0f} MiB | total {r['total_seconds']:.0f}s | "
+                f"CPU controller {r['controller_cpu_s']:.0f}s, moto {r['moto_cpu_s']:.0f}s",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
