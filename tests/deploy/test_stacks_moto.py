@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from tests.conftest import FAKE_ENV, reset_moto
 from tests.deploy.conftest import DEPLOY, ROOT, find_tool
 from tests.deploy.stacks import LAYERS, Layer, apply_inbox_notification, create_stack, create_stacks
 from tests.deploy.test_templates import BATCH_OUTPUTS, STORAGE_OUTPUTS
@@ -21,9 +23,18 @@ from tests.deploy.test_templates import BATCH_OUTPUTS, STORAGE_OUTPUTS
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 
-@pytest.fixture()
-def outputs(aws: str) -> dict[str, dict[str, str]]:
-    return create_stacks(boto3.client("cloudformation"))
+@pytest.fixture(scope="module")
+def outputs(moto_endpoint: str) -> Iterator[dict[str, dict[str, str]]]:
+    """The stacks, created once for this module (none of its tests changes them), on a freshly reset moto,
+    with the same environment the `aws` fixture gives a test."""
+    with pytest.MonkeyPatch.context() as mp:
+        reset_moto(moto_endpoint)
+        for key, value in FAKE_ENV.items():
+            mp.setenv(key, value)
+        mp.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+        for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            mp.delenv(key, raising=False)
+        yield create_stacks(boto3.client("cloudformation"))
 
 
 def test_all_layers_create_with_contract_outputs_and_exports(outputs: dict[str, dict[str, str]]) -> None:
@@ -92,7 +103,7 @@ def test_resources_the_controller_needs_exist(outputs: dict[str, dict[str, str]]
     boto3.client("kms").describe_key(KeyId=storage["KmsKeyArn"])
 
 
-def test_network_without_nat_uses_interface_endpoints(aws: str) -> None:
+def test_network_without_nat_uses_interface_endpoints(outputs: dict[str, dict[str, str]]) -> None:
     cf, ec2 = boto3.client("cloudformation"), boto3.client("ec2")
     out = create_stack(cf, Layer("alignbatch-net-endpoints", "network.yaml", {"EgressMode": "Endpoints"}))
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [out["VpcId"]]}])
@@ -181,7 +192,7 @@ def test_controller_check_accepts_the_rendered_config(
     assert any("job queue alignbatch" in line for line in lines)
 
 
-def test_render_config_names_a_missing_stack(aws: str) -> None:
+def test_render_config_names_a_missing_stack(outputs: dict[str, dict[str, str]]) -> None:
     proc = subprocess.run(
         [sys.executable, str(DEPLOY / "render_config.py"), "--stack-prefix", "nope"],
         capture_output=True,
