@@ -151,7 +151,7 @@ class WorkerRun:
         main = inputs.get(main_slot.number) if main_slot is not None else None
 
         stream = self._decide_stream(cmd, main_slot, main)
-        self.summary.mode = "stream" if stream else "stage"
+        self.summary.mode = "stream" if stream else ("local" if main and main.location.is_local else "stage")
         self.scratch = create_scratch(scratch_base(opts.scratch), opts.job_id, opts.attempt)
 
         # 3. check the main input before moving it
@@ -201,7 +201,9 @@ class WorkerRun:
         argv = [*engine.argv, *cmd.render(paths, extra=extra)[1:]]
         stdout_path = self.scratch.root / "stdout" if capture_stdout else None
 
-        rc = self._run_tool(engine, argv, main if stream else None, stdout_path)
+        # `-i -` passes the worker's own stdin through; otherwise the tool gets no terminal to block on.
+        inherit_stdin = any(slot.is_stdio for slot in cmd.inputs) and not stream
+        rc = self._run_tool(engine, argv, main if stream else None, stdout_path, inherit_stdin)
         self.summary.exit_code = rc
         if rc != 0:
             return rc
@@ -402,7 +404,12 @@ class WorkerRun:
 
     # -- running the tool ----------------------------------------------------------------------------
     def _run_tool(
-        self, engine: Engine, argv: list[str], streamed: Input | None, stdout_path: Path | None
+        self,
+        engine: Engine,
+        argv: list[str],
+        streamed: Input | None,
+        stdout_path: Path | None,
+        inherit_stdin: bool = False,
     ) -> int:
         read_fd = write_fd = -1
         stream: StreamHandle | None = None
@@ -425,7 +432,7 @@ class WorkerRun:
         try:
             self.child = subprocess.Popen(
                 argv,
-                stdin=read_fd if read_fd >= 0 else subprocess.DEVNULL,
+                stdin=read_fd if read_fd >= 0 else (None if inherit_stdin else subprocess.DEVNULL),
                 stdout=stdout_fh if stdout_fh is not None else None,
                 stderr=subprocess.PIPE,
                 close_fds=True,

@@ -102,7 +102,21 @@ def test_local_paths_only(scratch: Path, data_dir: Path, tmp_path: Path) -> None
     assert res.code == 0, res.stderr
     _assert_report(out.read_bytes(), data_dir, "i_edge_bam__C.json", f"file://{bam}", bam.stat().st_size)
     assert [p.name for p in out.parent.iterdir()] == ["x.json"]  # no temp files left next to it
-    assert res.last["mode"] == "stage" and _scratch_empty(scratch)
+    assert res.last["mode"] == "local" and _scratch_empty(scratch)
+    # a local BAM whose index lives elsewhere (--index): linked side by side in scratch for -r
+    regions = tmp_path / "regions.bed"
+    regions.write_text("ctgA\t0\t800\n")
+    idx = tmp_path / "elsewhere" / "my.bai"
+    idx.parent.mkdir()
+    shutil.copy(data_dir / "i_edge.bam.bai", idx)
+    out2 = tmp_path / "out" / "r.json"
+    res = run_worker(
+        ["--index", str(idx), "--", "alignstats", "-C", "-r", str(regions), "-i", str(bam), "-o", str(out2)],
+        scratch,
+    )
+    assert res.code == 0, res.stderr
+    assert json.loads(out2.read_bytes())["InputFileName"] == str(bam)
+    assert not (bam.parent / "x.bam.bai").exists()  # nothing written next to the user's file
 
 
 def test_mixed_local_and_s3(s3, scratch: Path, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
