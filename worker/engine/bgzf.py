@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _READ_SIZE = 4 << 20
-_CHUNK_TARGET = 2 << 20
+_CHUNK_TARGET = 1 << 20
 
 
 class BgzfError(Exception):
@@ -56,51 +58,83 @@ def _inflate(view: memoryview, o: int, bsize: int, offset_in_file: int) -> bytes
     return data
 
 
-def iter_chunks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[bytes]:
-    """Yield decompressed data in chunks of about 2 MB; raise BgzfError on any damage.
+def _inflate_batch(blocks: list[tuple[int, memoryview, int]]) -> bytes:
+    """Inflate a run of blocks (worker thread; zlib releases the GIL) and join them."""
+    return b"".join(_inflate(view, 0, bsize, off) for off, view, bsize in blocks)
 
-    `prefix` holds bytes already read from the stream (format sniffing on stdin).
+
+def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[list[tuple[int, memoryview, int]]]:
+    """Split the stream into batches of whole BGZF blocks (~2 MB uncompressed each), checking framing.
+
+    Each entry is (file offset, view of the block, block size). Raises BgzfError for a stream that ends
+    inside a block or lacks the EOF marker block.
     """
     pending = bytes(prefix)
+    pos = 0  # parse position in pending
     file_off = 0  # file offset of pending[0]
-    out: list[bytes] = []
-    out_size = 0
+    batch: list[tuple[int, memoryview, int]] = []
+    batch_size = 0
     last_block_empty = False
     eof = False
     while True:
-        if not eof and len(pending) < (1 << 17):
+        if not eof and len(pending) - pos < (1 << 17):
             data = stream.read(_READ_SIZE)
             if data:
-                pending += data
+                pending = pending[pos:] + data
+                file_off += pos
+                pos = 0
             else:
                 eof = True
-        o = 0
-        n = len(pending)
         view = memoryview(pending)
-        while n - o >= 18 and out_size < _CHUNK_TARGET:
-            bsize = _block_size(view, o, file_off + o)
-            if n - o < bsize:
+        n = len(pending)
+        progressed = False
+        while n - pos >= 18:
+            bsize = _block_size(view, pos, file_off + pos)
+            if n - pos < bsize:
                 break
-            data = _inflate(view, o, bsize, file_off + o)
-            last_block_empty = not data
-            if data:
-                out.append(data)
-                out_size += len(data)
-            o += bsize
-        if o:
-            pending = pending[o:]
-            file_off += o
-        if out_size >= _CHUNK_TARGET or (eof and out):
-            yield b"".join(out)
-            out = []
-            out_size = 0
-            continue
-        if eof:
-            if pending:
+            isize = struct.unpack_from("<I", view, pos + bsize - 4)[0]
+            last_block_empty = isize == 0
+            batch.append((file_off + pos, view[pos : pos + bsize], bsize))
+            batch_size += isize
+            pos += bsize
+            progressed = True
+            if batch_size >= _CHUNK_TARGET:
+                yield batch
+                batch = []
+                batch_size = 0
+        if eof and not progressed:
+            if batch:
+                yield batch
+                batch = []
+            if n - pos:
                 raise BgzfError(
                     "truncated",
-                    f"file ends inside a BGZF block at offset {file_off} ({len(pending)} bytes left over)",
+                    f"file ends inside a BGZF block at offset {file_off + pos} ({n - pos} bytes left over)",
                 )
             if not last_block_empty:
                 raise BgzfError("no_eof", "the BGZF end-of-file marker block is missing")
             return
+
+
+def iter_chunks(stream: BinaryIO, prefix: bytes = b"", threads: int = 2) -> Iterator[bytes]:
+    """Yield decompressed data in chunks of about 1 MB, in order; raise BgzfError on any damage.
+
+    `prefix` holds bytes already read from the stream (format sniffing on stdin). Batches are inflated
+    by `threads` worker threads, a few batches ahead of the consumer.
+    """
+    if threads <= 1:
+        for batch in iter_blocks(stream, prefix):
+            yield _inflate_batch(batch)
+        return
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bgzf-inflate") as pool:
+        pending: deque[Future[bytes]] = deque()
+        try:
+            for batch in iter_blocks(stream, prefix):
+                pending.append(pool.submit(_inflate_batch, batch))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()

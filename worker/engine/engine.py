@@ -41,7 +41,7 @@ class EngineConfig:
         return self.wgs or self.capture
 
 
-def prefetch(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
+def prefetch(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
     """Run the producer (decompression, zlib releases the GIL) in a thread, one chunk ahead or more."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
@@ -120,32 +120,25 @@ class Engine:
     def feed(self, chunks: Iterator[bytes]) -> None:
         carry = b""
         for chunk in chunks:
-            data = carry + chunk if carry else chunk
-            buf = np.frombuffer(data, dtype=np.uint8)
-            off = 0
-            n = buf.shape[0]
-            while True:
-                status, off = k.process_records(
-                    buf,
-                    off,
-                    n,
-                    self.params,
-                    self.state,
-                    self.acc.counts,
-                    self.acc.aln,
-                    self.len_hist,
-                    self.ins_hist,
-                    self.ov,
-                    self.depth,
-                    self.scratch,
-                )
-                if status == k.NEED_MORE:
-                    break
-                if status == k.CHROM_CHANGE:
-                    self._change_chromosome(int(self.state[k.S_NEW_TID]))
-                elif status == k.OVERFLOW_FULL:
-                    self._drain_overflow()
-            carry = data[off:]
+            start = 0
+            if carry:
+                # Finish the record that spans the chunk boundary from a small joined buffer, so the
+                # chunk itself is used in place (no 1-2 MB copy per chunk).
+                head = carry + chunk[: max(0, 4 - len(carry))]
+                if len(head) < 4:
+                    carry = head
+                    continue
+                need = int.from_bytes(head[:4], "little", signed=True) + 4 - len(carry)
+                if need > len(chunk):
+                    carry += chunk
+                    continue
+                record = np.frombuffer(carry + chunk[:need], dtype=np.uint8)
+                if self._run(record, 0) != record.shape[0]:
+                    raise AssertionError("spanning record not consumed")  # pragma: no cover
+                start = need
+            buf = np.frombuffer(chunk, dtype=np.uint8)
+            off = self._run(buf, start)
+            carry = chunk[off:]
             self._check_order_warning()
         if carry:
             raise BadInputError(
@@ -154,6 +147,31 @@ class Engine:
                 "upload the complete file again",
             )
         self._check_order_warning()
+
+    def _run(self, buf: np.ndarray, off: int) -> int:
+        """Run the kernel over buf from off; return the offset of the first incomplete record."""
+        n = buf.shape[0]
+        while True:
+            status, off = k.process_records(
+                buf,
+                off,
+                n,
+                self.params,
+                self.state,
+                self.acc.counts,
+                self.acc.aln,
+                self.len_hist,
+                self.ins_hist,
+                self.ov,
+                self.depth,
+                self.scratch,
+            )
+            if status == k.NEED_MORE:
+                return off
+            if status == k.CHROM_CHANGE:
+                self._change_chromosome(int(self.state[k.S_NEW_TID]))
+            elif status == k.OVERFLOW_FULL:
+                self._drain_overflow()
 
     def finish(self) -> Accumulators:
         """Finish the current chromosome and return the accumulated results."""

@@ -155,7 +155,8 @@ class InputFile:
             self._local_path = self.path
         self.content = sniff(self._prefix)
         if self.content == "bgzf":
-            chunks = _bgzf_errors(self.path, iter_chunks(self._stream, self._prefix))
+            inflaters = max(self.threads, min(os.cpu_count() or 1, 4))
+            chunks = _bgzf_errors(self.path, iter_chunks(self._stream, self._prefix, threads=inflaters))
             header, body = split_header(chunks)
             if header is not None:
                 self.content = "bam"
@@ -292,7 +293,7 @@ class InputFile:
             if n == 0:
                 return
             with open(part, "rb") as fh:
-                _, body = split_header(iter_chunks(fh))
+                _, body = split_header(iter_chunks(fh, threads=1))
                 yield from body
             if n < _BATCH_RECORDS:
                 return
