@@ -446,3 +446,39 @@ def test_check_and_run_as_subprocess(env: AwsEnv, tmp_path: Path, data_dir: Path
     assert any(x["event"] == "run.created" for x in lines)
     assert sum(1 for x in lines if x["event"] == "job.submitted") == 3
     assert "alignbatch: inbox drained." in out.stdout
+
+
+def test_visibility_extension_and_queue_gauges(env: AwsEnv, tmp_path: Path) -> None:
+    from controller.sources.base import Message
+
+    sqs = env.client("sqs")
+    drain_notifications(env, 1)  # the TestEvent
+    ctl, _ = make_controller(env, tmp_path)
+    ctl.source.visibility_timeout = 2  # received for 2 s only...
+    [msg] = ctl.source.receive(10)
+    ctl._in_flight[msg.message_id] = msg
+    ctl.extend_in_flight()  # ...then extended to [queue] visibility_timeout (60 s) while "in flight"
+    ctl.refresh_gauges()
+    assert metric(ctl, "alignbatch_queue_messages", queue="inbox", kind="in_flight") == 1
+    assert metric(ctl, "alignbatch_queue_messages", queue="dlq", kind="visible") == 0
+    time.sleep(2.5)
+    assert "Messages" not in sqs.receive_message(QueueUrl=env.queue_url, WaitTimeSeconds=1)
+    assert isinstance(msg, Message)
+
+
+def test_cloudwatch_shipping_batches_lines(aws: str) -> None:
+    from controller.cloudwatch import CloudWatchShipper, TeeStream
+
+    logs = boto3.client("logs", region_name=REGION)
+    logs.create_log_group(logGroupName="/alignbatch/controller")
+    shipper = CloudWatchShipper("/alignbatch/controller", "test-stream", client=logs, flush_seconds=60)
+    import io
+
+    out = io.StringIO()
+    tee = TeeStream(out, shipper)
+    for i in range(25):
+        tee.write(json.dumps({"event": "line", "i": i}) + "\n")
+    assert shipper.flush() == 25
+    got = logs.get_log_events(logGroupName="/alignbatch/controller", logStreamName="test-stream")["events"]
+    assert [json.loads(e["message"])["i"] for e in got] == list(range(25))
+    assert out.getvalue().count("\n") == 25
