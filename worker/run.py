@@ -192,7 +192,8 @@ class WorkerRun:
             out = self.scratch.output_dir(slot.number) / safe_name(slot.location.name)
             out_paths[slot.number] = out
             paths[slot.number] = str(out)
-        capture_stdout = is_alignstats and cmd.slot_for("-o") is None
+        out_slot = cmd.slot_for("-o")
+        capture_stdout = is_alignstats and (out_slot is None or out_slot.is_stdio)
         extra: list[str] = []
         if stream and main_slot is not None:
             paths[main_slot.number] = "-"
