@@ -137,20 +137,21 @@ def _write_tool(tmp_path: Path, body: str) -> Path:
     return script
 
 
+# A tool that writes a 12 MiB output (argv[2]): three parts at ALIGNBATCH_TRANSFER_CHUNK_MIB=5.
+BIG_OUTPUT_TOOL = """
+import os, sys
+with open(sys.argv[2], "wb") as fh:
+    fh.write(os.urandom(12 * 1024 * 1024))
+"""
+
+
 def _nothing_left(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket)
     assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
 def test_failed_multipart_upload_leaves_nothing(s3, scratch: Path, tmp_path: Path, aws: str) -> None:  # type: ignore[no-untyped-def]
-    tool = _write_tool(
-        tmp_path,
-        """
-        import os, sys
-        with open(sys.argv[2], "wb") as fh:
-            fh.write(os.urandom(12 * 1024 * 1024))
-        """,
-    )
+    tool = _write_tool(tmp_path, BIG_OUTPUT_TOOL)
 
     def rule(method: str, path: str, headers: dict[str, str]) -> str | None:
         return "fail" if method == "PUT" and "partNumber=2" in path else None
@@ -269,14 +270,7 @@ def test_logs_are_json_only(s3, scratch: Path) -> None:  # type: ignore[no-untyp
 
 
 def test_sigterm_during_upload_aborts_it(s3, scratch: Path, tmp_path: Path, aws: str) -> None:  # type: ignore[no-untyped-def]
-    tool = _write_tool(
-        tmp_path,
-        """
-        import os, sys
-        with open(sys.argv[2], "wb") as fh:
-            fh.write(os.urandom(12 * 1024 * 1024))
-        """,
-    )
+    tool = _write_tool(tmp_path, BIG_OUTPUT_TOOL)
 
     def rule(method: str, path: str, headers: dict[str, str]) -> str | None:
         return "delay" if method == "PUT" and "partNumber=" in path else None
