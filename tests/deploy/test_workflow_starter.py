@@ -48,9 +48,9 @@ def test_starter_starts_one_execution_per_object_matching_the_planner(
     key = f"{prefix}centre A/NA12878 final.bam"
     s3.put_object(Bucket=bucket, Key=key, Body=b"not really a BAM")
     messages = []
-    while got := sqs.receive_message(QueueUrl=storage["InboxQueueUrl"], MaxNumberOfMessages=10).get(
-        "Messages"
-    ):
+    while got := sqs.receive_message(
+        QueueUrl=storage["InboxQueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+    ).get("Messages"):
         messages += got
         for m in got:
             sqs.delete_message(QueueUrl=storage["InboxQueueUrl"], ReceiptHandle=m["ReceiptHandle"])
