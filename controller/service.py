@@ -201,18 +201,8 @@ class Controller:
         candidates = index_candidates(ev.key)
         if self.ledger.has_index(ev.bucket, candidates):
             return True
-        if not self.cfg.is_local:
-            # One LIST of the common stem answers for every candidate (x.bai, x.bam.bai, x.csi, ...);
-            # fall back to HEADs only when the stem is shared by very many keys.
-            stem = min(candidates, key=len).rsplit(".", 1)[0]
-            wanted = set(candidates)
-            for listed, info in enumerate(self.store.list(Location.s3(ev.bucket, stem)), start=1):
-                if info.location.key in wanted:
-                    return True
-                if listed >= 1000:
-                    break
-            else:
-                return False
+        # HEADs, not a LIST of the stem: a HEAD needs only s3:GetObject and costs the same whatever the
+        # size of the inbox; the conventional name (x.bam.bai) is tried first.
         for key in candidates:
             try:
                 loc = (
