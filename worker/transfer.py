@@ -314,7 +314,8 @@ def transfer_config(*, streaming: bool = False) -> Any:
         io_chunksize=1 * MIB,
         num_download_attempts=5,
         max_in_memory_upload_chunks=concurrency,
-        max_in_memory_download_chunks=max(4, concurrency),
+        # A stream is paced by the tool: a few chunks ahead are enough, and they bound RSS.
+        max_in_memory_download_chunks=6 if streaming else max(4, concurrency),
     )
 
 
