@@ -47,6 +47,7 @@ from controller.planner import (
     resolve_path,
     run_id_for,
     sample_name,
+    validate_key,
 )
 from controller.results_table import write_table
 from controller.sources.base import EventSource, Message
@@ -233,8 +234,9 @@ class Controller:
         )
 
     def _accept(self, ev: ObjectEvent) -> str:
+        # An unsafe key is rejected before any I/O is attempted with it (plan_run says why).
         try:
-            index_present = self._index_present(ev)
+            index_present = validate_key(ev.key, local=self.cfg.is_local) is None and self._index_present(ev)
         except LocationError:
             index_present = False
         obj = InputObject(
