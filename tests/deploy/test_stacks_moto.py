@@ -3,6 +3,7 @@ resources the controller needs exist; the controller is configured from the stac
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -91,6 +92,16 @@ def test_resources_the_controller_needs_exist(outputs: dict[str, dict[str, str]]
 
     for arn in (batch_out["JobRoleArn"], outputs["alignbatch-controller"]["ControllerRoleArn"]):
         iam.get_role(RoleName=arn.rsplit("/", 1)[1])
+    # the job role's grants resolve (through the imports) to exactly the three prefixes
+    policy = iam.get_role_policy(
+        RoleName=batch_out["JobRoleArn"].rsplit("/", 1)[1], PolicyName="alignbatch-worker-data"
+    )["PolicyDocument"]
+    if isinstance(policy, str):  # moto keeps a template's inline policy as the repr of a dict
+        policy = ast.literal_eval(policy)
+    grants = {st["Sid"]: st["Resource"] for st in policy["Statement"]}
+    assert grants["ReadInboxObjects"] == [f"arn:aws:s3:::{storage['InboxBucket']}/incoming/*"]
+    assert grants["ReadReferenceObjects"] == [f"arn:aws:s3:::{storage['ReferenceBucket']}/references/*"]
+    assert grants["ReadAndWriteResultObjects"] == [f"arn:aws:s3:::{storage['ResultsBucket']}/alignbatch/*"]
     repo_name = storage["EcrRepositoryUri"].split("/", 1)[1]
     (repo,) = ecr.describe_repositories(repositoryNames=[repo_name])["repositories"]
     assert repo["imageTagMutability"] == "IMMUTABLE"
