@@ -66,6 +66,27 @@ def _patch_describe() -> None:
     Job.describe = describe  # type: ignore[method-assign]
 
 
+def _patch_submit() -> None:
+    """A SubmitJob that fails validation leaves nothing behind, as in AWS.
+
+    moto appends the new job to its queue before validating the tags, so a rejected submission leaves a
+    phantom that ListJobs finds (by name) but DescribeJobs never returns; validate first instead.
+    """
+    from moto.batch.exceptions import ValidationError
+    from moto.batch.models import BatchBackend
+
+    original = BatchBackend.submit_job
+
+    def submit_job(self: Any, *args: Any, **kwargs: Any) -> Any:
+        tags = kwargs.get("tags") or {}
+        error = self.tagger.validate_tags(self.tagger.convert_dict_to_tags_input(tags), 50)
+        if error:
+            raise ValidationError(error)
+        return original(self, *args, **kwargs)
+
+    BatchBackend.submit_job = submit_job  # type: ignore[method-assign]
+
+
 def _retry_strategy(job_id: str) -> dict[str, Any] | None:
     job = _batch_backend()._jobs.get(job_id.split(":")[0])
     return job.job_definition.retry_strategy if job is not None else None
@@ -177,6 +198,7 @@ def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127
                                         retry_lookup=_retry_strategy))
     _install_local_docker(client)
     _patch_describe()
+    _patch_submit()
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     servers = {}
