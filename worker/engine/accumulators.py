@@ -77,9 +77,40 @@ class Accumulators:
     targets_hit: int = 0
     target_buffers_hit: int = 0
     high_coverage_non_target: int = 0
+    # Q9 bookkeeping. The high-coverage scan of a chromosome of length L reads the word at index L, left
+    # there by earlier chromosomes. `stale_tail[L] = (word, overwritten)` is what this part leaves at index
+    # L (overwritten: a longer chromosome cleared and rewrote it; else only buffer bits were OR-ed in);
+    # `stale_pending` lists (L, bits OR-ed at L within this part) for scans whose word depends on earlier
+    # parts. `merge` resolves them in input order; `stale_hits()` resolves the rest against zeros.
+    stale_tail: dict[int, tuple[int, bool]] = field(default_factory=dict)
+    stale_pending: list[tuple[int, int]] = field(default_factory=list)
+
+    def stale_hits(self) -> int:
+        """High-coverage hits at index L still pending: nothing earlier, so the word is just the bits."""
+        return sum(1 for _, bits in self.stale_pending if bits >= 20)
 
     def merge(self, other: Accumulators) -> Accumulators:
-        """Add `other` into self (in place) and return self."""
+        """Add `other` into self (in place) and return self.
+
+        Order matters only for Q9: `other` must cover records that come after self's in the input (parts
+        merged in contig order); every other field is a plain sum.
+        """
+        resolved = 0
+        for length, bits in other.stale_pending:
+            before = self.stale_tail.get(length)
+            if before is None:
+                self.stale_pending.append((length, bits))
+            elif before[1]:
+                resolved += int((before[0] | bits) >= 20)
+            else:
+                self.stale_pending.append((length, before[0] | bits))
+        for length, (word, overwritten) in other.stale_tail.items():
+            before = self.stale_tail.get(length)
+            if overwritten or before is None:
+                self.stale_tail[length] = (word, overwritten)
+            else:
+                self.stale_tail[length] = (before[0] | word, before[1])
+        self.high_coverage_non_target += resolved
         self.counts += other.counts
         self.aln += other.aln
         for mine, theirs in zip(self.read_length, other.read_length, strict=True):
@@ -116,6 +147,10 @@ class Accumulators:
             "targets_hit": self.targets_hit,
             "target_buffers_hit": self.target_buffers_hit,
             "high_coverage_non_target": self.high_coverage_non_target,
+            "stale_tail": [
+                [length, word, overwritten] for length, (word, overwritten) in self.stale_tail.items()
+            ],
+            "stale_pending": [list(p) for p in self.stale_pending],
         }
 
     @classmethod
@@ -137,4 +172,6 @@ class Accumulators:
             "high_coverage_non_target",
         ):
             setattr(acc, name, int(data[name]))
+        acc.stale_tail = {int(n): (int(w), bool(o)) for n, w, o in data.get("stale_tail", [])}
+        acc.stale_pending = [(int(n), int(b)) for n, b in data.get("stale_pending", [])]
         return acc

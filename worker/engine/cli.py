@@ -8,6 +8,7 @@ they never change its behaviour): `--format json|tsv`.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -291,6 +292,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED_SIGINT)
     except BrokenPipeError:
         os._exit(1)
+    except OSError as exc:
+        # e.g. the report cannot be written: one line, a documented code, no traceback
+        code = ExitCode.SCRATCH_FULL if exc.errno == errno.ENOSPC else ExitCode.INTERNAL
+        print(f"[alignbatch-alignstats ERROR] I/O error: {exc}", file=sys.stderr)
+        return int(code)
+    except Exception as exc:
+        print(
+            f"[alignbatch-alignstats ERROR] internal error ({type(exc).__name__}: {exc}); please report it",
+            file=sys.stderr,
+        )
+        return int(ExitCode.INTERNAL)
 
 
 __all__ = ["BadInputError", "Options", "main", "parse_args"]

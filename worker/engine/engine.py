@@ -115,6 +115,10 @@ class Engine:
         self.any_targets = bool(config.targets and len(config.targets))
         self.mask = config.mask.by_tid(n_ref) if config.mask else [empty] * n_ref
         self._warned = False
+        # Q9: distinct contig lengths, and which of those indices a longer chromosome of this part has
+        # already cleared (then the word there is known locally).
+        self._lengths = sorted(set(header.lengths))
+        self._overwritten: set[int] = set()
 
     # --- main loop ----------------------------------------------------------------------------------
     def feed(self, chunks: Iterator[bytes]) -> None:
@@ -179,6 +183,13 @@ class Engine:
             self._finish_chromosome(int(self.state[k.S_CUR_TID]))
             self.state[k.S_CUR_TID] = -1
         self._drain_overflow()
+        if self.config.capture:
+            for length in self._lengths:
+                word = int(self.depth[length]) if length < self.depth.shape[0] else 0
+                if length in self._overwritten:
+                    self.acc.stale_tail[length] = (word, True)
+                elif word:
+                    self.acc.stale_tail[length] = (word, False)
         for g in range(3):
             self.acc.read_length[g].add_dense(self.len_hist[g])
         self.acc.insert_size.add_dense(self.ins_hist)
@@ -224,6 +235,10 @@ class Engine:
         self.state[k.S_CUR_LEN] = length
         self.depth[:length] = 0
         self.acc.genome_bases += length
+        for other in self._lengths:
+            if other >= length:
+                break
+            self._overwritten.add(other)
         if not self.config.capture:
             return
         ts, te = self.targets[tid]
@@ -256,4 +271,11 @@ class Engine:
                 self.acc.targets_hit += int(hit)
                 self.acc.target_buffers_hit += int(bhit)
             if self.any_targets:
-                self.acc.high_coverage_non_target += int(k.high_coverage_non_target(depth, length, ts, te))
+                hits, tail = k.high_coverage_non_target(depth, length, ts, te)
+                self.acc.high_coverage_non_target += int(hits)
+                if tail:
+                    word = int(depth[length])
+                    if length in self._overwritten:
+                        self.acc.high_coverage_non_target += int(word >= 20)
+                    else:
+                        self.acc.stale_pending.append((length, word))

@@ -728,12 +728,35 @@ def _scan(depth, a, b):
 
 
 @njit(cache=True, nogil=True)
+def _scan_to_end(depth, a, length):
+    """_scan over [a, length - 1]; also whether index `length` would be tested for a new hit."""
+    if a > length:
+        return 0, False
+    hits = 0
+    p = a
+    while p <= length - 1:
+        if depth[p] >= 20:
+            hits += 1
+            while p <= length - 1 and depth[p] != 0:
+                p += 1
+            if p > length - 1:
+                return hits, False  # inside a high stretch when reaching `length`: no new hit there
+        p += 1
+    return hits, p == length
+
+
+@njit(cache=True, nogil=True)
 def high_coverage_non_target(depth, length, tstart, tend):
-    """Count high-coverage stretches more than 500 bp away from targets (raw words, Q9 index length)."""
+    """Count high-coverage stretches more than 500 bp away from targets, on raw words.
+
+    The final gap runs to index `length` inclusive, one past the chromosome (Q9). That word is stale
+    data from earlier chromosomes, so it is left to the caller: returns (hits before `length`, whether
+    `length` is tested), and the caller adds one hit if so and the word there is >= 20.
+    """
     hits = 0
     prev_end = -501
     for i in range(tstart.shape[0]):
         hits += _scan(depth, prev_end + 501, tstart[i] - 501)
         prev_end = tend[i]
-    hits += _scan(depth, prev_end + 501, length)
-    return hits
+    h, tail = _scan_to_end(depth, prev_end + 501, length)
+    return hits + h, tail

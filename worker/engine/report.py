@@ -188,7 +188,7 @@ def _coverage(acc: Accumulators, ctx: ReportContext, put, prefix: str) -> None:
     put("CapTargetBuffersHit", _int(acc.target_buffers_hit))
     put("CapTargetBuffersHitPct", pct(acc.target_buffers_hit, ctx.total_targets))
     put("CapTotalTargets", _int(ctx.total_targets))
-    put("CapHighCoverageNonTargetHits", _int(acc.high_coverage_non_target))
+    put("CapHighCoverageNonTargetHits", _int(acc.high_coverage_non_target + acc.stale_hits()))
     put("CapBasesOnTarget", _int(acc.bases_on_target))
     put("CapBasesOnBuffer", _int(acc.bases_on_buffer))
     put("CapReadsOnTargetOrBuffer", _int(buf_reads + tgt_reads))
