@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,9 +120,15 @@ def _scrape(port: int) -> dict[str, float]:
 
 def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
     port = free_port()
+    # Stand in for systemd: a datagram socket as NOTIFY_SOCKET, a 2 s watchdog.
+    notify_path = str(tmp_path / "notify.sock")
+    notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify_sock.bind(notify_path)
+    notify_sock.setblocking(False)
+    env = {**_env(), "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "2000000"}
     proc = subprocess.Popen(
         [CONTROLLER, "run", "--local", str(tmp_path), "--metrics-port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
@@ -161,3 +168,13 @@ def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
             proc.wait()
     logs = [json.loads(x) for x in proc.stdout.read().splitlines() if x.startswith("{")]
     assert any(e["event"] == "daemon.stopped" for e in logs)
+    notes = []
+    while True:
+        try:
+            notes.append(notify_sock.recv(4096).decode())
+        except BlockingIOError:
+            break
+    notify_sock.close()
+    assert notes[0] == "READY=1" and notes[-1] == "STOPPING=1"
+    assert "WATCHDOG=1" in notes
+    assert any(n.startswith("STATUS=runs active=") and "succeeded=1" in n for n in notes)
