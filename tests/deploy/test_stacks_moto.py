@@ -119,7 +119,18 @@ def test_network_without_nat_uses_interface_endpoints(outputs: dict[str, dict[st
     out = create_stack(cf, Layer("alignbatch-net-endpoints", "network.yaml", {"EgressMode": "Endpoints"}))
     endpoints = ec2.describe_vpc_endpoints(Filters=[{"Name": "vpc-id", "Values": [out["VpcId"]]}])
     services = {e["ServiceName"].rsplit(".", 1)[-1] for e in endpoints["VpcEndpoints"]}
-    assert {"s3", "api", "dkr", "logs", "sqs", "batch", "sts"} <= services
+    assert {
+        "s3",
+        "api",
+        "dkr",
+        "ecs",
+        "ecs-agent",
+        "ecs-telemetry",
+        "logs",
+        "sqs",
+        "batch",
+        "sts",
+    } <= services
     assert not ec2.describe_nat_gateways(Filters=[{"Name": "vpc-id", "Values": [out["VpcId"]]}])[
         "NatGateways"
     ]
