@@ -287,3 +287,14 @@ def test_index_tool_under_the_worker(s3, scratch: Path, data_dir: Path) -> None:
         ["--", "alignbatch-index", "-i", "s3://inbox/bad.bam", "-o", "s3://results/bad.bai"], scratch
     )
     assert res.code == 65 and "truncated" in res.last["error"]
+
+
+def test_scratch_full_is_refused_before_downloading(s3, scratch: Path) -> None:  # type: ignore[no-untyped-def]
+    res = run_worker(
+        ["--stage", "--", "alignstats", "-C", "-i", URI, "-o", "s3://results/x.json"],
+        scratch,
+        ALIGNBATCH_SCRATCH_RESERVE_MIB=str(1 << 40),  # pretend the volume is far too small
+    )
+    assert res.code == 73 and res.last["retryable"] is True
+    assert "free but staging" in res.last["error"]
+    assert not res.events("transfer") and _scratch_empty(scratch)
