@@ -186,3 +186,46 @@ def test_sam_on_stdin_without_format(data_dir: Path) -> None:
         b'"InputFileSize": %d' % os.path.getsize(data_dir / "i_edge.sam"), b'"InputFileSize": 0'
     )
     assert proc.stdout == expected
+
+
+def test_cram_on_stdin_with_reference(refdata: Path) -> None:
+    """CRAM on stdin (spooled for HTSlib): same numbers as the CRAM file run, no index noise."""
+    with open(refdata / "b_wgs.cram", "rb") as fh:
+        proc = subprocess.run(
+            [*ENGINE, "-C", "-T", "ref.fa"], cwd=refdata, stdin=fh, capture_output=True, timeout=300
+        )
+    assert proc.returncode == 0
+    assert proc.stderr.decode() == "[AlignStats WARNING] No output file specified, using stdout for report.\n"
+    expected = (GOLDEN / "b_wgs__C_T.json").read_bytes()
+    size = (refdata / "b_wgs.cram").stat().st_size
+    expected = expected.replace(b'"InputFileName": "b_wgs.cram"', b'"InputFileName": "-"')
+    expected = expected.replace(b'"InputFileSize": %d' % size, b'"InputFileSize": 0')
+    assert proc.stdout == expected
+
+
+def test_module_entry_point(data_dir: Path, tmp_path: Path) -> None:
+    """`python -m worker.engine.cli` (what the worker runs from a checkout) behaves like the script."""
+    out = tmp_path / "m.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.engine.cli", "-C", "-i", "i_edge.sam", "-o", str(out)],
+        cwd=data_dir,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes() == (GOLDEN / "i_edge__C.json").read_bytes()
+
+
+def test_tsv_format_has_the_same_values(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(data_dir)
+    out = tmp_path / "r.tsv"
+    assert main(["--format", "tsv", "-t", "i_edge_targets.bed", "-i", "i_edge.sam", "-o", str(out)]) == 0
+    import json
+
+    golden = json.loads((GOLDEN / "i_edge__t.json").read_text())
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert [k for k, _ in rows] == list(golden)
+    assert rows[0][1] == "i_edge.sam"
+    assert {k: v for k, v in rows[1:]} == {
+        k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in list(golden.items())[1:]
+    }

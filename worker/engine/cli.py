@@ -306,3 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["BadInputError", "Options", "main", "parse_args"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -207,6 +207,8 @@ class InputFile:
         kwargs: dict[str, object] = {"threads": max(self.threads, 1)}
         if self.content == "cram" and self.reference:
             kwargs["reference_filename"] = self.reference
+        # a spooled stdin has no index next to it; keep HTSlib from saying so
+        previous = pysam.set_verbosity(0) if self.path == "-" else None
         try:
             with warnings.catch_warnings():
                 # HTSlib itself prints the "EOF marker is absent" warning, as alignstats' HTSlib does
@@ -219,6 +221,9 @@ class InputFile:
                 f'[AlignStats ERROR] Failed to read header for input file "{self.path}".',
                 "Exec format error",
             ) from None
+        finally:
+            if previous is not None:
+                pysam.set_verbosity(previous)
         self.header = Header(tuple(self.af.references), tuple(self.af.lengths))
 
     # --- reading ------------------------------------------------------------------------------------
