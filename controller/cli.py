@@ -106,7 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     ctl = build_controller(cfg, once=args.once, slots=args.slots)
     daemon = Daemon(ctl)
     daemon.install_signals()
-    port = cfg.metrics.port if args.metrics_port is None else args.metrics_port
+    # `--once` is for scripts and the demo: no endpoint (and no port clash) unless asked for.
+    default_port = 0 if args.once else cfg.metrics.port
+    port = default_port if args.metrics_port is None else args.metrics_port
     server = start_metrics(ctl, daemon, cfg.metrics.address, port)
     try:
         if args.once:

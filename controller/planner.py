@@ -33,6 +33,14 @@ JOB_ID_TOKEN = re.compile(r"\{job_id:(index|alignstats|summary)\}")
 
 # Batch job names: up to 128 letters, digits, hyphens and underscores, starting alphanumeric.
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# AWS tag values: unicode letters and digits, spaces and _ . : / = + - @ (no '%', '#', ',' ...), ≤ 256.
+_TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
+
+
+def tag_value(text: str) -> str:
+    return _TAG_UNSAFE.sub("_", text)[:256]
+
+
 MAX_S3_KEY_BYTES = 1024
 MAX_LOCAL_NAME_BYTES = 255
 
@@ -199,7 +207,7 @@ def plan_run(obj: InputObject, ctx: PlanContext, *, attempt: int = 1) -> Plan:
     def tags(step: Step) -> dict[str, str]:
         # Tag values: up to 256 chars; keep the sample readable but bounded.
         return {
-            "alignbatch:sample": sample[:256],
+            "alignbatch:sample": tag_value(sample),
             "alignbatch:run-id": run_id,
             "alignbatch:step": step,
             "alignbatch:pipeline-version": ctx.pipeline_version,

@@ -295,6 +295,10 @@ class Controller:
                 try:
                     return self._submit_run(run_id)
                 except ExecutorError as exc:
+                    if exc.permanent:
+                        # Refused outright: fail this run (with the reason) so it cannot wedge the others.
+                        self._fail_unsubmittable(run_id, str(exc))
+                        return 0
                     failed.set()  # back off until the next pass; intents stay and are resolved by name
                     self.log.error("job.submit_failed", run_id=run_id, error=str(exc))
                     return 0
@@ -309,6 +313,14 @@ class Controller:
                     return submitted
         finally:
             self._submit_lock.release()
+
+    def _fail_unsubmittable(self, run_id: str, reason: str) -> None:
+        for job in self.ledger.jobs_for_run(run_id):
+            if job.state in (PLANNED, INTENT):
+                # An INTENT here never reached Batch as a job (the request was refused): safe to close.
+                self.ledger.update_job(run_id, job.step, state=FAILED, reason=f"submission refused: {reason}")
+        self.log.error("job.submit_refused", run_id=run_id, error=reason)
+        self._evaluate_run(run_id)
 
     def _submit_run(self, run_id: str) -> int:
         jobs = {j.step: j for j in self.ledger.jobs_for_run(run_id)}

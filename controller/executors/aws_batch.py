@@ -100,7 +100,14 @@ class BatchExecutor:
             return getattr(self.client, api)(**kwargs)
         except ClientError as exc:
             err = exc.response.get("Error", {})
-            raise ExecutorError(f"Batch {api} failed: {err.get('Code')}: {err.get('Message')}") from None
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            code = str(err.get("Code", ""))
+            # 4xx other than throttling: Batch rejected the request itself (e.g. ClientException for a tag
+            # or name it does not accept); the same request will never succeed.
+            permanent = 400 <= status < 500 and status != 429 and code not in THROTTLE_CODES
+            raise ExecutorError(
+                f"Batch {api} failed: {code}: {err.get('Message')}", permanent=permanent
+            ) from None
         except BotoCoreError as exc:
             raise ExecutorError(f"Batch {api} failed: {type(exc).__name__}: {exc}") from None
 

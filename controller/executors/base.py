@@ -38,7 +38,13 @@ class JobStatus:
 
 
 class ExecutorError(RuntimeError):
-    """A submission or lookup failed after retries; the caller keeps the intent and tries again later."""
+    """A submission or lookup failed. `permanent`: the executor refused this request itself (bad
+    parameters), so retrying it would fail forever; otherwise (throttling, 5xx, network after botocore's
+    retries) the caller keeps the intent and tries again later."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Executor(Protocol):

@@ -482,3 +482,24 @@ def test_cloudwatch_shipping_batches_lines(aws: str) -> None:
     got = logs.get_log_events(logGroupName="/alignbatch/controller", logStreamName="test-stream")["events"]
     assert [json.loads(e["message"])["i"] for e in got] == list(range(25))
     assert out.getvalue().count("\n") == 25
+
+
+def test_refused_submission_fails_the_run_instead_of_wedging(
+    env: AwsEnv, tmp_path: Path, data_dir: Path
+) -> None:
+    s3 = env.client("s3")
+    for name in ("a", "b"):
+        s3.put_object(
+            Bucket=env.inbox_bucket, Key=f"incoming/{name}.bam", Body=(data_dir / "i_edge.bam").read_bytes()
+        )
+    drain_notifications(env, 3)
+    ctl, _ = make_controller(env, tmp_path)
+    ctl.executor.job_definitions["summary"] = "no-such-definition"  # Batch answers ClientException (400)
+    drain(ctl)
+    runs = ctl.ledger.runs()
+    assert {r.state for r in runs} == {"failed"} and len(runs) == 2
+    for run in runs:
+        jobs = {j.step: j for j in ctl.ledger.jobs_for_run(run.run_id)}
+        assert jobs["summary"].state == "FAILED" and "submission refused" in (jobs["summary"].reason or "")
+        assert jobs["alignstats"].job_id  # the steps before it were submitted
+    assert ctl.submit_ready() == 0  # nothing left that could wedge the loop

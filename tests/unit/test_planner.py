@@ -126,3 +126,10 @@ def test_job_names_are_valid_batch_names(sample: str, attempt: int) -> None:
 def test_sample_name() -> None:
     assert sample_name("a/b/NA1.final.bam") == "NA1.final"
     assert sample_name("x.CRAM") == "x"
+
+
+def test_tags_are_in_the_aws_tag_charset() -> None:
+    plan = plan_run(obj("incoming/plus+and% #1,ü.bam"), CTX)
+    sample_tag = plan.jobs[0].tags["alignbatch:sample"]
+    assert sample_tag == "plus+and_ _1_ü"
+    assert all(c.isalnum() or c in " _.:/=+-@" for v in plan.jobs[0].tags.values() for c in v)
