@@ -276,7 +276,8 @@ def human_summary(ctl: Controller) -> str:
         for run, job in failures:
             where = f" (log: {job.log_stream})" if job and job.log_stream else ""
             lines.append(f"    {run.key}: {run.reason}{where}")
-    lines.append("  details: alignbatch-controller status --local DIR | runs --local DIR --json")
+    where = f"--local {ctl.cfg.local_dir}" if ctl.cfg.is_local else "--config FILE"
+    lines.append(f"  details: alignbatch-controller status {where}   (runs {where} --json)")
     return "\n".join(lines) + "\n"
 
 
