@@ -105,7 +105,8 @@ def s3_key_of(environ: Environ) -> str:
 class Rule:
     """Inject `kind` into requests on `channel` whose operation matches `api` (a glob), at `rate`.
 
-    `key` (a glob) narrows S3 rules to matching object keys. `limit` caps how many times the rule fires
+    `key` (a glob) narrows S3 rules to matching object keys, `query` (a glob) to matching query strings
+    (e.g. `*partNumber=2*` for one part of a multipart upload). `limit` caps how many times the rule fires
     (0 = unlimited). For `drop`, `after_bytes` response bytes are sent before the connection is cut
     (0 = cut before any response). `delay` holds the request `delay_seconds` before serving it normally
     (a slow network or a stalled peer: long enough, it lets SQS visibility timeouts expire mid-work).
@@ -116,6 +117,7 @@ class Rule:
     rate: float = 1.0
     channel: str = "*"
     key: str = "*"
+    query: str = "*"
     limit: int = 0
     after_bytes: int = 0
     delay_seconds: float = 0.0
@@ -127,12 +129,14 @@ class Rule:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"fault rate {self.rate} is outside 0..1")
 
-    def matches(self, channel: str, operation: str, key: str) -> bool:
+    def matches(self, channel: str, operation: str, key: str, query: str = "") -> bool:
         if self.limit and self.fired >= self.limit:
             return False
         if self.channel != "*" and self.channel != channel:
             return False
         if not fnmatch.fnmatchcase(operation, self.api):
+            return False
+        if self.query != "*" and not fnmatch.fnmatchcase(query, self.query):
             return False
         return self.key == "*" or fnmatch.fnmatchcase(key, self.key)
 
@@ -222,11 +226,11 @@ class FaultInjector:
                 ],
             }
 
-    def decide(self, channel: str, operation: str, key: str) -> Rule | None:
+    def decide(self, channel: str, operation: str, key: str, query: str = "") -> Rule | None:
         with self._lock:
             self.requests[(channel, operation)] += 1
             for rule in self._plan.rules:
-                if rule.matches(channel, operation, key) and self._rng.random() < rule.rate:
+                if rule.matches(channel, operation, key, query) and self._rng.random() < rule.rate:
                     rule.fired += 1
                     self.injected[(channel, rule.kind, operation)] += 1
                     return rule
@@ -236,7 +240,7 @@ class FaultInjector:
         def middleware(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
             operation = operation_of(environ)
             key = s3_key_of(environ) if operation.startswith("s3:") else ""
-            rule = self.decide(channel, operation, key)
+            rule = self.decide(channel, operation, key, environ.get("QUERY_STRING", ""))
             if rule is None:
                 return app(environ, start_response)
             if rule.kind == "delay":
