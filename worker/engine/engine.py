@@ -176,6 +176,13 @@ class Engine:
                 self._change_chromosome(int(self.state[k.S_NEW_TID]))
             elif status == k.OVERFLOW_FULL:
                 self._drain_overflow()
+            elif status == k.BAD_RECORD:
+                number = int(self.acc.counts[k.C_TOTAL]) + 1
+                raise BadInputError(
+                    self.input_path,
+                    f"malformed BAM record (number {number}: sizes do not add up)",
+                    "the file is damaged; re-create it with samtools or re-upload it",
+                )
 
     def finish(self) -> Accumulators:
         """Finish the current chromosome and return the accumulated results."""

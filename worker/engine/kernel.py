@@ -22,6 +22,7 @@ from numba import njit
 NEED_MORE = 0  # buffer exhausted (possibly mid-record): refill and call again from the returned offset
 CHROM_CHANGE = 1  # the record at the returned offset has a new tid; finish/start chromosomes first
 OVERFLOW_FULL = 2  # the overflow list must be drained before continuing
+BAD_RECORD = 3  # the record at the returned offset is malformed (sizes inconsistent)
 
 # --- params (int64 array) ---------------------------------------------------------------------------
 P_MINQ = 0
@@ -291,6 +292,8 @@ def process_records(
         if o + 4 > end:
             return NEED_MORE, o
         bs = _i32(buf, o)
+        if bs < 32:
+            return BAD_RECORD, o
         rec_end = o + 4 + bs
         if rec_end > end:
             return NEED_MORE, o
@@ -314,6 +317,20 @@ def process_records(
         seq_off = cig_off + 4 * n_cig
         qual_off = seq_off + (l_seq + 1) // 2
         aux_off = qual_off + l_seq
+        if l_seq < 0 or aux_off > rec_end:
+            return BAD_RECORD, o
+        if n_cig == 2 and l_seq > 0:
+            # More than 65535 CIGAR ops: the real CIGAR is in a CG:B,I tag behind a kSmN placeholder;
+            # HTSlib swaps it in on reading, so alignstats sees the real one.
+            c0 = _u32(buf, cig_off)
+            c1 = _u32(buf, cig_off + 4)
+            if (c0 & 0xF) == 4 and (c0 >> 4) == l_seq and (c1 & 0xF) == 3:
+                t = _aux_find(buf, aux_off, rec_end, 67, 71)  # CG
+                if t >= 0 and t + 6 <= rec_end and buf[t] == 66 and buf[t + 1] == 73:
+                    cnt = _u32(buf, t + 2)
+                    if t + 6 + 4 * cnt <= rec_end:
+                        cig_off = t + 6
+                        n_cig = cnt
 
         counts[C_TOTAL] += 1
         filtered = mapq < minq or (flag & req) != req or (flag & excl) != 0
