@@ -412,12 +412,10 @@ def process_records(
                             qe = qs + ln
                             if qe > rec_end:
                                 qe = rec_end
-                            for k in range(qs, qe):
+                            for k in range(qs, qe):  # branch-free so LLVM vectorises it
                                 qv = buf[k]
-                                if qv >= 20:
-                                    q20 += 1
-                                    if qv >= 30:
-                                        q30 += 1
+                                q20 += qv >= 20
+                                q30 += qv >= 30
                             p += ln
                         elif op == 2:
                             dl += ln
@@ -590,6 +588,12 @@ def process_records(
                     k1 = ln
                     if b0 + k1 > chrom_len:
                         k1 = chrom_len - b0
+                    if n_iv == 0 and minbq == 0 and not do_cap:
+                        # common WGS case: nothing to filter, no target states to look at
+                        for rp in range(b0 + k0, b0 + k1):
+                            depth[rp] += 1
+                        ref_pos += ln
+                        continue
                     for k in range(k0, k1):
                         rp = b0 + k
                         word = depth[rp]
