@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -184,6 +185,8 @@ def main() -> int:
     ap.add_argument("--workdir", help="where to put the server data and files (default: a temp dir)")
     args = ap.parse_args()
 
+    # SIGTERM must still stop the seaweedfs child and remove the data directory (finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="alignbatch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     server = Seaweed(work)

@@ -82,6 +82,14 @@ class Companion:
     input: Input
 
 
+@dataclass(frozen=True)
+class ArgvPlan:
+    argv: list[str]
+    outputs: dict[int, Path]  # output slot number -> where the tool writes it in scratch
+    stdout_path: Path | None  # the tool's stdout captured here (alignstats report without -o)
+    inherit_stdin: bool
+
+
 @dataclass
 class RunSummary:
     tool: str
@@ -135,7 +143,6 @@ class WorkerRun:
         opts = self.opts
         cmd = parse_command(opts.command, declared_inputs=opts.inputs, declared_outputs=opts.outputs)
         checks.check_usage(cmd)
-        is_alignstats = cmd.profile.name == "alignstats"
         main_slot = self._main_slot(cmd)
         if opts.index and main_slot is None:
             raise UsageError("--index given but the tool has no BAM/CRAM input option to attach it to")
@@ -143,13 +150,12 @@ class WorkerRun:
         self.summary.engine, self.summary.engine_version = engine.name, engine.version
 
         # 2. what the inputs are
-        inputs: dict[int, Input] = {}
-        for slot in cmd.inputs:
-            if slot.is_stdio:
-                continue
-            inputs[slot.number] = self._resolve(slot.location, slot.text, f"input {slot.option}".strip())
+        inputs = {
+            slot.number: self._resolve(slot.location, slot.text, f"input {slot.option}".strip())
+            for slot in cmd.inputs
+            if not slot.is_stdio
+        }
         main = inputs.get(main_slot.number) if main_slot is not None else None
-
         stream = self._decide_stream(cmd, main_slot, main)
         self.summary.mode = "stream" if stream else ("local" if main and main.location.is_local else "stage")
         self.scratch = create_scratch(scratch_base(opts.scratch), opts.job_id, opts.attempt)
@@ -159,21 +165,42 @@ class WorkerRun:
         header: checks.HeaderInfo | None = None
         if main is not None and cmd.profile.name in ("alignstats", "alignbatch-index"):
             fmt, header = self._check_alignments(main)
-            if is_alignstats:
+            if cmd.profile.name == "alignstats":
                 checks.check_cram_reference(main.display, fmt, cmd.has_option("-T"))
 
-        companions = self._companions(cmd, main_slot, main, stream)
-
         # 4. space, then staging
+        self._stage(cmd, inputs, main_slot, main, stream, header)
+
+        # 5. run the tool on local files only
+        plan = self._plan_argv(cmd, engine, inputs, main_slot if stream else None, fmt)
+        rc = self._run_tool(engine, plan.argv, main if stream else None, plan.stdout_path, plan.inherit_stdin)
+        self.summary.exit_code = rc
+        if rc != 0:
+            return rc
+
+        # 6. publish, only after success
+        self._publish_outputs(cmd, engine, inputs, main, plan)
+        return 0
+
+    def _stage(
+        self,
+        cmd: ParsedCommand,
+        inputs: dict[int, Input],
+        main_slot: Slot | None,
+        main: Input | None,
+        stream: bool,
+        header: checks.HeaderInfo | None,
+    ) -> None:
+        assert self.scratch is not None
+        companions = self._companions(cmd, main_slot, main, stream)
         to_stage = [i for i in inputs.values() if i.location.is_s3 and not (i is main and stream)]
         to_stage += [c.input for c in companions if c.input.location.is_s3]
-        needed = sum(i.info.size for i in to_stage)
-        ensure_space(self.scratch, needed, f"{len(to_stage)} input file(s)")
+        ensure_space(self.scratch, sum(i.info.size for i in to_stage), f"{len(to_stage)} input file(s)")
         # Small inputs first, so the BED check fails before the large main input is fetched.
         for number, inp in inputs.items():
             if inp is not main and inp.location.is_s3:
                 self._download(inp, self.scratch.input_dir(number) / safe_name(inp.location.name))
-        if header is not None and is_alignstats:
+        if header is not None and cmd.profile.name == "alignstats":
             for slot in cmd.inputs:
                 if slot.option == "-t" and slot.number in inputs:
                     bed = inputs[slot.number]
@@ -183,53 +210,62 @@ class WorkerRun:
             self._download(main, self.scratch.input_dir(main_slot.number) / safe_name(main.location.name))
         self._place_companions(inputs, companions)
 
-        # 5. outputs go to scratch first; the tool's argv names local files only
+    def _plan_argv(
+        self,
+        cmd: ParsedCommand,
+        engine: Engine,
+        inputs: dict[int, Input],
+        streamed_slot: Slot | None,
+        fmt: checks.Format | None,
+    ) -> ArgvPlan:
+        """The argv with every file argument pointing at scratch (or `-` for the streamed input)."""
+        assert self.scratch is not None
+        is_alignstats = cmd.profile.name == "alignstats"
         paths: dict[int, str] = {n: i.local_path for n, i in inputs.items() if i.local_path}
         out_paths: dict[int, Path] = {}
         for slot in cmd.outputs:
-            if slot.is_stdio:
-                continue
-            out = self.scratch.output_dir(slot.number) / safe_name(slot.location.name)
-            out_paths[slot.number] = out
-            paths[slot.number] = str(out)
+            if not slot.is_stdio:
+                out_paths[slot.number] = self.scratch.output_dir(slot.number) / safe_name(slot.location.name)
+                paths[slot.number] = str(out_paths[slot.number])
         out_slot = cmd.slot_for("-o")
         capture_stdout = is_alignstats and (out_slot is None or out_slot.is_stdio)
         extra: list[str] = []
-        if stream and main_slot is not None:
-            paths[main_slot.number] = "-"
+        if streamed_slot is not None:
+            paths[streamed_slot.number] = "-"
             if is_alignstats and not cmd.has_option("-j") and fmt in ("bam", "cram", "sam"):
                 extra = ["-j", str(fmt)]  # stdin has no file name to guess the format from
-        argv = [*engine.argv, *cmd.render(paths, extra=extra)[1:]]
-        stdout_path = self.scratch.root / "stdout" if capture_stdout else None
+        return ArgvPlan(
+            argv=[*engine.argv, *cmd.render(paths, extra=extra)[1:]],
+            outputs=out_paths,
+            stdout_path=self.scratch.root / "stdout" if capture_stdout else None,
+            # `-i -` passes the worker's own stdin through; otherwise the tool gets no terminal to read.
+            inherit_stdin=any(slot.is_stdio for slot in cmd.inputs) and streamed_slot is None,
+        )
 
-        # `-i -` passes the worker's own stdin through; otherwise the tool gets no terminal to block on.
-        inherit_stdin = any(slot.is_stdio for slot in cmd.inputs) and not stream
-        rc = self._run_tool(engine, argv, main if stream else None, stdout_path, inherit_stdin)
-        self.summary.exit_code = rc
-        if rc != 0:
-            return rc
-
-        # 6. publish
+    def _publish_outputs(
+        self, cmd: ParsedCommand, engine: Engine, inputs: dict[int, Input], main: Input | None, plan: ArgvPlan
+    ) -> None:
         provenance = self._provenance(cmd, engine, inputs)
-        report_fix = (main.display, main.info.size) if (is_alignstats and main is not None) else None
+        fix = (
+            (main.display, main.info.size)
+            if (cmd.profile.name == "alignstats" and main is not None)
+            else None
+        )
         for slot in cmd.outputs:
-            if slot.number not in out_paths:
+            produced = plan.outputs.get(slot.number)
+            if produced is None:
                 continue
-            produced = out_paths[slot.number]
             if not produced.exists():
                 raise WorkerError(f"the tool exited 0 but did not write {slot.text} ({slot.option})")
-            if report_fix is not None and slot.kind is Kind.REPORT:
-                produced.write_bytes(
-                    rewrite_input_fields(produced.read_bytes(), name=report_fix[0], size=report_fix[1])
-                )
+            if fix is not None and slot.kind is Kind.REPORT:
+                produced.write_bytes(rewrite_input_fields(produced.read_bytes(), name=fix[0], size=fix[1]))
             self._publish(produced, slot, provenance)
-        if stdout_path is not None and stdout_path.exists():
-            data = stdout_path.read_bytes()
-            if report_fix is not None and data:
-                data = rewrite_input_fields(data, name=report_fix[0], size=report_fix[1])
+        if plan.stdout_path is not None and plan.stdout_path.exists():
+            data = plan.stdout_path.read_bytes()
+            if fix is not None and data:
+                data = rewrite_input_fields(data, name=fix[0], size=fix[1])
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
-        return 0
 
     # -- inputs --------------------------------------------------------------------------------------
     @staticmethod
