@@ -62,6 +62,9 @@ class Profile:
     long_options: Mapping[str, bool] = field(default_factory=dict)  # name -> takes a value
     roles: Mapping[str, OptionRole] = field(default_factory=dict)
     stream_option: str | None = None  # the option whose input may be fed on stdin
+    # Options whose value is passed on verbatim, never staged and never taken for a file, even if it
+    # looks like a URI: metadata (`--meta input=s3://...`), or a file the tool accepts but ignores.
+    passthrough: frozenset[str] = frozenset()
 
 
 ALIGNSTATS = Profile(
@@ -86,11 +89,11 @@ INDEXER = Profile(
     roles={
         "-i": OptionRole(Role.INPUT, Kind.ALIGNMENTS),
         "--input": OptionRole(Role.INPUT, Kind.ALIGNMENTS),
-        "-T": OptionRole(Role.INPUT, Kind.FASTA),
-        "--reference": OptionRole(Role.INPUT, Kind.FASTA),
         "-o": OptionRole(Role.OUTPUT, Kind.FILE),
         "--output": OptionRole(Role.OUTPUT, Kind.FILE),
     },
+    # A CRAM index is built without the reference: never stage a multi-GB FASTA for it.
+    passthrough=frozenset({"-T", "--reference"}),
 )
 
 SUMMARY = Profile(
@@ -100,6 +103,7 @@ SUMMARY = Profile(
         "--report": OptionRole(Role.INPUT, Kind.REPORT),
         "--output": OptionRole(Role.OUTPUT, Kind.FILE),
     },
+    passthrough=frozenset({"--meta"}),
 )
 
 GENERIC = Profile(name="generic")
@@ -264,8 +268,8 @@ def parse_command(
             role = profile.roles.get(opt)
             if role is not None:
                 b.slot(opt, value, role, prefix)
-            elif opt == "--meta":
-                b.template.append(prefix + value)  # KEY=VALUE metadata, never a file
+            elif opt in profile.passthrough:
+                b.template.append(prefix + value)
             else:
                 b.literal(prefix + value, value=value, option=opt, prefix=prefix)
             continue
@@ -295,6 +299,8 @@ def parse_command(
             role = profile.roles.get(opt)
             if role is not None:
                 b.slot(opt, value, role)
+            elif opt in profile.passthrough:
+                b.template.append(value)
             else:
                 b.literal(value, option=opt)
             break

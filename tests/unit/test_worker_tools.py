@@ -102,7 +102,10 @@ def test_summary_profile_keeps_meta_verbatim() -> None:
 
 
 def test_indexer_profile() -> None:
-    cmd = parse_command(["alignbatch-index", "-i", "s3://i1i/x.cram", "-o", "s3://r1r/x.cram.crai"])
+    cmd = parse_command(
+        ["alignbatch-index", "-i", "s3://i1i/x.cram", "-T", "s3://ref/big.fa", "-o", "s3://r1r/x.cram.crai"]
+    )
+    assert "s3://ref/big.fa" in cmd.render({})  # passed on, never staged: a CRAM index needs no reference
     assert [(s.option, s.role, s.kind) for s in cmd.slots] == [
         ("-i", Role.INPUT, Kind.ALIGNMENTS),
         ("-o", Role.OUTPUT, Kind.FILE),
