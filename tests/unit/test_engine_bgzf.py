@@ -8,7 +8,18 @@ import zlib
 
 import pytest
 
+from worker.engine import bgzf
 from worker.engine.bgzf import EOF_BLOCK, BgzfError, iter_chunks
+
+
+@pytest.fixture(autouse=True, params=["libdeflate", "zlib"])
+def backend(request, monkeypatch):
+    """Run every test with the system libdeflate (when installed) and with plain zlib."""
+    if request.param == "zlib":
+        monkeypatch.setattr(bgzf, "_LIBDEFLATE", None)
+    elif bgzf._LIBDEFLATE is None:
+        pytest.skip("libdeflate not installed")
+    return request.param
 
 
 def block(data: bytes) -> bytes:
@@ -26,14 +37,21 @@ def block(data: bytes) -> bytes:
     return header + cdata + struct.pack("<II", zlib.crc32(data), len(data))
 
 
-def read_all(raw: bytes, prefix_len: int = 0) -> bytes:
-    return b"".join(iter_chunks(io.BytesIO(raw[prefix_len:]), raw[:prefix_len]))
+def read_all(raw: bytes, prefix_len: int = 0, threads: int = 2) -> bytes:
+    return b"".join(iter_chunks(io.BytesIO(raw[prefix_len:]), raw[:prefix_len], threads=threads))
 
 
 def test_round_trip_with_prefix() -> None:
     raw = block(b"hello ") + block(b"world" * 1000) + EOF_BLOCK
     assert read_all(raw) == b"hello " + b"world" * 1000
     assert read_all(raw, prefix_len=4) == b"hello " + b"world" * 1000
+    assert read_all(raw, threads=1) == b"hello " + b"world" * 1000
+
+
+def test_many_blocks_stay_in_order() -> None:
+    parts = [bytes([i % 251]) * 60_000 for i in range(80)]  # ~4.8 MB: several batches in flight
+    raw = b"".join(block(p) for p in parts) + EOF_BLOCK
+    assert read_all(raw) == b"".join(parts)
 
 
 def test_missing_eof_block() -> None:

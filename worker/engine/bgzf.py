@@ -3,12 +3,17 @@
 alignstats (through HTSlib) treats read errors as end of input (Q11): a truncated BAM yields partial
 numbers, a CRC-corrupt block is skipped silently, a missing EOF block only warns — all with exit 0. This
 reader refuses all three instead (`BgzfError`), so a damaged object never produces a plausible-looking
-report. zlib releases the GIL, so `iter_chunks` can run in a background thread next to the kernel.
+report. Inflate runs on a small thread pool (zlib and ctypes release the GIL) next to the kernel; the
+system libdeflate is used when present (as HTSlib does), zlib otherwise.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 import struct
+import threading
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -58,21 +63,97 @@ def _inflate(view: memoryview, o: int, bsize: int, offset_in_file: int) -> bytes
     return data
 
 
-def _inflate_batch(blocks: list[tuple[int, memoryview, int]]) -> bytes:
-    """Inflate a run of blocks (worker thread; zlib releases the GIL) and join them."""
-    return b"".join(_inflate(view, 0, bsize, off) for off, view, bsize in blocks)
+Batch = list[tuple[int, bytes, int, int]]  # (file offset, buffer, offset in buffer, block size)
 
 
-def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[list[tuple[int, memoryview, int]]]:
-    """Split the stream into batches of whole BGZF blocks (~2 MB uncompressed each), checking framing.
+def _inflate_batch(blocks: Batch) -> bytes | bytearray:
+    """Inflate a run of blocks (worker thread; zlib and ctypes calls release the GIL)."""
+    if _LIBDEFLATE is not None:
+        return _LIBDEFLATE.inflate_batch(blocks)
+    return b"".join(_inflate(memoryview(buf), o, bsize, off) for off, buf, o, bsize in blocks)
 
-    Each entry is (file offset, view of the block, block size). Raises BgzfError for a stream that ends
-    inside a block or lacks the EOF marker block.
+
+class _Libdeflate:
+    """libdeflate (the system library HTSlib also uses, when present) through ctypes: 2-3x faster
+    than zlib for inflate and CRC32. Each batch is inflated straight into one output buffer."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self.lib = lib
+        lib.libdeflate_alloc_decompressor.restype = ctypes.c_void_p
+        lib.libdeflate_alloc_decompressor.argtypes = []
+        lib.libdeflate_deflate_decompress.restype = ctypes.c_int
+        lib.libdeflate_deflate_decompress.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.POINTER(ctypes.c_size_t),
+        ]
+        lib.libdeflate_crc32.restype = ctypes.c_uint32
+        lib.libdeflate_crc32.argtypes = [ctypes.c_uint32, ctypes.c_void_p, ctypes.c_size_t]
+        self.local = threading.local()  # a decompressor is not thread-safe: one per thread
+
+    def _decompressor(self) -> int:
+        d = getattr(self.local, "d", None)
+        if d is None:
+            d = self.local.d = self.lib.libdeflate_alloc_decompressor()
+            if not d:
+                raise MemoryError("libdeflate_alloc_decompressor failed")
+        return d
+
+    def inflate_batch(self, blocks: Batch) -> bytearray:
+        d = self._decompressor()
+        sizes = [struct.unpack_from("<II", buf, o + bsize - 8) for _, buf, o, bsize in blocks]
+        out = bytearray(sum(isize for _, isize in sizes))
+        out_addr = ctypes.addressof((ctypes.c_char * len(out)).from_buffer(out)) if out else 0
+        actual = ctypes.c_size_t()
+        pos = 0
+        for (off, buf, o, bsize), (crc, isize) in zip(blocks, sizes, strict=True):
+            xlen = struct.unpack_from("<H", buf, o + 10)[0]
+            src = ctypes.cast(ctypes.c_char_p(buf), ctypes.c_void_p).value + o + 12 + xlen
+            clen = bsize - 20 - xlen
+            if isize:
+                rc = self.lib.libdeflate_deflate_decompress(
+                    d, src, clen, out_addr + pos, isize, ctypes.byref(actual)
+                )
+                if rc != 0 or actual.value != isize:
+                    raise BgzfError(
+                        "corrupt", f"BGZF block at offset {off} does not inflate (libdeflate {rc})"
+                    )
+                if self.lib.libdeflate_crc32(0, out_addr + pos, isize) != crc:
+                    raise BgzfError("corrupt", f"CRC32 checksum mismatch in BGZF block at offset {off}")
+            elif crc != 0:
+                raise BgzfError("corrupt", f"CRC32 checksum mismatch in BGZF block at offset {off}")
+            pos += isize
+        return out
+
+
+def _load_libdeflate() -> _Libdeflate | None:
+    if os.environ.get("ALIGNBATCH_NO_LIBDEFLATE"):
+        return None
+    name = ctypes.util.find_library("deflate")
+    if not name:
+        return None
+    try:
+        return _Libdeflate(ctypes.CDLL(name))
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBDEFLATE = _load_libdeflate()
+
+
+def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[Batch]:
+    """Split the stream into batches of whole BGZF blocks (~1 MB uncompressed each), checking framing.
+
+    Each entry is (file offset, buffer, offset of the block in the buffer, block size). Raises BgzfError
+    for a stream that ends inside a block or lacks the EOF marker block.
     """
     pending = bytes(prefix)
     pos = 0  # parse position in pending
     file_off = 0  # file offset of pending[0]
-    batch: list[tuple[int, memoryview, int]] = []
+    batch: Batch = []
     batch_size = 0
     last_block_empty = False
     eof = False
@@ -94,7 +175,7 @@ def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[list[tuple[in
                 break
             isize = struct.unpack_from("<I", view, pos + bsize - 4)[0]
             last_block_empty = isize == 0
-            batch.append((file_off + pos, view[pos : pos + bsize], bsize))
+            batch.append((file_off + pos, pending, pos, bsize))
             batch_size += isize
             pos += bsize
             progressed = True
@@ -116,7 +197,7 @@ def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[list[tuple[in
             return
 
 
-def iter_chunks(stream: BinaryIO, prefix: bytes = b"", threads: int = 2) -> Iterator[bytes]:
+def iter_chunks(stream: BinaryIO, prefix: bytes = b"", threads: int = 2) -> Iterator[bytes | bytearray]:
     """Yield decompressed data in chunks of about 1 MB, in order; raise BgzfError on any damage.
 
     `prefix` holds bytes already read from the stream (format sniffing on stdin). Batches are inflated
@@ -127,7 +208,7 @@ def iter_chunks(stream: BinaryIO, prefix: bytes = b"", threads: int = 2) -> Iter
             yield _inflate_batch(batch)
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bgzf-inflate") as pool:
-        pending: deque[Future[bytes]] = deque()
+        pending: deque[Future[bytes | bytearray]] = deque()
         try:
             for batch in iter_blocks(stream, prefix):
                 pending.append(pool.submit(_inflate_batch, batch))
