@@ -219,6 +219,10 @@ class OrderedHashingFile:
     def hashed(self) -> int:
         return self._frontier
 
+    @property
+    def digest(self) -> Digest | None:
+        return self._digest
+
 
 class HashingPipe:
     """A non-seekable target (the tool's stdin): s3transfer delivers bytes in order; hash and forward.
@@ -253,6 +257,41 @@ class HashingPipe:
 
     def flush(self) -> None:
         return None
+
+    @property
+    def hashed(self) -> int:
+        return self.written  # bytes arrive in order
+
+    @property
+    def digest(self) -> Digest | None:
+        return self._digest
+
+
+class HashingTarget(Protocol):
+    written: int
+
+    @property
+    def hashed(self) -> int: ...
+
+    @property
+    def digest(self) -> Digest | None: ...
+
+
+def verify_received(loc: Location, expect: Expectation, size: int, target: HashingTarget) -> str:
+    """Size, then checksum of what arrived; returns how it was verified, raises on any difference."""
+    if target.written != size:
+        raise TransientIOError(f"download {loc}: received {target.written} bytes, object has {size}")
+    if expect.algorithm is None or target.digest is None:
+        return "size-only"
+    if target.hashed != target.written:
+        raise InternalError(f"download {loc}: hashed {target.hashed} of {target.written} bytes")
+    got = target.digest.value()
+    if got != expect.value:
+        raise ChecksumMismatch(
+            f"download {loc}: {expect.algorithm} of received bytes {got} does not match the object's "
+            f"{expect.value}; the transfer was corrupted, retry"
+        )
+    return expect.method
 
 
 # --------------------------------------------------------------------------------------------------
@@ -424,7 +463,7 @@ class Transfers:
         target.close()
         seconds = time.monotonic() - started
         try:
-            verified = self._verify(loc, expect, target.written, info.size, target)
+            verified = verify_received(loc, expect, info.size, target)
         except WorkerError:
             tmp.unlink(missing_ok=True)
             raise
@@ -442,21 +481,6 @@ class Transfers:
             )
         )
         return StreamHandle(self, info, expect, target, future, mgr, time.monotonic())
-
-    def _verify(self, loc: Location, expect: Expectation, written: int, size: int, target: Any) -> str:
-        if written != size:
-            raise TransientIOError(f"download {loc}: received {written} bytes, object has {size}")
-        if expect.algorithm is None:
-            return "size-only"
-        if target.hashed != written:
-            raise InternalError(f"download {loc}: hashed {target.hashed} of {written} bytes")
-        got = target._digest.value()
-        if got != expect.value:
-            raise ChecksumMismatch(
-                f"download {loc}: {expect.algorithm} of received bytes {got} does not match the object's "
-                f"{expect.value}; the transfer was corrupted, retry"
-            )
-        return expect.method
 
     # -- uploads -----------------------------------------------------------------------------------
     def upload(
@@ -579,16 +603,8 @@ class StreamHandle:
         if exc is not None:
             raise _download_error(exc, loc)
         seconds = time.monotonic() - self.started
-        verified = self.owner._verify(
-            loc, self.expect, self.target.written, self.info.size, _Hashed(self.target)
-        )
+        verified = verify_received(loc, self.expect, self.info.size, self.target)
         return TransferResult("stream", str(loc), "stdin", self.target.written, seconds, verified, self.info)
-
-
-class _Hashed:
-    def __init__(self, pipe: HashingPipe) -> None:
-        self._digest = pipe._digest
-        self.hashed = pipe.written
 
 
 def _download_args(info: ObjectInfo) -> dict[str, str]:
