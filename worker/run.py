@@ -29,7 +29,7 @@ from typing import Any, Literal
 from worker import checks
 from worker.engines import Engine, resolve_engine
 from worker.errors import BadInput, ObjectMissing, TransientIOError, UsageError, WorkerError
-from worker.objectstore import LocalObjectStore, ObjectInfo, S3ObjectStore
+from worker.objectstore import LocalObjectStore, ObjectInfo, S3ObjectStore, translate_error
 from worker.report import rewrite_input_fields
 from worker.staging import Scratch, create_scratch, ensure_space, safe_name, scratch_base
 from worker.tools import Kind, ParsedCommand, Role, Slot, companion_suffixes, fasta_companions, parse_command
@@ -576,7 +576,10 @@ class WorkerRun:
                 produced, slot.location, metadata=provenance, content_type=content_type
             )
         else:
-            result = copy_local(produced, Path(slot.location.path))
+            try:
+                result = copy_local(produced, Path(slot.location.path))
+            except OSError as exc:
+                raise translate_error(exc, slot.location, "write") from None
         self._record(result)
 
 
