@@ -16,9 +16,11 @@ def notify(message: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(path)
-            sock.sendall(message.encode("utf-8"))
+            # Never block the main loop on a busy or stuck receiver: a dropped WATCHDOG=1 is harmless,
+            # a main loop blocked in send() is not.
+            sock.send(message.encode("utf-8"), socket.MSG_DONTWAIT)
         return True
-    except OSError:
+    except OSError:  # includes BlockingIOError when the receiver's queue is full
         return False
 
 

@@ -126,10 +126,22 @@ def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
     notify_sock.bind(notify_path)
     notify_sock.setblocking(False)
     env = {**_env(), "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "2000000"}
-    proc = subprocess.Popen(
-        [CONTROLLER, "run", "--local", str(tmp_path), "--metrics-port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    notes: list[str] = []
+
+    def read_notes() -> None:  # like systemd, keep reading so the datagram queue never fills
+        while True:
+            try:
+                notes.append(notify_sock.recv(4096).decode())
+            except BlockingIOError:
+                return
+
+    # Files, not pipes: a pipe nobody reads while we poll /metrics could fill up and block the daemon.
+    out_path, err_path = tmp_path / "stdout.log", tmp_path / "stderr.log"
+    with out_path.open("w") as out, err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [CONTROLLER, "run", "--local", str(tmp_path), "--metrics-port", str(port)],
+            stdout=out, stderr=err, text=True, env=env,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -145,6 +157,7 @@ def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
         deadline = time.monotonic() + 120
         metrics: dict[str, float] = {}
         while time.monotonic() < deadline:
+            read_notes()
             metrics = _scrape(port)
             if metrics.get('alignbatch_runs_total{outcome="succeeded"}') == 1:
                 break
@@ -161,19 +174,14 @@ def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
             assert resp.status == 200
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        assert proc.wait(timeout=60) == 0, err_path.read_text()[-2000:]
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    logs = [json.loads(x) for x in proc.stdout.read().splitlines() if x.startswith("{")]
+    logs = [json.loads(x) for x in out_path.read_text().splitlines() if x.startswith("{")]
     assert any(e["event"] == "daemon.stopped" for e in logs)
-    notes = []
-    while True:
-        try:
-            notes.append(notify_sock.recv(4096).decode())
-        except BlockingIOError:
-            break
+    read_notes()
     notify_sock.close()
     assert notes[0] == "READY=1" and notes[-1] == "STOPPING=1"
     assert "WATCHDOG=1" in notes
