@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-_READ_SIZE = 4 << 20
+_READ_SIZE = 1 << 20
 _CHUNK_TARGET = 1 << 20
 
 
