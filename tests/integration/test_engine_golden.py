@@ -229,3 +229,14 @@ def test_tsv_format_has_the_same_values(data_dir: Path, tmp_path: Path, monkeypa
     assert {k: v for k, v in rows[1:]} == {
         k: (f"{v:.6f}" if isinstance(v, float) else str(v)) for k, v in list(golden.items())[1:]
     }
+
+
+def test_format_follows_content_not_name(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """As with HTSlib, a SAM file named .bam is read as SAM (only unparsable content is an error)."""
+    renamed = tmp_path / "really_sam.bam"
+    renamed.write_bytes((data_dir / "i_edge.sam").read_bytes())
+    out = tmp_path / "r.json"
+    monkeypatch.chdir(tmp_path)
+    assert main(["-C", "-i", renamed.name, "-o", str(out)]) == 0
+    expected = (GOLDEN / "i_edge__C.json").read_text().replace('"i_edge.sam"', '"really_sam.bam"')
+    assert out.read_text() == expected
