@@ -37,8 +37,8 @@ def _kill_restart_cycle(pipeline: Pipeline, figures: Figures, data_dir: Path, ob
     assert len(table) == len(keys), f"results table has {len(table)} rows for {len(keys)} objects"
 
 
-def test_sigkill_twice_while_20_objects_arrive(pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:
-    _kill_restart_cycle(pipeline, figures, data_dir, objects=20, kills=2, timeout=240)
+def test_sigkill_twice_while_12_objects_arrive(pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:
+    _kill_restart_cycle(pipeline, figures, data_dir, objects=12, kills=2, timeout=240)
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ def test_throttled_batch_and_slow_s3(pipeline: Pipeline, figures: Figures, data_
     figures.extra["seed"] = seed()
     pipeline.controller.start().wait_ready()
     began = time.monotonic()
-    keys = drop_bams(pipeline, data_dir, 10, prefix="throttle")
+    keys = drop_bams(pipeline, data_dir, 6, prefix="throttle")
     figures.objects_dropped = len(keys)
     pipeline.wait_settled(keys, timeout=240)
     figures.drain_seconds = time.monotonic() - began

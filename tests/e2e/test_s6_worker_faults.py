@@ -58,7 +58,7 @@ def test_upload_failing_mid_multipart_leaves_nothing(pipeline: Pipeline, figures
     """Runs the worker through Batch directly (the job definition the controller uses, our command)."""
     pipe = pipeline
     s3 = pipe.mb.client("s3")
-    payload = os.urandom(24 * 1024 * 1024)  # two 16 MiB parts
+    payload = os.urandom(17 * 1024 * 1024)  # two parts (16 MiB + 1 MiB)
     source = f"s3://{pipe.inbox_bucket}/{pipe.inbox_prefix}w/big.bin"
     dest_key = f"{pipe.results_prefix}w/copy.bin"
     dest = f"s3://{pipe.results_bucket}/{dest_key}"
