@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -74,9 +75,6 @@ def seed_demo(inbox: Path) -> list[str]:
     # Make the copies look settled at once, so `--once` does not wait for them.
     past = time.time() - 5
     for path in copied:
-        Path(path).touch()
-        import os
-
         os.utime(path, (past, past))
     return copied
 

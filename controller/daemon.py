@@ -19,7 +19,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +30,6 @@ from controller.service import Controller
 from controller.sources.base import EventSource
 from controller.systemd import notify, watchdog_interval
 from worker.logs import get_logger
-
-
-@dataclass
-class Parts:
-    controller: Controller
-    metrics: Metrics
 
 
 def build_controller(

@@ -188,6 +188,8 @@ class LocalExecutor:
                 )
                 with self._lock:
                     job.proc = proc
+                    if job.cancelled:  # cancelled between RUNNING and Popen: stop it now
+                        proc.send_signal(signal.SIGTERM)
                 try:
                     code = proc.wait(timeout=req.timeout_seconds)
                 except subprocess.TimeoutExpired:
