@@ -312,3 +312,7 @@ def _stream_vs_stage(bam: Path, env: dict[str, str], repeat: int) -> None:
         xfer = f"transfer {m.xfer_mb_s:.0f} MB/s" if m.xfer_mb_s else ""
         label = f"{'worker ' + mode:<28}{m.seconds:>8.2f} s"
         print(f"{label}  worker peak RSS {m.rss_mb:.0f} MB, tool RSS {tool_rss:.0f} MB  {xfer}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
