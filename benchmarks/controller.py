@@ -90,7 +90,7 @@ def ledger_progress(db_path: Path) -> tuple[int, int, int]:
         return 0, 0, 0
 
 
-def run_case(n: int, rate: float, workdir: Path) -> dict[str, float]:
+def run_case(n: int, rate: float, workdir: Path, max_seconds: float = 0) -> dict[str, float]:
     moto, url = start_moto()
     os.environ.update(FAKE_ENV)
     os.environ["AWS_ENDPOINT_URL"] = url
@@ -134,6 +134,13 @@ def run_case(n: int, rate: float, workdir: Path) -> dict[str, float]:
                 runs_done_at = time.time()
             if runs >= n and sub >= jobs:
                 break
+            if max_seconds and time.time() - t_start > max_seconds:
+                print(
+                    f"N={n}: stopped after {max_seconds:.0f}s with {runs} runs and {sub}/{jobs} jobs "
+                    "submitted; the rates below cover what finished",
+                    flush=True,
+                )
+                break
             if ctl.poll() is not None:
                 raise RuntimeError(f"controller exited early; see {workdir}/controller-{n}.log")
             time.sleep(0.5)
@@ -149,13 +156,14 @@ def run_case(n: int, rate: float, workdir: Path) -> dict[str, float]:
             ).fetchall()
             last_sub = con.execute("SELECT MAX(submitted_at) FROM jobs").fetchone()[0]
             njobs = con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        rows = [(key, sub) for key, sub in rows if sub is not None]
         lat = sorted(sub - put_times[key] for key, sub in rows if key in put_times)
         lat_start = sorted(sub - t_start for _, sub in rows)
         return {
             "objects": n,
             "put_seconds": t_put - t0,
-            "ingest_events_per_s": n / ((runs_done_at or t_end) - t_start),
-            "runs_submitted_per_s": n / (last_sub - t_start),
+            "ingest_events_per_s": (n if runs_done_at else runs) / ((runs_done_at or t_end) - t_start),
+            "runs_submitted_per_s": len(rows) / (last_sub - t_start),
             "jobs_submitted_per_s": njobs / (last_sub - t_start),
             "since_start_p50_s": statistics.median(lat_start),
             "since_start_p99_s": lat_start[min(len(lat_start) - 1, int(len(lat_start) * 0.99))],
@@ -175,10 +183,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--rate", type=float, default=40.0, help="SubmitJob token bucket (jobs/s)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=0, help="stop a case after this long (0 = never)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
         for n in args.counts:
-            r = run_case(n, args.rate, Path(tmp))
+            r = run_case(n, args.rate, Path(tmp), args.max_seconds)
             print(
                 f"N={r['objects']:>6}  puts {r['put_seconds']:.1f}s | "
                 f"ingest {r['ingest_events_per_s']:.0f} events/s | "
