@@ -335,7 +335,9 @@ class Controller:
                 return count
             if any(u.job_id is None for u in upstream):
                 return count  # wait for the upstream submission
-            log = self.log.bind(run_id=run_id, step=step, job_name=job.name)
+            log = self.log.bind(
+                run_id=run_id, sample=spec.tags.get("alignbatch:sample"), step=step, job_name=job.name
+            )
             if job.state == INTENT:
                 # A crash may have happened between SubmitJob and recording its id: look before resubmitting.
                 found = self.executor.find_by_name(job.name)
@@ -417,7 +419,7 @@ class Controller:
         )
         if not changed:
             return False
-        log = self.log.bind(run_id=job.run_id, step=job.step, job_id=job.job_id)
+        log = self._job_log(job)
         if status.state == "SUCCEEDED":
             self.metrics.completions.labels(step=job.step, outcome="succeeded").inc()
             if status.started_at and status.stopped_at:
@@ -438,6 +440,10 @@ class Controller:
             log.info("job.state", state=status.state)
         return True
 
+    def _job_log(self, job: JobRow) -> Any:
+        sample = job.job_spec.tags.get("alignbatch:sample")
+        return self.log.bind(run_id=job.run_id, sample=sample, step=job.step, job_id=job.job_id)
+
     def _outputs_exist(self, job: JobRow) -> bool:
         outputs = job.job_spec.outputs
         if not outputs:
@@ -449,7 +455,7 @@ class Controller:
 
     def _resolve_missing(self, job: JobRow) -> bool:
         """The executor no longer knows this job: decide from its outputs, never poll it forever."""
-        log = self.log.bind(run_id=job.run_id, step=job.step, job_id=job.job_id)
+        log = self._job_log(job)
         if self._outputs_exist(job):
             self.ledger.update_job(job.run_id, job.step, state=SUCCEEDED, reason="resolved by its outputs")
             self.metrics.completions.labels(step=job.step, outcome="succeeded").inc()
