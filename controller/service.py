@@ -420,24 +420,21 @@ class Controller:
         if not changed:
             return False
         log = self._job_log(job)
-        if status.state == "SUCCEEDED":
-            self.metrics.completions.labels(step=job.step, outcome="succeeded").inc()
-            if status.started_at and status.stopped_at:
-                self.metrics.job_duration.labels(step=job.step).observe(
-                    max(0.0, status.stopped_at - status.started_at)
-                )
+        if status.state not in ("SUCCEEDED", "FAILED"):
+            log.info("job.state", state=status.state)
+            return True
+        outcome = status.state.lower()
+        self.metrics.completions.labels(step=job.step, outcome=outcome).inc()
+        if status.started_at and status.stopped_at:
+            self.metrics.job_duration.labels(step=job.step).observe(
+                max(0.0, status.stopped_at - status.started_at)
+            )
+        if outcome == "succeeded":
             log.info("job.succeeded", log_stream=status.log_stream)
-        elif status.state == "FAILED":
-            self.metrics.completions.labels(step=job.step, outcome="failed").inc()
-            if status.started_at and status.stopped_at:
-                self.metrics.job_duration.labels(step=job.step).observe(
-                    max(0.0, status.stopped_at - status.started_at)
-                )
+        else:
             log.warning(
                 "job.failed", exit_code=status.exit_code, reason=status.reason, log_stream=status.log_stream
             )
-        else:
-            log.info("job.state", state=status.state)
         return True
 
     def _job_log(self, job: JobRow) -> Any:
