@@ -23,6 +23,7 @@ from pathlib import Path
 
 ENGINE_CONFIGS = {
     "-C": ["-C"],
+    "-C -p": ["-C", "-p"],
     "-C -W": ["-C", "-W"],
     "-A -C": ["-A", "-C"],
     "-t targets.bed": ["-t", "targets.bed"],

@@ -48,8 +48,10 @@ def whole_and_split(workdir: Path, argv: list[str], groups: list[list[int]], mon
         # capture: the Q9 stale word at index chrom_len crosses part boundaries and is resolved in merge
         ["-t", "i_edge_targets.bed", "-i", "i_edge.bam"],
         ["-t", "i_edge_targets.bed", "-b", "20", "-O", "-i", "i_edge.bam"],
+        # -p: alignment and coverage halves of the kernel on two threads
+        ["-t", "i_edge_targets.bed", "-p", "-i", "i_edge.bam"],
     ],
-    ids=["C", "C_O_b20", "C_M_D", "C_m", "t", "t_b20_O"],
+    ids=["C", "C_O_b20", "C_M_D", "C_m", "t", "t_b20_O", "t_p"],
 )
 def test_split_by_contig_merges_to_same_report(data_dir: Path, argv: list[str], monkeypatch) -> None:
     whole, merged = whole_and_split(

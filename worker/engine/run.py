@@ -133,7 +133,7 @@ def run(opts: Options) -> int:
         if regions is not None:
             inp.ensure_index()
         config = engine_config(opts, targets, mask)
-        engine = Engine(config, header, opts.input)
+        engine = Engine(config, header, opts.input, threads=2 if opts.threaded else 1)
         _info(opts, "Start processing records.")
         if regions is not None:
             order = sorted(regions.lines, key=lambda line: line.tid)  # header order, file order within
@@ -178,7 +178,9 @@ def compute_part(
         assert inp.header is not None
         targets, mask, _ = load_beds(opts, inp.header)
         inp.ensure_index()
-        engine = Engine(engine_config(opts, targets, mask), inp.header, opts.input)
+        engine = Engine(
+            engine_config(opts, targets, mask), inp.header, opts.input, threads=2 if opts.threaded else 1
+        )
         engine.feed(inp.contig_chunks(contigs, unplaced))
         return engine.finish()
     finally:
