@@ -86,7 +86,7 @@ class Engine:
         header: Header,
         input_path: str,
         warn: Callable[[str], None] | None = None,
-        threads: int | None = None,
+        threads: int = 1,
     ) -> None:
         self.config = config
         self.header = header
@@ -108,16 +108,14 @@ class Engine:
         p[k.P_KEEP_DUPS] = int(config.keep_dups)
         p[k.P_OVERLAP] = config.overlap
         self.state = k.new_state()
-        # With -p and both alignment and coverage metrics, the two halves of the kernel (they share no
-        # state) run on two threads over the same buffers (the kernel releases the GIL): lower wall
-        # time on an idle machine, slightly more CPU. The coverage
-        # half keeps its own state (chromosome) and counters; its record counters are dropped.
+        # With -p (threads=2) and both alignment and coverage metrics, the two halves of the kernel
+        # (they share no state) run on two threads over the same buffers (the kernel releases the GIL):
+        # lower wall time on an idle machine, slightly more CPU. The coverage half keeps its own state
+        # (current chromosome) and counters; its copies of the record counters are dropped at the end.
         self._pool: ThreadPoolExecutor | None = None
         self.cov_params = self.params
         self.cov_state = self.state
         self.cov_counts = self.acc.counts
-        if threads is None:
-            threads = 1
         if config.alignment and config.coverage and threads > 1:
             self.cov_params = self.params.copy()
             self.cov_params[k.P_DO_ALN] = 0
