@@ -188,7 +188,9 @@ class Ledger:
         self._lock = threading.RLock()
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoint; WAL survives crashes
+            # FULL: a commit is on disk before we delete the SQS message it stands for (NORMAL could lose
+            # the last commits on power loss).
+            self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
             self._conn.execute(
