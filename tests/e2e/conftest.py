@@ -23,11 +23,16 @@ def motobatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoBatch]:
 
 
 @pytest.fixture()
-def mb(motobatch: MotoBatch) -> Iterator[MotoBatch]:
+def mb(motobatch: MotoBatch, request: pytest.FixtureRequest) -> Iterator[MotoBatch]:
     """The session's server with clean state, no faults and default job capacity."""
     motobatch.reset()
     motobatch.configure_jobs(max_concurrent=4, env_rules=[])
     yield motobatch
+    fig: Figures | None = getattr(request.node, "_e2e_figures", None)
+    if fig is not None:
+        # Faults by kind and Batch-level retries (attempts beyond the first) for every scenario alike.
+        fig.faults = motobatch.injected_by_kind()
+        fig.job_retries = sum(1 for r in motobatch.runs() if r["attempt"] > 1)
     motobatch.clear_faults()
 
 
@@ -55,6 +60,7 @@ LAST_RUN = Path(__file__).with_name("last-run.json")
 def figures(request: pytest.FixtureRequest) -> Figures:
     fig = Figures(scenario=request.node.name)
     _FIGURES.append(fig)
+    request.node._e2e_figures = fig
     return fig
 
 

@@ -142,6 +142,7 @@ class Figures:
     duplicate_jobs: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     throttled_calls_seen: float = 0.0
+    job_retries: int = 0
     drain_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -158,7 +159,8 @@ class Figures:
         line = (f"{self.scenario}: objects={self.objects_dropped} kills={self.kills} "
                 f"sigterms={self.sigterms} dup_deliveries={self.duplicate_deliveries} "
                 f"dup_jobs={self.duplicate_jobs} faults[{faults}] "
-                f"throttled_seen={self.throttled_calls_seen:.0f} drain={self.drain_seconds:.1f}s {extra}")
+                f"throttled_seen={self.throttled_calls_seen:.0f} job_retries={self.job_retries} "
+                f"drain={self.drain_seconds:.1f}s {extra}")
         return line.rstrip()
 
     @classmethod
@@ -172,6 +174,7 @@ class Figures:
             out.duplicate_jobs += f.duplicate_jobs
             out.add_faults(f.faults)
             out.throttled_calls_seen += f.throttled_calls_seen
+            out.job_retries += f.job_retries
             out.drain_seconds += f.drain_seconds
         return out
 
@@ -368,6 +371,18 @@ class Pipeline:
             problems.append(f"Batch jobs the ledger does not know: {orphans[:5]} ({len(orphans)})")
         assert not problems, ("exactly-once violated:\n  " + "\n  ".join(problems)
                               + "\nfailed jobs:\n" + self.explain_failures())
+
+    def assert_ledger_table_metrics_agree(self) -> None:
+        """The three views of the same work agree: ledger runs, the results table and /metrics (only
+        meaningful while the controller has not restarted: counters start at zero with the process)."""
+        from tests.e2e.harness import metric_sum
+
+        succeeded = [r for r in self.runs() if r["state"] == "succeeded"]
+        table = self.results_table()
+        assert len(table) == len(succeeded), (len(table), len(succeeded))
+        metrics = self.controller.metrics()
+        assert metric_sum(metrics, "alignbatch_runs_total", outcome="succeeded") == len(succeeded)
+        assert metric_sum(metrics, "alignbatch_runs_total", outcome="created") == len(self.runs())
 
     def job_log(self, job_id: str, lines: int = 20) -> list[str]:
         """The tail of a Batch job's CloudWatch Logs stream (`/aws/batch/job`), as moto stored it."""

@@ -72,5 +72,6 @@ def test_duplicated_shuffled_events_and_expiring_visibility(mb: MotoBatch, tmp_p
         # Every extra copy of a BAM event was recognised as a duplicate (redeliveries add more).
         assert duplicates_seen >= bam_copies - len(keys), (duplicates_seen, bam_copies)
         assert json.loads(bodies[0])  # the copies were real S3 notification bodies
+        pipe.assert_ledger_table_metrics_agree()
     finally:
         pipe.controller.stop()

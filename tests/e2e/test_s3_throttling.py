@@ -26,7 +26,7 @@ def test_throttled_batch_and_slow_s3(pipeline: Pipeline, figures: Figures, data_
     figures.extra["seed"] = seed()
     pipeline.controller.start().wait_ready()
     began = time.monotonic()
-    keys = drop_bams(pipeline, data_dir, 6, prefix="throttle")
+    keys = drop_bams(pipeline, data_dir, 6, prefix="throttle", with_index_every=1)
     figures.objects_dropped = len(keys)
     pipeline.wait_settled(keys, timeout=240)
     figures.drain_seconds = time.monotonic() - began
@@ -45,3 +45,4 @@ def test_throttled_batch_and_slow_s3(pipeline: Pipeline, figures: Figures, data_
     # The controller saw (and counted) the throttling it rode through.
     assert throttled > 0
     assert metric_sum(metrics, "alignbatch_runs_total", outcome="succeeded") == len(keys)
+    pipeline.assert_ledger_table_metrics_agree()

@@ -65,6 +65,9 @@ def test_upload_failing_mid_multipart_leaves_nothing(pipeline: Pipeline, figures
     s3.put_object(Bucket=pipe.inbox_bucket, Key=f"{pipe.inbox_prefix}w/big.bin", Body=payload)
     pipe.mb.set_faults([{"api": "s3:uploadpart", "kind": "error500", "channel": "jobs",
                          "key": dest_key, "query": "*partNumber=2*"}])
+    # The worker's own S3 retry budget (default 8 attempts with back-off) only makes this test slow.
+    pipe.mb.configure_jobs(env_rules=[{"match": "e2e-multipart-upload",
+                                       "env": {"ALIGNBATCH_S3_MAX_ATTEMPTS": "2"}}])
     batch = pipe.mb.client("batch")
     job_id = batch.submit_job(
         jobName="e2e-multipart-upload", jobQueue=pipe.job_queue,

@@ -21,7 +21,7 @@ def test_sigterm_with_jobs_in_flight_exits_cleanly_and_resumes(pipeline: Pipelin
     ctl = pipeline.controller
     ctl.start().wait_ready()
     began = time.monotonic()
-    keys = drop_bams(pipeline, data_dir, 5, prefix="term")
+    keys = drop_bams(pipeline, data_dir, 5, prefix="term", with_index_every=1)
     figures.objects_dropped = len(keys)
 
     def in_flight() -> bool:
