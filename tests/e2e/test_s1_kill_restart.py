@@ -26,6 +26,7 @@ def _kill_restart_cycle(pipeline: Pipeline, figures: Figures, data_dir: Path, ob
     for _ in range(kills):
         time.sleep(random.uniform(0.5, 4.0))
         pipeline.controller.kill()
+        figures.kills = pipeline.controller.kills
         time.sleep(random.uniform(0.0, 1.0))
         pipeline.controller.start().wait_ready()
     pipeline.wait_settled(keys, timeout=timeout)
@@ -42,6 +43,7 @@ def test_sigkill_twice_while_12_objects_arrive(pipeline: Pipeline, figures: Figu
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_sigkill_five_times_while_200_objects_arrive(pipeline: Pipeline, figures: Figures,
                                                     data_dir: Path) -> None:
     pipeline.mb.configure_jobs(max_concurrent=6)

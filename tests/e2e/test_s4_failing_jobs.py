@@ -114,6 +114,7 @@ def test_corrupt_bam_and_terminated_job_fail_with_reasons_and_retry(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_job_that_disappears_from_batch_is_marked_lost_and_retried(
         pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:
     """Slow only because the controller waits a fixed 120 s before judging a missing job."""
