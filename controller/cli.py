@@ -97,10 +97,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not cfg.is_local:
             return _fail("--demo needs --local DIR", EXIT_USAGE)
         seed_demo(Path(cfg.local_dir or ".") / "inbox")
+    shipper = None
     if cfg.logging.cloudwatch_group and not cfg.is_local:
         from controller.cloudwatch import install_cloudwatch_shipping
 
-        install_cloudwatch_shipping(cfg)
+        shipper = install_cloudwatch_shipping(cfg)
     ctl = build_controller(cfg, once=args.once, slots=args.slots)
     daemon = Daemon(ctl)
     daemon.install_signals()
@@ -121,6 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+        if shipper is not None:
+            shipper.stop()  # sends what is still queued
     return code
 
 
