@@ -419,7 +419,9 @@ def test_check_and_run_as_subprocess(env: AwsEnv, tmp_path: Path, data_dir: Path
 
     cfg_path = tmp_path / "controller.toml"
     port = free_port()
-    cfg_path.write_text(env.config_toml(tmp_path / "state.db", metrics_port=port))
+    env.client("logs").create_log_group(logGroupName="/alignbatch/controller")
+    shipping = '[logging]\ncloudwatch_group = "/alignbatch/controller"\ncloudwatch_stream = "ctl-test"\n'
+    cfg_path.write_text(env.config_toml(tmp_path / "state.db", metrics_port=port, extra=shipping))
     exe = str(Path(sys.executable).parent / "alignbatch-controller")
     out = subprocess.run(
         [exe, "check", "--config", str(cfg_path)], capture_output=True, text=True, timeout=60
@@ -446,6 +448,10 @@ def test_check_and_run_as_subprocess(env: AwsEnv, tmp_path: Path, data_dir: Path
     assert any(x["event"] == "run.created" for x in lines)
     assert sum(1 for x in lines if x["event"] == "job.submitted") == 3
     assert "alignbatch: inbox drained." in out.stdout
+    # The same JSON lines were shipped to CloudWatch Logs (flushed on exit).
+    logs = env.client("logs")
+    shipped = logs.get_log_events(logGroupName="/alignbatch/controller", logStreamName="ctl-test")
+    assert any(json.loads(e["message"])["event"] == "job.submitted" for e in shipped["events"])
 
 
 def test_visibility_extension_and_queue_gauges(env: AwsEnv, tmp_path: Path) -> None:
