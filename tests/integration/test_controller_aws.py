@@ -509,3 +509,52 @@ def test_refused_submission_fails_the_run_instead_of_wedging(
         assert jobs["summary"].state == "FAILED" and "submission refused" in (jobs["summary"].reason or "")
         assert jobs["alignstats"].job_id  # the steps before it were submitted
     assert ctl.submit_ready() == 0  # nothing left that could wedge the loop
+
+
+def test_throttled_batch_calls_are_counted_and_retried(tmp_path: Path) -> None:
+    """An endpoint that always answers 429 TooManyRequestsException (as Batch does over 50 TPS): botocore
+    retries, every throttled response is counted per API, and the failure is transient (not permanent)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from botocore.config import Config
+
+    from controller.executors.aws_batch import BatchExecutor
+    from controller.executors.base import ExecutorError, SubmitRequest
+
+    seen_requests: list[str] = []
+
+    class Throttling(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen_requests.append(self.path)
+            body = json.dumps({"__type": "TooManyRequestsException", "message": "Too Many Requests"}).encode()
+            self.send_response(429)
+            self.send_header("x-amzn-ErrorType", "TooManyRequestsException")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Throttling)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = boto3.client(
+            "batch", region_name=REGION, endpoint_url=f"http://127.0.0.1:{server.server_port}",
+            aws_access_key_id="x", aws_secret_access_key="x",
+            config=Config(retries={"mode": "adaptive", "max_attempts": 3}),
+        )  # fmt: skip
+        metrics = Metrics()
+        ex = BatchExecutor(
+            job_queue="q", job_definitions={"index": "d"}, client=client,
+            on_throttle=lambda api: metrics.throttled.labels(api=api).inc(),
+        )  # fmt: skip
+        with pytest.raises(ExecutorError) as err:
+            ex.submit(SubmitRequest("n1", "index", ("x",), (), 1, 512, 60))
+        assert not err.value.permanent and "TooManyRequestsException" in str(err.value)
+        counted = metrics.registry.get_sample_value("alignbatch_throttled_calls_total", {"api": "SubmitJob"})
+        assert counted == len(seen_requests) >= 2
+    finally:
+        server.shutdown()
