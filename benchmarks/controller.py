@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -122,7 +123,12 @@ def send_direct(env: Any, n: int, put_times: dict[str, float]) -> None:
 
 
 def run_case(
-    n: int, rate: float, workdir: Path, max_seconds: float = 0, direct: bool = False
+    n: int,
+    rate: float,
+    workdir: Path,
+    max_seconds: float = 0,
+    direct: bool = False,
+    start_first: bool = False,
 ) -> dict[str, float]:
     moto, url = start_moto()
     os.environ.update(FAKE_ENV)
@@ -147,20 +153,34 @@ def run_case(
 
         # Drop everything first (the "N objects at once" case: the queue holds N notifications when the
         # controller starts), so the emulator's cost of accepting uploads is not billed to the controller.
+        def drop() -> None:
+            if direct:
+                send_direct(env, n, put_times)
+            else:
+                with ThreadPoolExecutor(16) as pool:
+                    list(pool.map(put, range(n)))
+
+        def start_controller() -> subprocess.Popen[bytes]:
+            log = open(workdir / f"controller-{n}.log", "wb")  # noqa: SIM115
+            return subprocess.Popen(
+                [str(BIN / "alignbatch-controller"), "run", "--config", str(cfg), "--metrics-port", "0",
+                 "--log-level", "WARNING"],
+                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
+            )  # fmt: skip
+
         t0 = time.time()
-        if direct:
-            send_direct(env, n, put_times)
+        if start_first:
+            # The controller is already running when the burst arrives (moto's SQS slows down as its
+            # queue grows, so a large N is only feasible if the queue is drained while it fills).
+            t_start = time.time()
+            ctl = start_controller()
+            dropper = threading.Thread(target=drop)
+            dropper.start()
         else:
-            with ThreadPoolExecutor(16) as pool:
-                list(pool.map(put, range(n)))
+            drop()
+            t_start = time.time()
+            ctl = start_controller()
         t_put = time.time()
-        ctl_log = open(workdir / f"controller-{n}.log", "wb")  # noqa: SIM115
-        t_start = time.time()
-        ctl = subprocess.Popen(
-            [str(BIN / "alignbatch-controller"), "run", "--config", str(cfg), "--metrics-port", "0",
-             "--log-level", "WARNING"],
-            stdout=ctl_log, stderr=subprocess.STDOUT, env=dict(os.environ),
-        )  # fmt: skip
         peak = 0.0
         runs_done_at = None
         while True:
@@ -181,6 +201,9 @@ def run_case(
                 raise RuntimeError(f"controller exited early; see {workdir}/controller-{n}.log")
             time.sleep(0.5)
         t_end = time.time()
+        if start_first:
+            dropper.join()
+            t_put = time.time()
         peak = max(peak, peak_rss_mib(ctl.pid))
         ctl_cpu, moto_cpu = cpu_seconds(ctl.pid), cpu_seconds(moto.pid)
         ctl.send_signal(signal.SIGTERM)
@@ -225,10 +248,11 @@ def main() -> None:
     parser.add_argument(
         "--direct-events", action="store_true", help="enqueue S3-shaped notifications, no puts"
     )
+    parser.add_argument("--start-first", action="store_true", help="start the controller before the burst")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
         for n in args.counts:
-            r = run_case(n, args.rate, Path(tmp), args.max_seconds, args.direct_events)
+            r = run_case(n, args.rate, Path(tmp), args.max_seconds, args.direct_events, args.start_first)
             print(
                 f"N={r['objects']:>6} {'(direct events)' if args.direct_events else ''} "
                 f"puts {r['put_seconds']:.1f}s | "
