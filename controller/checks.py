@@ -53,13 +53,31 @@ def check_resources(cfg: ControllerConfig) -> list[Result]:
     results.append(_try(f"queue {cfg.queue.url}", queue(cfg.queue.url)))
     if cfg.queue.dlq_url:
         results.append(_try(f"dead-letter queue {cfg.queue.dlq_url}", queue(cfg.queue.dlq_url)))
-    for label, bucket in (
-        ("inbox bucket", cfg.storage.inbox_bucket),
-        ("results bucket", cfg.storage.results_bucket),
-        ("reference bucket", cfg.storage.reference_bucket),
+    def bucket_check(bucket: str, prefix: str) -> Callable[[], str]:
+        # ListObjectsV2 under our own prefix, not HeadBucket: the controller's role may list only under
+        # its prefixes (an s3:prefix condition), which HeadBucket cannot satisfy.
+        def run() -> str:
+            from botocore.exceptions import ClientError
+
+            try:
+                s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("AccessDenied", "403"):
+                    return "exists (listing denied here; that is fine if the role lists only its prefix)"
+                raise
+            return f"prefix {prefix!r}" if prefix else ""
+
+        return run
+
+    storage = cfg.storage
+    results_prefix = storage.results_prefix.strip("/") + "/" if storage.results_prefix.strip("/") else ""
+    for label, bucket, prefix in (
+        ("inbox bucket", storage.inbox_bucket, storage.inbox_prefix),
+        ("results bucket", storage.results_bucket, results_prefix),
+        ("reference bucket", storage.reference_bucket, ""),
     ):
         if bucket:
-            results.append(_try(f"{label} s3://{bucket}", lambda b=bucket: (s3.head_bucket(Bucket=b), "")[1]))
+            results.append(_try(f"{label} s3://{bucket}", bucket_check(bucket, prefix)))
 
     def job_queue() -> str:
         found = batch.describe_job_queues(jobQueues=[cfg.batch.job_queue]).get("jobQueues", [])

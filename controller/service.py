@@ -51,7 +51,7 @@ from controller.planner import (
 )
 from controller.results_table import write_table
 from controller.sources.base import EventSource, Message
-from worker.errors import WorkerError
+from worker.errors import AccessDenied, WorkerError
 from worker.logs import get_logger
 from worker.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from worker.uris import Location, LocationError, parse_location
@@ -202,8 +202,15 @@ class Controller:
         candidates = index_candidates(ev.key)
         if self.ledger.has_index(ev.bucket, candidates):
             return True
-        # HEADs, not a LIST of the stem: a HEAD needs only s3:GetObject and costs the same whatever the
-        # size of the inbox; the conventional name (x.bam.bai) is tried first.
+        if not self.cfg.is_local:
+            try:
+                found = self._index_listed(ev.bucket, candidates)
+            except AccessDenied as exc:
+                # Without list rights under this prefix we cannot tell; making an index is always safe.
+                self.log.warning("event.index_check_denied", key=ev.key, error=str(exc))
+                return False
+            if found is not None:
+                return found
         for key in candidates:
             try:
                 loc = (
@@ -213,8 +220,25 @@ class Controller:
                 )
             except LocationError:
                 continue
-            if self.store.head(loc) is not None:
+            try:
+                if self.store.head(loc) is not None:
+                    return True
+            except AccessDenied:
+                return False  # as above: unknown, so let the index step make one
+        return False
+
+    def _index_listed(self, bucket: str, candidates: Sequence[str]) -> bool | None:
+        """One LIST of the candidates' common stem (x.bai, x.bam.bai, x.csi, ...). A LIST, not HEADs: the
+        controller's role may list only under the inbox prefix (an `s3:prefix` condition), and S3 answers
+        a HEAD of a missing key with 403 to a caller without list rights. None when the stem is shared by
+        so many keys that HEADs are cheaper."""
+        stem = min(candidates, key=len).rsplit(".", 1)[0]
+        wanted = set(candidates)
+        for listed, info in enumerate(self.store.list(Location.s3(bucket, stem)), start=1):
+            if info.location.key in wanted:
                 return True
+            if listed >= 1000:
+                return None
         return False
 
     def plan_context(self, key: str) -> PlanContext:
