@@ -154,17 +154,7 @@ class MotoBatch:
                             aws_session_token="testing", config=cfg)
 
 
-# -- AWS resources the controller needs ------------------------------------------------------------
-@dataclass
-class Stack:
-    """The names the controller is configured with (the deploy stacks' outputs, COMMON.md §4)."""
-
-    outputs: dict[str, str]
-
-    def __getitem__(self, key: str) -> str:
-        return self.outputs[key]
-
-
+# -- Batch views ---------------------------------------------------------------------------------
 def list_all_jobs(batch: Any, queue: str) -> list[dict[str, Any]]:
     """Every job moto's Batch knows in a queue, in every state (moto lists all states without jobStatus)."""
     jobs: list[dict[str, Any]] = []
@@ -178,13 +168,6 @@ def list_all_jobs(batch: Any, queue: str) -> list[dict[str, Any]]:
         token = page.get("nextToken")
         if not token:
             return jobs
-
-
-def describe_all(batch: Any, job_ids: list[str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for i in range(0, len(job_ids), 100):
-        out.extend(batch.describe_jobs(jobs=job_ids[i:i + 100])["jobs"])
-    return out
 
 
 # -- the controller process ------------------------------------------------------------------------
