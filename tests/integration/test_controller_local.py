@@ -173,6 +173,13 @@ def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
         assert metrics["alignbatch_end_to_end_latency_seconds_count"] == 1
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
             assert resp.status == 200
+        # STATUS follows the ledger once a second: wait for the finished run to show before stopping.
+        status_deadline = time.monotonic() + 15
+        while time.monotonic() < status_deadline:
+            read_notes()
+            if any(n.startswith("STATUS=") and "succeeded=1" in n for n in notes):
+                break
+            time.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, err_path.read_text()[-2000:]
     finally:
