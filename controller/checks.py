@@ -9,20 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from controller.aws import aws_client
 from controller.config import ControllerConfig
 
 Result = tuple[bool, str, str]
 
 
 def _client(service: str, cfg: ControllerConfig) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        service,
-        region_name=cfg.aws.region or None,
-        config=Config(retries={"mode": "standard", "max_attempts": 3}),
-    )
+    return aws_client(service, cfg.aws.region, retry_mode="standard", max_attempts=3)
 
 
 def _try(what: str, fn: Callable[[], str]) -> Result:

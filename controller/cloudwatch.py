@@ -39,9 +39,10 @@ class CloudWatchShipper:
         max_queue: int = 100_000,
     ) -> None:
         if client is None:
-            import boto3
+            from controller.aws import aws_client
 
-            client = boto3.session.Session().client("logs", region_name=region or None)
+            # botocore's default budget (5 attempts); a batch that still fails is counted and dropped.
+            client = aws_client("logs", region, retry_mode="standard", max_attempts=5)
         self.client, self.group, self.stream = client, group, stream
         self.flush_seconds = flush_seconds
         self.retention_days = retention_days

@@ -15,36 +15,17 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from controller.aws import THROTTLE_CODES, aws_client, count_throttles
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
 from controller.ratelimit import TokenBucket
 
 DESCRIBE_BATCH = 100
-THROTTLE_CODES = frozenset(
-    {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded", "SlowDown"}
-)
 
 
 def batch_client(region: str | None = None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, connect_timeout=10, read_timeout=60)
-    return boto3.session.Session().client("batch", region_name=region or None, config=config)
-
-
-def count_throttles(client: Any, on_throttle: Callable[[str], None]) -> None:
-    """Call `on_throttle(api)` for every throttled response, before botocore decides to retry it."""
-
-    def handler(response: Any = None, operation: Any = None, **_: Any) -> None:
-        if not response or operation is None:
-            return
-        parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else None
-        code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
-        status = getattr(response[0], "status_code", None) if isinstance(response, tuple) else None
-        if code in THROTTLE_CODES or status == 429:
-            on_throttle(operation.name)
-
-    client.meta.events.register_first("needs-retry.*", handler)
+    return aws_client(
+        "batch", region, retry_mode="adaptive", max_attempts=10, connect_timeout=10, read_timeout=60
+    )
 
 
 def _seconds(ms: Any) -> float | None:

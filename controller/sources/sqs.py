@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from controller.aws import aws_client, count_throttles
 from controller.sources.base import Message
 
 
 def sqs_client(region: str | None = None) -> Any:
-    import boto3
-    from botocore.config import Config
-
     # read_timeout must exceed the long-poll wait or every empty poll would look like a network error.
-    config = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=10, read_timeout=40)
-    return boto3.session.Session().client("sqs", region_name=region or None, config=config)
+    return aws_client(
+        "sqs", region, retry_mode="adaptive", max_attempts=8, connect_timeout=10, read_timeout=40
+    )
 
 
 class SqsSource:
@@ -37,8 +36,6 @@ class SqsSource:
         self.visibility_timeout = visibility_timeout
         self.client = client if client is not None else sqs_client(region)
         if on_throttle is not None:
-            from controller.executors.aws_batch import count_throttles
-
             count_throttles(self.client, on_throttle)
 
     def receive(self, max_messages: int = 10) -> list[Message]:
