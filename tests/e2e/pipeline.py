@@ -37,7 +37,7 @@ def free_port() -> int:
 def stack_parameters(layer: str, max_receive_count: int) -> list[dict[str, str]]:
     params: dict[str, str] = {}
     if layer == "storage":
-        # Low, so an unparseable message reaches the DLQ within a test.
+        # storage.yaml's default is 5; the poison-message scenario lowers it to reach the DLQ quickly.
         params["MaxReceiveCount"] = str(max_receive_count)
     if layer == "batch":
         # moto passes a CommaDelimitedList *default* through unsplit (then iterates its characters);
@@ -46,7 +46,7 @@ def stack_parameters(layer: str, max_receive_count: int) -> list[dict[str, str]]
     return [{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()]
 
 
-def deploy_stacks(mb: MotoBatch, *, max_receive_count: int = 2) -> dict[str, dict[str, str]]:
+def deploy_stacks(mb: MotoBatch, *, max_receive_count: int = 5) -> dict[str, dict[str, str]]:
     """Create alignbatch-{network,storage,batch,controller} in moto's CloudFormation, in order."""
     cfn = mb.client("cloudformation")
     outputs: dict[str, dict[str, str]] = {}
@@ -190,7 +190,7 @@ class Pipeline:
 
     # -- set-up --------------------------------------------------------------------------------
     @classmethod
-    def create(cls, mb: MotoBatch, workdir: Path, *, max_receive_count: int = 2,
+    def create(cls, mb: MotoBatch, workdir: Path, *, max_receive_count: int = 5,
                overrides: dict[str, str] | None = None) -> Pipeline:
         outputs = deploy_stacks(mb, max_receive_count=max_receive_count)
         mb.client("s3").put_bucket_notification_configuration(

@@ -20,9 +20,10 @@ def _kill_restart_cycle(pipeline: Pipeline, figures: Figures, data_dir: Path, ob
     random = rng()
     figures.extra["seed"] = seed()
     # A message received by a controller that is then SIGKILLed stays invisible for the visibility
-    # timeout (900 s as deployed) before it is delivered again; 10 s keeps the test short, the path is
-    # the same.
-    pipeline.controller.env["ALIGNBATCH_QUEUE_VISIBILITY_TIMEOUT"] = "10"
+    # timeout (900 s as deployed) before it is delivered again; 30 s keeps the test short, the path is
+    # the same (the controller extends in-flight messages every 10 s). maxReceiveCount stays at the
+    # deployed 5: every kill can add a receive to the messages in flight.
+    pipeline.controller.env["ALIGNBATCH_QUEUE_VISIBILITY_TIMEOUT"] = "30"
     pipeline.controller.start().wait_ready()
     began = time.monotonic()
     keys = drop_bams(pipeline, data_dir, objects, prefix="kill")
