@@ -1,6 +1,6 @@
 """`alignbatch-controller`: run the daemon, check a config, and operate on the ledger.
 
-    run --config FILE | --local DIR [--once] [--demo] [--metrics-port N]
+    run --config FILE | --local DIR [--once] [--demo] [--metrics-port N] [--log-format auto|json|console]
     check --config FILE                  validate the config and verify every AWS resource it names
     status   [--config FILE | --local DIR | --ledger PATH]
     runs     [...] [--state S] [--sample NAME] [--prefix KEY] [--limit N] [--json]
@@ -50,10 +50,11 @@ def _config_from(args: argparse.Namespace) -> ControllerConfig:
     return base
 
 
-def _configure_logging(level: str) -> None:
-    from worker.logs import configure_logging
+def _configure_logging(level: str, log_format: str = "json") -> None:
+    from worker.logs import configure_logging, wants_json
 
-    configure_logging(stream=sys.stdout, level=level, json=True, service="alignbatch-controller")
+    json_lines = wants_json(log_format, sys.stdout)
+    configure_logging(stream=sys.stdout, level=level, json=json_lines, service="alignbatch-controller")
 
 
 # -- run -------------------------------------------------------------------------------------------
@@ -87,21 +88,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems = validate_aws(cfg)
         if problems:
             raise ConfigError(f"{args.config}: " + "; ".join(problems))
-    _configure_logging(args.log_level or cfg.logging.level)
+    if args.demo and not cfg.is_local:
+        return _fail("--demo needs --local DIR", EXIT_USAGE)
+    level = args.log_level or cfg.logging.level
+    shipper = None
+    if cfg.logging.cloudwatch_group and not cfg.is_local:
+        from controller.cloudwatch import install_cloudwatch_shipping
+
+        # CloudWatch gets JSON lines whatever --log-format says (Logs Insights parses them).
+        shipper = install_cloudwatch_shipping(cfg, level=level)
+    else:
+        _configure_logging(level, args.log_format)
     from controller.config import warnings
     from worker.logs import get_logger
 
     for warning in warnings(cfg):
         get_logger(component="config").warning("config.warning", detail=warning)
     if args.demo:
-        if not cfg.is_local:
-            return _fail("--demo needs --local DIR", EXIT_USAGE)
         seed_demo(Path(cfg.local_dir or ".") / "inbox")
-    shipper = None
-    if cfg.logging.cloudwatch_group and not cfg.is_local:
-        from controller.cloudwatch import install_cloudwatch_shipping
-
-        shipper = install_cloudwatch_shipping(cfg)
     ctl = build_controller(cfg, once=args.once, slots=args.slots)
     daemon = Daemon(ctl)
     daemon.install_signals()
@@ -280,7 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-seconds", type=float, default=None, help="--once: give up after this long")
     run.add_argument("--fail-on-error", action="store_true", help="--once: exit 1 when any run failed")
-    run.add_argument("--log-level", default=None)
+    run.add_argument("--log-level", default=None, help="DEBUG|INFO|WARNING|ERROR (default from config)")
+    run.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="log lines on stdout: json (one object a line), console (readable), or auto (default): "
+        "console when stdout is a terminal, json otherwise (journald, pipes, files)",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a config and verify the AWS resources it names")

@@ -142,8 +142,9 @@ class TeeStream:
         self.primary.flush()
 
 
-def install_cloudwatch_shipping(cfg: ControllerConfig) -> CloudWatchShipper:
-    """Re-point the controller's structlog output at stdout + CloudWatch."""
+def install_cloudwatch_shipping(cfg: ControllerConfig, *, level: str | None = None) -> CloudWatchShipper:
+    """Point the controller's structlog output (JSON lines) at stdout + CloudWatch; `level` overrides
+    the config's (run --log-level)."""
     from worker.logs import configure_logging
 
     stream = cfg.logging.cloudwatch_stream or f"controller/{socket.gethostname()}/{os.getpid()}"
@@ -155,7 +156,7 @@ def install_cloudwatch_shipping(cfg: ControllerConfig) -> CloudWatchShipper:
     ).start()
     configure_logging(
         stream=TeeStream(sys.stdout, shipper),  # type: ignore[arg-type]
-        level=cfg.logging.level,
+        level=level or cfg.logging.level,
         json=True,
         service="alignbatch-controller",
     )

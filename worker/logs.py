@@ -14,6 +14,13 @@ from typing import Any, TextIO
 import structlog
 
 
+def wants_json(log_format: str, stream: TextIO) -> bool:
+    """`json` / `console` as asked; `auto`: console for a person at a terminal, JSON for journald/pipes."""
+    if log_format == "auto":
+        return not (hasattr(stream, "isatty") and stream.isatty())
+    return log_format != "console"
+
+
 def configure_logging(
     *, stream: TextIO | None = None, level: str = "INFO", json: bool = True, **bound: Any
 ) -> structlog.stdlib.BoundLogger:

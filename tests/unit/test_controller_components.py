@@ -114,3 +114,21 @@ def test_sd_notify_sends_datagrams(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert server.recv(100) == b"STATUS=runs active=1"
     monkeypatch.delenv("NOTIFY_SOCKET")
     assert notify("READY=1") is False
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_log_format_auto_is_console_on_a_terminal_and_json_elsewhere() -> None:
+    from controller.cli import build_parser
+    from worker.logs import wants_json
+
+    assert wants_json("auto", io.StringIO()) is True  # journald, pipes, files
+    assert wants_json("auto", _Tty()) is False
+    assert wants_json("json", _Tty()) is True
+    assert wants_json("console", io.StringIO()) is False
+    assert build_parser().parse_args(["run", "--local", "d"]).log_format == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--local", "d", "--log-format", "xml"])
