@@ -122,48 +122,33 @@ def check_usage(cmd: ParsedCommand) -> None:
         )
 
 
-def _strtol(text: str, pos: int) -> tuple[int, int]:
-    """C strtol(base 10) from `pos`: (value, end position); no digits → (0, pos), as in C."""
-    i = pos
-    n = len(text)
-    while i < n and text[i] in " \t\n\v\f\r":
-        i += 1
-    sign = 1
-    if i < n and text[i] in "+-":
-        sign = -1 if text[i] == "-" else 1
-        i += 1
-    start = i
-    while i < n and text[i].isdigit() and text[i].isascii():
-        i += 1
-    if i == start:
-        return 0, pos
-    return sign * int(text[start:i]), i
-
-
 def check_target_bed(display: str, path: str | Path, contigs: tuple[str, ...]) -> None:
-    """BED lines that make alignstats misread coordinates or crash (ALIGNSTATS.md §4.7, Q18)."""
+    """BED lines that make alignstats misread coordinates or crash (ALIGNSTATS.md §4.7, Q18).
+
+    Coordinates are read as alignstats reads them, with the built-in engine's C-style `strtol`."""
+    from worker.engine.bed import strtol  # numpy-backed module: only imported when a BED is checked
+
     known = set(contigs)
     try:
-        fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise BadInput(f"{display}: cannot read BED file ({_short(exc)})") from None
-    with fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\n")
-            if not line.strip():
-                continue
-            if line[0] in " \t":
-                raise BadInput(
-                    f"{display}: line {lineno} starts with whitespace, which alignstats misparses "
-                    "(coordinates shift); remove the leading whitespace"
-                )
-            contig = line.split(None, 1)[0]
-            if contig.startswith(("#", "browser", "track")) or contig not in known:
-                continue
-            _start, pos = _strtol(line, len(contig))
-            end, _ = _strtol(line, pos)
-            if end == 0:
-                raise BadInput(
-                    f"{display}: line {lineno} ({contig}) has end coordinate 0 or no parsable end, "
-                    "which crashes alignstats; fix or drop the line"
-                )
+    for lineno, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        if line[:1] in (b" ", b"\t"):
+            raise BadInput(
+                f"{display}: line {lineno} starts with whitespace, which alignstats misparses "
+                "(coordinates shift); remove the leading whitespace"
+            )
+        token = line.split(None, 1)[0]
+        contig = token.decode("utf-8", "surrogateescape")
+        if token.startswith((b"#", b"browser", b"track")) or contig not in known:
+            continue
+        _start, pos = strtol(line, len(token))
+        end, _ = strtol(line, pos)
+        if end == 0:
+            raise BadInput(
+                f"{display}: line {lineno} ({contig}) has end coordinate 0 or no parsable end, "
+                "which crashes alignstats; fix or drop the line"
+            )

@@ -18,6 +18,9 @@ def test_strtol_like_c() -> None:
     assert strtol(b"0x400", 0) == (0, 1)  # base 10: hex parses as 0
     assert strtol(b"abc", 0) == (0, 0)
     assert strtol(b"", 0) == (0, 0)
+    assert strtol(b"chr1\t100\t200", 4) == (100, 8)  # from the offset after the contig, as BED lines use it
+    assert strtol(b"x", 0) == (0, 0)
+    assert strtol(b"  -5z", 0) == (-5, 4)
 
 
 def test_plain_lines_stored_inclusive_in_file_order() -> None:

@@ -76,12 +76,6 @@ def test_target_bed(data_dir: Path, tmp_path: Path) -> None:
         checks.check_target_bed("noend.bed", noend, contigs)
 
 
-def test_strtol_like_c() -> None:
-    assert checks._strtol("chr1\t100\t200", 4) == (100, 8)
-    assert checks._strtol("x", 0) == (0, 0)
-    assert checks._strtol("  -5z", 0) == (-5, 4)
-
-
 def test_capture_disabled_with_targets_is_usage() -> None:
     with pytest.raises(UsageError, match=r"-C .* -t"):
         checks.check_usage(parse_command(["alignstats", "-C", "-t", "t.bed", "-i", "x.bam"]))
