@@ -653,15 +653,7 @@ def set_target_bits(depth, length, tstart, tend):
             depth[p] |= np.uint32(STATE_BUFFER << STATE_SHIFT)
         for p in range(s, e + 1):
             depth[p] |= np.uint32(STATE_TARGET << STATE_SHIFT)
-    on_t = 0
-    on_b = 0
-    for p in range(length):
-        st = depth[p] >> STATE_SHIFT
-        if st == STATE_TARGET:
-            on_t += 1
-        elif st == STATE_BUFFER:
-            on_b += 1
-    return on_t, on_b
+    return count_states(depth, 0, length - 1)
 
 
 @njit(cache=True, nogil=True)
