@@ -8,7 +8,8 @@ reads the outputs of `<prefix>-storage` and `<prefix>-batch` (names overridable 
 host's user data (deploy/cloudformation/controller.yaml) runs exactly this. Only the standard AWS
 environment is used (AWS_REGION, AWS_ENDPOINT_URL, credentials), so it works against moto as well.
 
-Exit codes: 0 rendered; 2 usage; 66 a stack or a required output is missing (the message names it).
+Exit codes: 0 rendered; 2 usage; 66 a stack or a required output is missing (the message names it);
+75 AWS could not be asked (no credentials, network, throttling; the message says which).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ BATCH_OUTPUTS = (
 )
 EX_USAGE = 2
 EX_NOINPUT = 66
+EX_TEMPFAIL = 75
 
 
 class MissingOutput(LookupError):
@@ -182,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     session = boto3.session.Session(region_name=args.region)
     region = args.region or session.region_name
@@ -212,6 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingOutput as exc:
         print(f"render_config: {exc}", file=sys.stderr)
         return EX_NOINPUT
+    except (BotoCoreError, ClientError) as exc:
+        print(
+            f"render_config: cannot read the stack outputs: {type(exc).__name__}: {exc} "
+            "(check AWS credentials, region and network)",
+            file=sys.stderr,
+        )
+        return EX_TEMPFAIL
     sys.stdout.write(text)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -223,3 +224,21 @@ def test_render_config_names_a_missing_stack(outputs: dict[str, dict[str, str]])
     )
     assert proc.returncode == 66
     assert proc.stderr.strip().count("\n") == 0 and "'nope-storage'" in proc.stderr
+
+
+def test_render_config_without_credentials_is_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    proc = subprocess.run(
+        [sys.executable, str(DEPLOY / "render_config.py"), "--region", "us-east-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 75
+    assert proc.stderr.strip().count("\n") == 0 and "NoCredentialsError" in proc.stderr
