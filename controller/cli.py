@@ -112,6 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # `--once` is for scripts and the demo: no endpoint (and no port clash) unless asked for.
     default_port = 0 if args.once else cfg.metrics.port
     port = default_port if args.metrics_port is None else args.metrics_port
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"metrics port {port}: must be 0-65535 (0 = no endpoint)")
     server = start_metrics(ctl, daemon, cfg.metrics.address, port)
     try:
         if args.once:
@@ -307,7 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list runs")
     _where(runs)
     runs.add_argument(
-        "--state", action="append", help="active|succeeded|failed|cancelled|rejected (repeatable)"
+        "--state",
+        action="append",
+        choices=("active", "succeeded", "failed", "cancelled", "rejected"),
+        help="only runs in this state (repeatable)",
     )
     runs.add_argument("--sample")
     runs.add_argument("--prefix", help="only keys starting with this")

@@ -348,6 +348,8 @@ def warnings(cfg: ControllerConfig) -> list[str]:
 def local_config(local_dir: str | os.PathLike[str], base: ControllerConfig | None = None) -> ControllerConfig:
     """The no-AWS profile for `run --local DIR`, optionally on top of a file config's pipeline/tiers."""
     root = Path(local_dir).resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--local {local_dir}: is a file; give a directory (it is created when missing)")
     cfg = base or ControllerConfig()
     return replace(
         cfg,

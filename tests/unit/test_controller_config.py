@@ -69,3 +69,6 @@ def test_local_profile(tmp_path: Path) -> None:
     assert cfg.is_local and cfg.inbox_root == str(tmp_path / "inbox")
     assert cfg.results_root == str(tmp_path / "results")
     assert cfg.state.ledger_path == str(tmp_path / "state.db")
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match=r"--local .*afile: is a file; give a directory"):
+        local_config(tmp_path / "afile")
