@@ -43,6 +43,7 @@ from controller.planner import (
     index_candidates,
     object_uri,
     plan_run,
+    relative_key,
     render_command,
     resolve_path,
     run_id_for,
@@ -272,9 +273,8 @@ class Controller:
             index_present=index_present,
             event_time=ev.event_time,
         )
-        inbox_rel = ev.key
-        if not self.cfg.is_local and self.cfg.storage.inbox_prefix:
-            inbox_rel = ev.key[len(self.cfg.storage.inbox_prefix) :].lstrip("/")
+        # [[pipeline.prefix]] matches the key as the results layout names it (plan_run's inbox_key).
+        inbox_rel = ev.key if self.cfg.is_local else relative_key(ev.key, self.cfg.inbox_root)
         try:
             plan = plan_run(obj, self.plan_context(inbox_rel))
         except PlanError as exc:
