@@ -68,7 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("ALIGNBATCH_SSE_KMS_KEY_ID") or None,
         help="encrypt uploads with this KMS key (default $ALIGNBATCH_SSE_KMS_KEY_ID, else AES256)",
     )
-    p.add_argument("--log-level", default=os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO"),
+        help="default $ALIGNBATCH_LOG_LEVEL or INFO",
+    )
     p.add_argument("--version", action="version", version=f"alignbatch-worker {__version__}")
     return p
 
@@ -119,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     error: str | None = None
     try:
         ns, command = parse_args(sys.argv[1:] if argv is None else argv)
+        if ns.log_level != log_level.upper():  # logging started before the arguments were parsed
+            log = configure_logging(stream=sys.stderr, level=ns.log_level, job_id=job_id, attempt=attempt)
         opts = WorkerOptions(
             command=tuple(command),
             mode=ns.mode or "auto",
