@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import ConfigError, ControllerConfig, load_config, local_config, validate_aws
+from worker.logs import LOG_LEVELS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRANSIENT, EXIT_CONFIG = 0, 1, 2, 75, 78
 
@@ -286,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-seconds", type=float, default=None, help="--once: give up after this long")
     run.add_argument("--fail-on-error", action="store_true", help="--once: exit 1 when any run failed")
-    run.add_argument("--log-level", default=None, help="DEBUG|INFO|WARNING|ERROR (default from config)")
+    run.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default=None, help="default: [logging] level"
+    )
     run.add_argument(
         "--log-format",
         choices=("auto", "json", "console"),

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from worker.logs import LOG_LEVELS
+
 
 class ConfigError(ValueError):
     """A one-line, operator-facing description of what is wrong in the config and where."""
@@ -295,6 +297,9 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sorted(known))})")
     sections = {name: _section(cls, data.get(name, {}), name, env) for name, cls in _SIMPLE_SECTIONS.items()}
+    level = sections["logging"].level
+    if level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"[logging] level {level!r}: use one of {', '.join(LOG_LEVELS)}")
     tiers = _tiers(data["tiers"]) if "tiers" in data else DEFAULT_TIERS
     return ControllerConfig(tiers=tiers, pipeline=_pipeline(data.get("pipeline", {}), env), **sections)
 

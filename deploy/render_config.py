@@ -178,7 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metrics-address", default="127.0.0.1")
     parser.add_argument("--metrics-port", type=int, default=9464)
     parser.add_argument("--ledger-path", default="/var/lib/alignbatch/state.db")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=("DEBUG", "INFO", "WARNING", "ERROR"), default="INFO"
+    )
     parser.add_argument("--target-bed", default="", help="s3:// URI of the default target BED")
     parser.add_argument("--reference-fasta", default="", help="s3:// URI of the reference FASTA (for CRAM)")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from worker.errors import Interrupted, UsageError, WorkerError
 from worker.exitcodes import ExitCode, is_retryable
-from worker.logs import configure_logging
+from worker.logs import LOG_LEVELS, configure_logging
 from worker.run import WorkerOptions, WorkerRun
 from worker.version import __version__
 
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level",
         type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        choices=LOG_LEVELS,
         default=os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO"),
         help="default $ALIGNBATCH_LOG_LEVEL or INFO",
     )
@@ -115,7 +115,10 @@ class _Signals:
 def main(argv: Sequence[str] | None = None) -> int:
     job_id = os.environ.get("AWS_BATCH_JOB_ID") or None
     attempt = os.environ.get("AWS_BATCH_JOB_ATTEMPT") or None
-    log_level = os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO")
+    log_level = os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO").upper()
+    env_level_ok = log_level in LOG_LEVELS
+    if not env_level_ok:
+        log_level = "INFO"  # so the usage error below can still be logged
     log = configure_logging(stream=sys.stderr, level=log_level, job_id=job_id, attempt=attempt)
     signals = _Signals()
     signals.install()
@@ -124,8 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     code: int
     error: str | None = None
     try:
+        if not env_level_ok:
+            raise UsageError(
+                f"ALIGNBATCH_LOG_LEVEL={os.environ['ALIGNBATCH_LOG_LEVEL']!r} is not a log level; "
+                f"use one of {', '.join(LOG_LEVELS)}"
+            )
         ns, command = parse_args(sys.argv[1:] if argv is None else argv)
-        if ns.log_level != log_level.upper():  # logging started before the arguments were parsed
+        if ns.log_level != log_level:  # logging started before the arguments were parsed
             log = configure_logging(stream=sys.stderr, level=ns.log_level, job_id=job_id, attempt=attempt)
         opts = WorkerOptions(
             command=tuple(command),

@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 import structlog
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 
 def wants_json(log_format: str, stream: TextIO) -> bool:
     """`json` / `console` as asked; `auto`: console for a person at a terminal, JSON for journald/pipes."""

@@ -62,6 +62,8 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
     assert "[queue] url is required" in validate_aws(parse_config({}, {}))
+    with pytest.raises(ConfigError, match=r"\[logging\] level 'verbose': use one of DEBUG"):
+        parse_config({}, {"ALIGNBATCH_LOGGING_LEVEL": "verbose"})
 
 
 def test_local_profile(tmp_path: Path) -> None:
