@@ -514,9 +514,5 @@ class Ledger:
             out.append((run, failed[0] if failed else None))
         return out
 
-    def oldest_in_state(self, state: str) -> float | None:
-        rows = self._query("SELECT MIN(updated_at) AS t FROM jobs WHERE state = ?", (state,))
-        return rows[0]["t"] if rows and rows[0]["t"] is not None else None
-
 
 _STEP_ORDER = {"index": 0, "alignstats": 1, "summary": 2}

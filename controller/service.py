@@ -558,10 +558,6 @@ class Controller:
             self._table_dirty.set()
             self.log.error("table.write_failed", error=str(exc))
 
-    def rebuild_table(self) -> None:
-        self._table_dirty.set()
-        self._flush_table()
-
     # -- watchdogs and gauges -----------------------------------------------------------------------
     def check_runnable(self) -> None:
         now = time.time()
@@ -621,10 +617,6 @@ class Controller:
         counts = self.ledger.job_counts()
         busy = sum(counts.get(s, 0) for s in (PLANNED, INTENT, *BATCH_ACTIVE))
         return busy == 0 and self.executor.active_count() == 0
-
-    def in_flight_messages(self) -> Sequence[Message]:
-        with self._in_flight_lock:
-            return list(self._in_flight.values())
 
     def describe(self) -> dict[str, Any]:
         return {"runs": self.ledger.run_counts(), "jobs": self.ledger.job_counts()}

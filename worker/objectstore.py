@@ -81,11 +81,6 @@ class ObjectInfo:
     checksum_type: str | None = None  # S3's FULL_OBJECT or COMPOSITE (a checksum of part checksums)
     sse: str | None = None  # server-side encryption: "AES256", "aws:kms", "sse-c" (decides if ETag is MD5)
 
-    @property
-    def is_multipart(self) -> bool:
-        """A multipart S3 upload has an ETag of the form `<md5-of-md5s>-<parts>`."""
-        return "-" in self.etag and self.location.is_s3
-
 
 class ObjectStore(Protocol):
     def head(self, loc: Location) -> ObjectInfo | None: ...
