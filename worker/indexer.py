@@ -23,6 +23,7 @@ from typing import NoReturn
 from worker import checks
 from worker.errors import BadInput, ObjectMissing, UsageError, WorkerError
 from worker.exitcodes import ExitCode
+from worker.objectstore import replace_into
 
 INDEX_SUFFIX = {"bam": (".bai", ".csi"), "cram": (".crai",)}
 
@@ -75,7 +76,7 @@ def index_file(src: Path, dest: Path | None = None) -> Path:
             pysam.index(*args, "-o", str(tmp), str(src))
         if tmp.stat().st_size == 0:
             raise BadInput(f"{src}: the indexer produced an empty index")
-        os.replace(tmp, dest)
+        replace_into(tmp, dest)
     except pysam.utils.SamtoolsError as exc:
         detail = " ".join(str(exc).split())
         if "sort" in detail.lower() or "NO_COOR" in detail or "unsorted" in detail.lower():

@@ -364,7 +364,7 @@ class LocalObjectStore:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
-                os.replace(tmp, target)
+                replace_into(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
@@ -386,6 +386,15 @@ class LocalObjectStore:
             Path(loc.path).unlink(missing_ok=True)
         except Exception as exc:
             raise translate_error(exc, loc, "delete") from None
+
+
+def replace_into(tmp: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Rename a finished temp file onto `dest`, first giving it the mode a plain open() would have
+    (0666 & ~umask): mkstemp makes 0600 files, and results must be readable like any other file."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, dest)
 
 
 def _local_info(loc: Location, st: os.stat_result) -> ObjectInfo:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from worker.errors import ChecksumMismatch, InternalError, TransientIOError, WorkerError
-from worker.objectstore import ObjectInfo, default_s3_client, sse_arguments, translate_error
+from worker.objectstore import ObjectInfo, default_s3_client, replace_into, sse_arguments, translate_error
 from worker.uris import Location
 
 MIB = 1024 * 1024
@@ -649,10 +649,7 @@ def copy_local(src: Path, dest: Path) -> TransferResult:
             os.replace(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, dest)
+        replace_into(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

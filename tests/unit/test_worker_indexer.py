@@ -16,6 +16,7 @@ def test_bam_index_matches_reference(data_dir: Path, tmp_path: Path) -> None:
     shutil.copy(data_dir / "h_source.bam", bam)
     assert main(["-i", str(bam)]) == 0
     assert (tmp_path / "h.bam.bai").read_bytes() == (data_dir / "h_source.bam.bai").read_bytes()
+    assert (tmp_path / "h.bam.bai").stat().st_mode & 0o044 == bam.stat().st_mode & 0o044  # umask, not 0600
     assert main(["-i", str(bam), "-o", str(tmp_path / "sub" / "x.csi")]) == 0
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.csi"]
 

@@ -23,6 +23,9 @@ def test_local_write_is_atomic_and_readable(tmp_path: Path) -> None:
     head = store.head(loc)
     assert head is not None and head.size == 3 and head.etag.endswith("-3")
     assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["x.json"]  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a" / "b" / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_local_head_missing_and_delete(tmp_path: Path) -> None:
