@@ -207,6 +207,16 @@ def test_corrupted_download_fails_the_run(s3, scratch: Path, aws: str, mode: str
     _nothing_left(s3, "results")
 
 
+def _start_tool_job(tool: Path, out: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The worker running `tool s3://inbox/h.bam OUT` in the background (for the SIGTERM tests)."""
+    argv = ["--input", "s3://inbox/h.bam", "--output", out, "--", sys.executable, str(tool)]
+    return subprocess.Popen(
+        [str(VENV_BIN / "alignbatch-worker"), *argv, "s3://inbox/h.bam", out],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+
+
 def test_sigterm_stops_tool_aborts_and_cleans(s3, scratch: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pidfile = tmp_path / "tool.pid"
     tool = _write_tool(
@@ -219,21 +229,8 @@ def test_sigterm_stops_tool_aborts_and_cleans(s3, scratch: Path, tmp_path: Path)
         """,
     )
     out = "s3://results/never.bin"
-    proc = subprocess.Popen(
-        [
-            str(VENV_BIN / "alignbatch-worker"),
-            "--input",
-            "s3://inbox/h.bam",
-            "--output",
-            out,
-            "--",
-            sys.executable,
-            str(tool),
-            "s3://inbox/h.bam",
-            out,
-        ],
-        env=worker_env(scratch, AWS_BATCH_JOB_ID="job-term", AWS_BATCH_JOB_ATTEMPT="3"),
-        stderr=subprocess.PIPE,
+    proc = _start_tool_job(
+        tool, out, worker_env(scratch, AWS_BATCH_JOB_ID="job-term", AWS_BATCH_JOB_ATTEMPT="3")
     )
     try:
         deadline = time.monotonic() + 60
@@ -277,21 +274,8 @@ def test_sigterm_during_upload_aborts_it(s3, scratch: Path, tmp_path: Path, aws:
 
     out = "s3://results/interrupted.bin"
     with FaultProxy(aws, rule) as proxy:
-        proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "alignbatch-worker"),
-                "--input",
-                "s3://inbox/h.bam",
-                "--output",
-                out,
-                "--",
-                sys.executable,
-                str(tool),
-                "s3://inbox/h.bam",
-                out,
-            ],
-            env=worker_env(scratch, AWS_ENDPOINT_URL=proxy.url, ALIGNBATCH_TRANSFER_CHUNK_MIB="5"),
-            stderr=subprocess.PIPE,
+        proc = _start_tool_job(
+            tool, out, worker_env(scratch, AWS_ENDPOINT_URL=proxy.url, ALIGNBATCH_TRANSFER_CHUNK_MIB="5")
         )
         try:
             assert proxy.delayed.wait(60), "the upload never started"
