@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from worker.errors import UsageError
 
@@ -29,8 +30,21 @@ class Engine:
         return self.argv[-1] if self.argv[0] == sys.executable else self.argv[0]
 
 
+def find_program(name: str) -> str | None:
+    """`name` on PATH, else beside this interpreter.
+
+    `make demo` and systemd run `.venv/bin/alignbatch-controller` without activating the virtualenv, so
+    its console scripts (alignbatch-worker, -index, -summary, -alignstats) are not on PATH for the jobs.
+    """
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
 def _builtin_alignstats() -> tuple[str, ...]:
-    found = shutil.which("alignbatch-alignstats")
+    found = find_program("alignbatch-alignstats")
     if found:
         return (found,)
     # Not installed as a console script (e.g. running from a checkout): the same module.
@@ -58,9 +72,9 @@ def resolve_engine(tool: str) -> Engine:
         if not (os.path.isfile(tool) and os.access(tool, os.X_OK)):
             raise UsageError(f"tool {tool} is not an executable file")
         return Engine(base, (tool,), None)
-    found = shutil.which(tool)
+    found = find_program(tool)
     if not found:
-        raise UsageError(f"tool {tool!r} not found on PATH")
+        raise UsageError(f"tool {tool!r} not found on PATH or beside {sys.executable}")
     return Engine(base, (found,), None)
 
 

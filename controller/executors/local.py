@@ -11,7 +11,6 @@ resolves them by their outputs or submits them again (`requeue_missing`).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+from worker.engines import find_program
 
 _FINAL = ("SUCCEEDED", "FAILED")
 
@@ -52,13 +52,12 @@ def default_slots() -> int:
 
 def resolve_program(name: str) -> str:
     """Find a console script on PATH, else next to this interpreter (an un-activated venv)."""
-    found = shutil.which(name)
+    found = find_program(name)
     if found:
         return found
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    raise ExecutorError(f"program {name!r} not found on PATH or in {beside.parent}; install alignbatch")
+    raise ExecutorError(
+        f"program {name!r} not found on PATH or beside {sys.executable}; install alignbatch"
+    )
 
 
 class LocalExecutor:

@@ -193,3 +193,20 @@ def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
     assert notes[0] == "READY=1" and notes[-1] == "STOPPING=1"
     assert "WATCHDOG=1" in notes
     assert any(n.startswith("STATUS=runs active=") and "succeeded=1" in n for n in notes)
+
+
+def test_demo_from_an_unactivated_virtualenv(tmp_path: Path) -> None:
+    """What `make demo` does: .venv/bin/alignbatch-controller with the venv's bin dir NOT on PATH.
+
+    Every job's program (worker, index, summary, engine) must still be found beside the interpreter.
+    """
+    env = _env()
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != BIN)
+    out = subprocess.run(
+        [CONTROLLER, "run", "--local", str(tmp_path / "demo"), "--demo", "--once", "--metrics-port", "0",
+         "--fail-on-error", "--log-format", "json"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "0 failed" in out.stdout
+    assert list((tmp_path / "demo" / "results" / "reports").rglob("*.alignstats.json"))
