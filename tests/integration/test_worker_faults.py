@@ -124,13 +124,6 @@ def s3(aws: str, data_dir: Path):  # type: ignore[no-untyped-def]
     return client
 
 
-@pytest.fixture()
-def scratch(tmp_path: Path) -> Path:
-    path = tmp_path / "scratch"
-    path.mkdir()
-    return path
-
-
 def _write_tool(tmp_path: Path, body: str) -> Path:
     script = tmp_path / "tool.py"
     script.write_text(textwrap.dedent(body))

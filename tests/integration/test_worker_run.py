@@ -26,13 +26,6 @@ def s3(aws: str, data_dir: Path):  # type: ignore[no-untyped-def]
     return client
 
 
-@pytest.fixture()
-def scratch(tmp_path: Path) -> Path:
-    path = tmp_path / "scratch"
-    path.mkdir()
-    return path
-
-
 def _golden_body(data_dir: Path, name: str) -> list[bytes]:
     return (data_dir / "golden" / name).read_bytes().split(b"\n")[3:]
 
