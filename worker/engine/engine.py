@@ -42,8 +42,12 @@ class EngineConfig:
         return self.wgs or self.capture
 
 
-def prefetch(chunks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
-    """Run the producer (decompression, zlib releases the GIL) in a thread, one chunk ahead or more."""
+def prefetch(chunks: Iterator[bytes], depth: int = 1) -> Iterator[bytes]:
+    """Run the producer (BGZF framing, pysam) in a thread, `depth` chunks ahead of the kernel.
+
+    One queued chunk is enough to keep the kernel busy (inflate runs on its own pool); every extra one is
+    another chunk of memory in flight.
+    """
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()
