@@ -38,7 +38,9 @@ def block(data: bytes) -> bytes:
 
 
 def read_all(raw: bytes, prefix_len: int = 0, threads: int = 2) -> bytes:
-    return b"".join(iter_chunks(io.BytesIO(raw[prefix_len:]), raw[:prefix_len], threads=threads))
+    # copy each chunk as it comes: with threads > 1 its buffer is refilled once the next is requested
+    chunks = iter_chunks(io.BytesIO(raw[prefix_len:]), raw[:prefix_len], threads=threads)
+    return b"".join([bytes(c) for c in chunks])
 
 
 def test_round_trip_with_prefix() -> None:
@@ -79,3 +81,27 @@ def test_garbage_header() -> None:
     with pytest.raises(BgzfError) as exc:
         read_all(block(b"abc") + b"not a block at all......" + EOF_BLOCK)
     assert exc.value.kind == "corrupt"
+
+
+def test_oversized_isize_is_corrupt() -> None:
+    """ISIZE above 64 KiB cannot come from a BGZF writer; it would also overrun the recycled buffers."""
+    good = block(b"abcdef" * 50)
+    bad = good[:-4] + struct.pack("<I", (1 << 16) + 1)
+    with pytest.raises(BgzfError) as exc:
+        read_all(bad + EOF_BLOCK)
+    assert exc.value.kind == "corrupt"
+    assert "at most 65536" in str(exc.value)
+
+
+def test_chunk_buffers_are_recycled() -> None:
+    """With threads > 1 the reader reuses `threads` buffers, so memory does not grow with the input."""
+    parts = [bytes([i % 251]) * 60_000 for i in range(80)]
+    raw = b"".join(block(p) for p in parts) + EOF_BLOCK
+    seen: set[int] = set()
+    data = bytearray()
+    for chunk in iter_chunks(io.BytesIO(raw), threads=2):
+        if isinstance(chunk, memoryview):
+            seen.add(id(chunk.obj))
+        data += chunk
+    assert bytes(data) == b"".join(parts)
+    assert len(seen) <= 2

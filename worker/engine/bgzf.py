@@ -22,11 +22,14 @@ from typing import BinaryIO
 
 BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-# Memory in flight is a few of these: at most `threads` batches being inflated, one chunk handed to
-# the consumer, and the compressed reads they point into. 256 KiB keeps that near 2 MB; per-chunk
-# overhead (a kernel call, a pool hand-off) stays ~0.1 s over case e's 4,000 chunks.
-_READ_SIZE = 1 << 18
+# Memory in flight: `threads` reusable output buffers (one per batch being inflated; the oldest is the
+# chunk the consumer holds) and the compressed reads they point into (64 KiB each: below glibc's mmap
+# threshold, so they recycle heap memory instead of growing it). Chunks of 256 KiB keep this near 1 MB;
+# per-chunk overhead (a kernel call, a pool hand-off) stays ~0.1 s over case e's 4,000 chunks.
+_READ_SIZE = 1 << 16
 _CHUNK_TARGET = 1 << 18
+MAX_ISIZE = 1 << 16  # BGZF blocks hold at most 64 KiB uncompressed (SAM spec §4.1)
+_CHUNK_CAPACITY = _CHUNK_TARGET + MAX_ISIZE  # a batch closes at the first block reaching the target
 
 
 class BgzfError(Exception):
@@ -69,10 +72,14 @@ def _inflate(view: memoryview, o: int, bsize: int, offset_in_file: int) -> bytes
 Batch = list[tuple[int, bytes, int, int]]  # (file offset, buffer, offset in buffer, block size)
 
 
-def _inflate_batch(blocks: Batch) -> bytes | bytearray:
-    """Inflate a run of blocks (worker thread; zlib and ctypes calls release the GIL)."""
+def _inflate_batch(blocks: Batch, out: bytearray | None = None) -> bytes | memoryview:
+    """Inflate a run of blocks (worker thread; zlib and ctypes calls release the GIL).
+
+    With libdeflate the data goes straight into `out` when given (a recycled buffer; the result is a
+    view of it), else into a new buffer; zlib always returns new bytes.
+    """
     if _LIBDEFLATE is not None:
-        return _LIBDEFLATE.inflate_batch(blocks)
+        return _LIBDEFLATE.inflate_batch(blocks, out)
     return b"".join(_inflate(memoryview(buf), o, bsize, off) for off, buf, o, bsize in blocks)
 
 
@@ -105,10 +112,12 @@ class _Libdeflate:
                 raise MemoryError("libdeflate_alloc_decompressor failed")
         return d
 
-    def inflate_batch(self, blocks: Batch) -> bytearray:
+    def inflate_batch(self, blocks: Batch, out: bytearray | None = None) -> memoryview:
         d = self._decompressor()
         sizes = [struct.unpack_from("<II", buf, o + bsize - 8) for _, buf, o, bsize in blocks]
-        out = bytearray(sum(isize for _, isize in sizes))
+        total = sum(isize for _, isize in sizes)
+        if out is None or len(out) < total:
+            out = bytearray(total)
         out_addr = ctypes.addressof((ctypes.c_char * len(out)).from_buffer(out)) if out else 0
         actual = ctypes.c_size_t()
         pos = 0
@@ -129,7 +138,7 @@ class _Libdeflate:
             elif crc != 0:
                 raise BgzfError("corrupt", f"CRC32 checksum mismatch in BGZF block at offset {off}")
             pos += isize
-        return out
+        return memoryview(out)[:total]
 
 
 def _load_libdeflate() -> _Libdeflate | None:
@@ -177,6 +186,12 @@ def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[Batch]:
             if n - pos < bsize:
                 break
             isize = struct.unpack_from("<I", view, pos + bsize - 4)[0]
+            if isize > MAX_ISIZE:
+                raise BgzfError(
+                    "corrupt",
+                    f"BGZF block at offset {file_off + pos} declares {isize} uncompressed bytes "
+                    f"(at most {MAX_ISIZE})",
+                )
             last_block_empty = isize == 0
             batch.append((file_off + pos, pending, pos, bsize))
             batch_size += isize
@@ -200,25 +215,34 @@ def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[Batch]:
             return
 
 
-def iter_chunks(stream: BinaryIO, prefix: bytes = b"", threads: int = 2) -> Iterator[bytes | bytearray]:
+def iter_chunks(
+    stream: BinaryIO, prefix: bytes = b"", threads: int = 2
+) -> Iterator[bytes | bytearray | memoryview]:
     """Yield decompressed data in chunks of about 256 KiB, in order; raise BgzfError on any damage.
 
-    `prefix` holds bytes already read from the stream (format sniffing on stdin). Batches are inflated
-    by `threads` worker threads, at most `threads` batches ahead of the consumer (bounded memory).
+    `prefix` holds bytes already read from the stream (format sniffing on stdin). With threads > 1,
+    batches are inflated by `threads` worker threads into `threads` recycled buffers, so memory stays
+    fixed whatever the input size; a chunk is then only valid until the next one is requested (its
+    buffer is refilled): consume it in place and copy what must outlive it.
     """
     if threads <= 1:
         for batch in iter_blocks(stream, prefix):
             yield _inflate_batch(batch)
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bgzf-inflate") as pool:
-        pending: deque[Future[bytes | bytearray]] = deque()
+        free: list[bytearray] = []
+        pending: deque[tuple[Future[bytes | memoryview], bytearray]] = deque()
         try:
             for batch in iter_blocks(stream, prefix):
-                pending.append(pool.submit(_inflate_batch, batch))
+                out = free.pop() if free else bytearray(_CHUNK_CAPACITY)
+                pending.append((pool.submit(_inflate_batch, batch, out), out))
                 if len(pending) >= threads:
-                    yield pending.popleft().result()
+                    fut, out = pending.popleft()
+                    yield fut.result()
+                    free.append(out)  # the consumer asked for more: it is done with this one
             while pending:
-                yield pending.popleft().result()
+                fut, out = pending.popleft()
+                yield fut.result()
         finally:
-            for fut in pending:
+            for fut, _ in pending:
                 fut.cancel()

@@ -143,6 +143,7 @@ class Engine:
 
     # --- main loop ----------------------------------------------------------------------------------
     def feed(self, chunks: Iterator[bytes]) -> None:
+        """Run the kernel over the chunks; each is used in place and not kept past its iteration."""
         carry = b""
         for chunk in chunks:
             start = 0
@@ -163,7 +164,7 @@ class Engine:
                 start = need
             buf = np.frombuffer(chunk, dtype=np.uint8)
             off = self._run(buf, start)
-            carry = chunk[off:]
+            carry = bytes(chunk[off:])  # a copy: the chunk's buffer may be refilled once we move on
             self._check_order_warning()
         if carry:
             raise BadInputError(
@@ -240,8 +241,9 @@ class Engine:
         for g in range(3):
             self.acc.read_length[g].add_dense(self.len_hist[g])
         self.acc.insert_size.add_dense(self.ins_hist)
-        self.len_hist[:] = 0
-        self.ins_hist[:] = 0
+        # fresh (lazily zeroed) arrays rather than writing zeros over 2 MiB that were mostly never touched
+        self.len_hist = np.zeros(self.len_hist.shape, dtype=np.int64)
+        self.ins_hist = np.zeros(self.ins_hist.shape, dtype=np.int64)
         return self.acc
 
     def _check_order_warning(self) -> None:

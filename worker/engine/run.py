@@ -140,9 +140,13 @@ def run(opts: Options) -> int:
             chunks = inp.region_chunks(
                 [Region(line.tid, line.start, line.end) for line in order], unplaced=not opts.skip_unplaced
             )
+            engine.feed(prefetch(chunks))
+        elif inp.recycles_chunks:
+            # BAM: inflate already runs on its own threads, bounded by its recycled buffers
+            engine.feed(inp.chunks())
         else:
-            chunks = inp.chunks()
-        engine.feed(prefetch(chunks))
+            # HTSlib-backed (SAM/CRAM): pysam reads and re-serialises one chunk ahead on a thread
+            engine.feed(prefetch(inp.chunks()))
         acc = engine.finish()
         _info(opts, "Finished processing records.")
         ctx = report_context(opts, inp.size, header, targets, mask)

@@ -134,6 +134,9 @@ class InputFile:
         self.content = "text"
         self.header: Header | None = None
         self._raw_body: Iterator[bytes] | None = None
+        # chunks() comes from our BGZF reader, whose chunks are recycled buffers (valid until the next
+        # one is requested): consume them directly, not through a read-ahead queue
+        self.recycles_chunks = False
         self._open()
 
     # --- opening ------------------------------------------------------------------------------------
@@ -162,6 +165,7 @@ class InputFile:
                 self.content = "bam"
                 self.header = header
                 self._raw_body = body
+                self.recycles_chunks = True
                 return
             self.content = "sam"  # bgzipped SAM: let HTSlib read it
         # Like HTSlib, go by content, not by the name or -j (a SAM file named x.bam reads fine);
