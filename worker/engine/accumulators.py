@@ -25,6 +25,12 @@ class Histogram:
     sparse: dict[int, int] = field(default_factory=dict)
 
     def add_dense(self, counts: np.ndarray) -> None:
+        # Only up to the last non-zero count: the kernel's histograms are 64 Ki entries of which a few
+        # hundred are used, and copying the zero tail would touch 512 KiB per histogram for nothing.
+        nz = np.flatnonzero(counts)
+        if nz.shape[0] == 0:
+            return
+        counts = counts[: int(nz[-1]) + 1]
         if counts.shape[0] > self.dense.shape[0]:
             grown = np.zeros(counts.shape[0], dtype=np.int64)
             grown[: self.dense.shape[0]] = self.dense
