@@ -455,7 +455,7 @@ class WorkerRun:
         stdout_fh = open(stdout_path, "wb") if stdout_path is not None else None  # noqa: SIM115
         expect = None
         if streamed is not None:
-            expect = expectation_for(streamed.info, sse=streamed.info.sse)
+            expect = expectation_for(streamed.info, sse=streamed.info.sse, streaming=True)
             if expect.algorithm is None:
                 self.log.warning("verify_size_only", uri=streamed.display, reason=expect.note)
             read_fd, write_fd = os.pipe()
