@@ -250,8 +250,10 @@ def main() -> int:
     for name, m, base in rows:
         if base is not None:
             d = m.anon_mb - base.anon_mb
+            # -C -W (alignment metrics only) keeps no depth array
+            arr = 0.0 if {"-C", "-W"} <= set(name.split()) else depth
             print(
-                f"  {name:<38} d.anon {d:5.1f} MiB (depth array {depth:.1f} + {d - depth:4.1f} other): "
+                f"  {name:<38} d.anon {d:5.1f} MiB (depth array {arr:.1f} + {d - arr:4.1f} other): "
                 f"{'within' if d <= budget else 'OVER'} budget"
             )
     walls = {name: m for name, m, _ in rows}
