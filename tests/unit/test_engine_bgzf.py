@@ -94,7 +94,7 @@ def test_oversized_isize_is_corrupt() -> None:
 
 
 def test_chunk_buffers_are_recycled() -> None:
-    """With threads > 1 the reader reuses `threads` buffers, so memory does not grow with the input."""
+    """With threads > 1 the reader reuses `threads` + 1 buffers, so memory does not grow with the input."""
     parts = [bytes([i % 251]) * 60_000 for i in range(80)]
     raw = b"".join(block(p) for p in parts) + EOF_BLOCK
     seen: set[int] = set()
@@ -104,4 +104,4 @@ def test_chunk_buffers_are_recycled() -> None:
             seen.add(id(chunk.obj))
         data += chunk
     assert bytes(data) == b"".join(parts)
-    assert len(seen) <= 2
+    assert len(seen) <= 3

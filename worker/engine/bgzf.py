@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 BGZF_MAGIC = b"\x1f\x8b\x08\x04"
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
-# Memory in flight: `threads` reusable output buffers (one per batch being inflated; the oldest is the
+# Memory in flight: `threads` + 1 reusable output buffers (one per batch being inflated, one for the
 # chunk the consumer holds) and the compressed reads they point into (64 KiB each: below glibc's mmap
 # threshold, so they recycle heap memory instead of growing it). Chunks of 256 KiB keep this near 1 MB;
 # per-chunk overhead (a kernel call, a pool hand-off) stays ~0.1 s over case e's 4,000 chunks.
@@ -221,9 +221,10 @@ def iter_chunks(
     """Yield decompressed data in chunks of about 256 KiB, in order; raise BgzfError on any damage.
 
     `prefix` holds bytes already read from the stream (format sniffing on stdin). With threads > 1,
-    batches are inflated by `threads` worker threads into `threads` recycled buffers, so memory stays
-    fixed whatever the input size; a chunk is then only valid until the next one is requested (its
-    buffer is refilled): consume it in place and copy what must outlive it.
+    `threads` worker threads inflate the next batches into `threads` + 1 recycled buffers while the
+    consumer works on the current one, so memory stays fixed whatever the input size; a chunk is then
+    only valid until the next one is requested (its buffer is refilled): consume it in place and copy
+    what must outlive it.
     """
     if threads <= 1:
         for batch in iter_blocks(stream, prefix):
@@ -236,7 +237,7 @@ def iter_chunks(
             for batch in iter_blocks(stream, prefix):
                 out = free.pop() if free else bytearray(_CHUNK_CAPACITY)
                 pending.append((pool.submit(_inflate_batch, batch, out), out))
-                if len(pending) >= threads:
+                if len(pending) > threads:
                     fut, out = pending.popleft()
                     yield fut.result()
                     free.append(out)  # the consumer asked for more: it is done with this one
