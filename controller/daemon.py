@@ -2,8 +2,8 @@
 systemd (READY=1, WATCHDOG=1 from the main loop, STATUS=counts, STOPPING=1).
 
 Loops (all `max_instances=1, coalesce=True`, so a slow pass is never stacked):
-    poll        receive ≤10 messages (20 s long-poll on SQS), commit, delete, then submit ready jobs
-    submit      retry submissions that could not be made (throttling, intents after a crash)
+    poll        receive ≤10 messages (20 s long-poll on SQS), commit, delete; wake `submit`
+    submit      submit ready jobs (woken by poll; every 2 s for retries and intents after a crash)
     reconcile   DescribeJobs for in-flight jobs (batches of 100), finish runs, write the results table
     extend      extend the visibility of messages still being processed
     runnable    flag jobs RUNNABLE longer than [batch] runnable_alarm_seconds; oldest-RUNNABLE gauge
@@ -14,11 +14,13 @@ gets the unit restarted by systemd.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +105,7 @@ class Daemon:
         self.log = get_logger(component="daemon")
         self.heartbeat = time.time()
         self.started = False
+        self._sched: Any = None
 
     # -- health -------------------------------------------------------------------------------------
     def healthy(self) -> bool:
@@ -142,14 +145,27 @@ class Daemon:
 
         return run
 
-    def _poll_and_submit(self) -> None:
+    def _poll(self) -> None:
         # Keep going while messages arrive (a burst of uploads), but return now and then so the
         # scheduler's bookkeeping and the shutdown check stay responsive.
         for _ in range(50):
-            received = self.ctl.poll().received
-            self.ctl.submit_ready()
-            if not received or self.stop.is_set():
+            result = self.ctl.poll()
+            if result.acked:
+                self._wake("submit")
+            if not result.received or self.stop.is_set():
                 break
+
+    def _wake(self, job_id: str) -> None:
+        """Run a loop now instead of at its next tick. The poll loop does not submit itself: a submission
+        pass lasts as long as the token bucket makes it (3 jobs per object), and polling must go on
+        meanwhile so messages are committed and deleted promptly. A pass already running picks the new
+        runs up before it returns (max_instances=1 skips the extra run)."""
+        from apscheduler.jobstores.base import JobLookupError
+
+        if self._sched is None:
+            return
+        with contextlib.suppress(JobLookupError):  # shutting down
+            self._sched.modify_job(job_id, next_run_time=datetime.now(UTC))
 
     # -- modes --------------------------------------------------------------------------------------
     def run_once(self, *, max_seconds: float | None = None) -> int:
@@ -194,7 +210,8 @@ class Daemon:
         sched = BackgroundScheduler(
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}, timezone="UTC"
         )
-        sched.add_job(self._guard("poll", self._poll_and_submit), "interval", seconds=0.5, id="poll")
+        self._sched = sched
+        sched.add_job(self._guard("poll", self._poll), "interval", seconds=0.5, id="poll")
         sched.add_job(self._guard("submit", self.ctl.submit_ready), "interval", seconds=2, id="submit")
         sched.add_job(
             self._guard("reconcile", self.ctl.reconcile), "interval",

@@ -77,6 +77,7 @@ class Controller:
         metrics: Metrics | None = None,
         store: ObjectStore | None = None,
         io_threads: int = 8,
+        submit_threads: int = 8,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
@@ -97,7 +98,13 @@ class Controller:
         self._runnable_flagged: set[str] = set()
         self.stopping = threading.Event()
         self._submit_lock = threading.Lock()
+        # Two pools: a submission pass queues hundreds of runs that each wait on the SubmitJob token bucket;
+        # sharing one pool would park the next batch of messages behind them (ingest paced by submission,
+        # messages held in flight for minutes).
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="controller-io")
+        self._submit_pool = ThreadPoolExecutor(
+            max_workers=submit_threads, thread_name_prefix="controller-submit"
+        )
         reference_root = f"s3://{cfg.storage.reference_bucket}" if cfg.storage.reference_bucket else ""
         self._reference_root = "" if cfg.is_local else reference_root
 
@@ -331,7 +338,7 @@ class Controller:
                 run_ids = self.ledger.runs_with_unsubmitted_jobs(limit=limit)
                 if not run_ids or (self.stopping.is_set() and not self.cfg.is_local):
                     return submitted
-                counts = list(self._pool.map(one, run_ids))
+                counts = list(self._submit_pool.map(one, run_ids))
                 submitted += sum(counts)
                 if failed.is_set() or sum(counts) == 0:
                     return submitted

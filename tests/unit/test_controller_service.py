@@ -3,6 +3,7 @@ duplicates, rejected objects, the RUNNABLE watchdog, cancel."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,8 +12,12 @@ import pytest
 
 from controller.config import local_config
 from controller.daemon import build_controller
-from controller.events import ObjectEvent
+from controller.events import ObjectEvent, s3_notification_body
+from controller.executors.base import SubmitRequest
+from controller.ledger import Ledger
 from controller.metrics import Metrics
+from controller.service import Controller
+from controller.sources.base import Message
 
 
 @pytest.fixture()
@@ -80,3 +85,88 @@ def test_runnable_watchdog_and_cancel(ctl) -> None:
     assert ctl.ledger.get_run(run.run_id).state == "cancelled"
     assert {j.state for j in ctl.ledger.jobs_for_run(run.run_id)} == {"CANCELLED"}
     assert "runs active=0" in ctl.status_line()
+
+
+class _HeldExecutor:
+    """Executor whose SubmitJob does not return until released (a token bucket or Batch being slow)."""
+
+    kind = "held"
+    requeue_missing = False
+    missing_grace_seconds = 120.0
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.submitted: list[str] = []
+
+    def submit(self, request: SubmitRequest) -> str:
+        self.started.set()
+        self.release.wait(timeout=60)
+        self.submitted.append(request.name)
+        return f"job-{len(self.submitted)}"
+
+    def describe(self, job_ids):
+        return {}
+
+    def find_by_name(self, name: str):
+        return None
+
+    def cancel(self, job_ids, reason: str) -> None:
+        return None
+
+    def active_count(self) -> int:
+        return 0
+
+    def close(self, *, wait: bool) -> None:
+        return None
+
+
+class _ListSource:
+    kind = "list"
+
+    def __init__(self, bodies: list[str]) -> None:
+        self.pending = [Message(message_id=str(i), body=b, receipt=i) for i, b in enumerate(bodies)]
+        self.acked: list[Message] = []
+
+    def receive(self, max_messages: int = 10) -> list[Message]:
+        batch, self.pending = self.pending[:max_messages], self.pending[max_messages:]
+        return batch
+
+    def ack(self, messages) -> None:
+        self.acked += messages
+
+    def extend(self, messages, seconds: int) -> None:
+        return None
+
+    def depth(self):
+        return {}
+
+
+def test_polling_goes_on_while_a_submission_pass_waits(tmp_path: Path) -> None:
+    """Messages are committed and acknowledged while SubmitJob calls are stuck: submission has its own
+    threads, so a long pass (hundreds of runs behind the token bucket) never holds up the next receive."""
+    (tmp_path / "inbox").mkdir()
+    cfg = local_config(tmp_path)
+    bodies = [
+        s3_notification_body(
+            [ObjectEvent(cfg.inbox_root, f"s{i}.bam", 10, f"{i}-1", None, "ObjectCreated:Put", None)]
+        )
+        for i in range(40)
+    ]
+    source, executor = _ListSource(bodies), _HeldExecutor()
+    ctl = Controller(
+        cfg, ledger=Ledger(tmp_path / "state.db"), executor=executor, source=source, metrics=Metrics()
+    )
+    assert ctl.poll().acked == 10
+    passer = threading.Thread(target=ctl.submit_ready)
+    passer.start()
+    try:
+        assert executor.started.wait(timeout=30)
+        # Every submission thread is now parked in SubmitJob; polling must still get through.
+        assert ctl.poll().acked == 10
+        assert ctl.poll().acked == 10
+        assert len(source.acked) == 30 and executor.submitted == []
+    finally:
+        executor.release.set()
+        passer.join(timeout=60)
+    assert ctl.submit_ready() >= 0 and not ctl.ledger.runs_with_unsubmitted_jobs()
