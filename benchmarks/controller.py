@@ -2,7 +2,10 @@
 
     python benchmarks/controller.py [--counts 1000 10000] [--rate 40]
 
-For each N: start a fresh moto server (own process), create bucket + queue + notification + Batch
+For each N: start a fresh moto server (own process; by default with the SQS performance shim of
+benchmarks/moto_fast_sqs.py, which changes moto's data structures, not its answers — without it moto's SQS
+costs grow with the queue length and 10,000 queued messages never drain; `--plain-moto` to compare),
+create bucket + queue + notification + Batch
 resources through the API (moto Batch in no-docker mode: SubmitJob only records the job), put N small
 .bam objects from 16 threads, then run `alignbatch-controller run --config FILE` as a real subprocess and
 wait until every run has all its jobs submitted. Prints:
@@ -10,7 +13,8 @@ wait until every run has all its jobs submitted. Prints:
   - submit rate: jobs/s and runs/s from controller start to the last job submitted
   - put→submit latency p50/p99 (put time measured by the client, submit time from the ledger), and the
     same from controller start (all N objects are put before the controller starts)
-  - controller peak RSS (VmHWM of the controller process)
+  - controller peak RSS (VmHWM of the controller process), CPU seconds of controller and moto, and the
+    load average before and after (the machine may be shared)
 The SubmitJob rate is the token bucket's ([batch] submit_rate_per_second, --rate): Batch allows 50 TPS per
 account, so with 3 jobs per object that bucket, not the controller, bounds jobs/s in production.
 """
@@ -35,16 +39,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.moto_fast_sqs import SHIM_SUMMARY  # noqa: E402
 from tests.conftest import FAKE_ENV, free_port  # noqa: E402
 from tests.integration.test_controller_aws import create_aws_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
 
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
+def start_moto(*, shim: bool = True) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    server = (
+        [sys.executable, str(Path(__file__).with_name("moto_fast_sqs.py"))]
+        if shim
+        else [str(BIN / "moto_server")]
+    )
     proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [*server, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -58,6 +68,11 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def load_average() -> str:
+    """1/5/15-minute load averages (the machine is shared; figures mean little without them)."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -129,8 +144,9 @@ def run_case(
     max_seconds: float = 0,
     direct: bool = False,
     start_first: bool = False,
+    shim: bool = True,
 ) -> dict[str, float]:
-    moto, url = start_moto()
+    moto, url = start_moto(shim=shim)
     os.environ.update(FAKE_ENV)
     os.environ["AWS_ENDPOINT_URL"] = url
     try:
@@ -206,6 +222,7 @@ def run_case(
             t_put = time.time()
         peak = max(peak, peak_rss_mib(ctl.pid))
         ctl_cpu, moto_cpu = cpu_seconds(ctl.pid), cpu_seconds(moto.pid)
+        moto_rss = peak_rss_mib(moto.pid)
         ctl.send_signal(signal.SIGTERM)
         ctl.wait(timeout=120)
         with sqlite3.connect(db) as con:
@@ -232,6 +249,7 @@ def run_case(
             "total_seconds": t_end - t_start,
             "controller_cpu_s": ctl_cpu,
             "moto_cpu_s": moto_cpu,
+            "moto_peak_rss_mib": moto_rss,
         }
     finally:
         moto.terminate()
@@ -249,10 +267,30 @@ def main() -> None:
         "--direct-events", action="store_true", help="enqueue S3-shaped notifications, no puts"
     )
     parser.add_argument("--start-first", action="store_true", help="start the controller before the burst")
+    parser.add_argument(
+        "--plain-moto",
+        action="store_true",
+        help="moto_server without the SQS shim (slow past ~2,000 messages)",
+    )
     args = parser.parse_args()
+    print(
+        "emulator: "
+        + ("moto_server, unmodified" if args.plain_moto else SHIM_SUMMARY)
+        + f"; Batch in moto's no-docker mode; SubmitJob bucket {args.rate:g}/s",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
         for n in args.counts:
-            r = run_case(n, args.rate, Path(tmp), args.max_seconds, args.direct_events, args.start_first)
+            load_before = load_average()
+            r = run_case(
+                n,
+                args.rate,
+                Path(tmp),
+                args.max_seconds,
+                args.direct_events,
+                args.start_first,
+                shim=not args.plain_moto,
+            )
             print(
                 f"N={r['objects']:>6} {'(direct events)' if args.direct_events else ''} "
                 f"puts {r['put_seconds']:.1f}s | "
@@ -263,7 +301,9 @@ def main() -> None:
                 f"(from controller start p50 {r['since_start_p50_s']:.1f}s "
                 f"p99 {r['since_start_p99_s']:.1f}s) | "
                 f"controller peak RSS {r['peak_rss_mib']:.0f} MiB | drain {r['total_seconds']:.0f}s | "
-                f"CPU controller {r['controller_cpu_s']:.0f}s, moto {r['moto_cpu_s']:.0f}s",
+                f"CPU controller {r['controller_cpu_s']:.0f}s, moto {r['moto_cpu_s']:.0f}s "
+                f"(moto peak RSS {r['moto_peak_rss_mib']:.0f} MiB) | "
+                f"load average {load_before} before, {load_average()} after",
                 flush=True,
             )
 
