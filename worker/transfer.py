@@ -419,9 +419,12 @@ def _body_reader(body: Any) -> Any:
 
 
 def _release(body: Any, complete: bool) -> None:
-    """Give a fully read connection back to the pool; close one abandoned mid-body."""
+    """Give a connection whose response was read to its end back to the pool; close any other (a
+    connection with unread bytes must never be reused)."""
     raw = getattr(body, "_raw_stream", None)
-    if complete and raw is not None and callable(getattr(raw, "release_conn", None)):
+    fp = getattr(raw, "_fp", None)
+    drained = fp is None or (callable(getattr(fp, "isclosed", None)) and fp.isclosed())
+    if complete and drained and raw is not None and callable(getattr(raw, "release_conn", None)):
         raw.release_conn()
     else:
         with contextlib.suppress(Exception):
@@ -574,6 +577,16 @@ class RangedDownload:
             span.start, span.end = int(first), int(last) + 1
         span.pos = span.start
 
+    def _check_range(self, span: Span, resp: dict[str, Any]) -> None:
+        """The body must start at the byte asked for (a whole-object 200 only when that is the span)."""
+        if str(resp.get("ContentRange") or "").startswith(f"bytes {span.pos}-"):
+            return
+        if span.pos == 0 and span.end == self.info.size:
+            return
+        raise TransientIOError(
+            f"download {self.info.location}: the server ignored the range {span.pos}-{span.end - 1}"
+        )
+
     def _fetch(self, span: Span, view: memoryview, errors: tuple[type[BaseException], ...]) -> None:
         span.digest = self.check.new_digest()
         attempt = 0
@@ -584,6 +597,8 @@ class RangedDownload:
             try:
                 if not span.known:
                     self._learn_part(span, resp)
+                else:
+                    self._check_range(span, resp)
                 readinto = _body_reader(body)
                 while span.pos < span.end:
                     if self._stopping():
