@@ -163,6 +163,9 @@ class Engine:
                     raise AssertionError("spanning record not consumed")  # pragma: no cover
                 start = need
             buf = np.frombuffer(chunk, dtype=np.uint8)
+            # Always read-only (as a spanning record or a zlib chunk, which are bytes, already are), so
+            # only one specialisation of the kernel is ever loaded: each costs ~1 MB of private memory.
+            buf.flags.writeable = False
             off = self._run(buf, start)
             carry = bytes(chunk[off:])  # a copy: the chunk's buffer may be refilled once we move on
             self._check_order_warning()
