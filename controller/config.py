@@ -58,6 +58,9 @@ class BatchConfig:
     submit_rate_per_second: float = 10.0
     runnable_alarm_seconds: int = 3600
     reconcile_seconds: int = 30
+    # How long a submitted job may be absent from DescribeJobs before it is resolved by its outputs or
+    # marked LOST (DescribeJobs can lag SubmitJob; Batch forgets finished jobs after about a day).
+    missing_job_grace_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -334,6 +337,8 @@ def validate_aws(cfg: ControllerConfig) -> list[str]:
     problems = [f"{name} is required" for name, value in required.items() if not value]
     if cfg.batch.submit_rate_per_second <= 0:
         problems.append("[batch] submit_rate_per_second must be positive")
+    if cfg.batch.missing_job_grace_seconds < 0:
+        problems.append("[batch] missing_job_grace_seconds must be 0 or more")
     return problems
 
 

@@ -74,6 +74,7 @@ def build_controller(
             region=region,
             on_throttle=throttled,
             environment=forwarded_environment(),
+            missing_grace_seconds=cfg.batch.missing_job_grace_seconds,
         )
         if with_source:
             source = SqsSource(

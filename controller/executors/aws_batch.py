@@ -53,7 +53,6 @@ def status_from_description(job: dict[str, Any]) -> JobStatus:
 class BatchExecutor:
     kind = "aws_batch"
     requeue_missing = False  # a job Batch forgot is resolved by its outputs or marked lost
-    missing_grace_seconds = 120.0  # DescribeJobs may lag SubmitJob briefly
 
     def __init__(
         self,
@@ -65,12 +64,15 @@ class BatchExecutor:
         region: str | None = None,
         on_throttle: Callable[[str], None] | None = None,
         environment: dict[str, str] | None = None,
+        missing_grace_seconds: float = 120.0,
     ) -> None:
         self.client = client if client is not None else batch_client(region)
         self.job_queue = job_queue
         self.job_definitions = job_definitions
         self.bucket = TokenBucket(submit_rate_per_second, burst=max(1.0, submit_rate_per_second / 2))
         self.environment = dict(environment or {})
+        # DescribeJobs may lag SubmitJob: a job absent for less than this is not resolved yet.
+        self.missing_grace_seconds = missing_grace_seconds
         if on_throttle is not None:
             count_throttles(self.client, on_throttle)
 

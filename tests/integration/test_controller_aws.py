@@ -389,20 +389,25 @@ def test_restart_between_intent_and_submit_does_not_duplicate(
 
 
 def test_missing_batch_job_is_resolved_by_outputs_or_lost(
-    env: AwsEnv, tmp_path: Path, data_dir: Path
+    env: AwsEnv, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s3 = env.client("s3")
     s3.put_object(Bucket=env.inbox_bucket, Key="incoming/a.bam", Body=(data_dir / "i_edge.bam").read_bytes())
     drain_notifications(env, 2)
+    monkeypatch.setenv("ALIGNBATCH_BATCH_MISSING_JOB_GRACE_SECONDS", "3600")
     ctl, cfg = make_controller(env, tmp_path)
     drain(ctl)
     [run] = ctl.ledger.runs()
     # Pretend Batch forgot the jobs (it does after ~a day): give them ids it never issued.
     with sqlite3.connect(cfg.state.ledger_path) as db:
         db.execute(
-            "UPDATE jobs SET job_id = 'gone-' || step, submitted_at = 0, state = 'RUNNING' WHERE run_id=?",
-            (run.run_id,),
+            "UPDATE jobs SET job_id = 'gone-' || step, submitted_at = ?, state = 'RUNNING' WHERE run_id=?",
+            (time.time() - 600, run.run_id),
         )
+    ctl.reconcile()  # absent for 10 minutes, within the configured hour: not resolved yet
+    assert {j.state for j in ctl.ledger.jobs_for_run(run.run_id)} == {"RUNNING"}
+    with sqlite3.connect(cfg.state.ledger_path) as db:
+        db.execute("UPDATE jobs SET submitted_at = 0 WHERE run_id=?", (run.run_id,))
     # The index output exists; the others do not.
     s3.put_object(Bucket=env.results_bucket, Key="alignbatch/indexes/a.bam.bai", Body=b"x")
     ctl.reconcile()

@@ -16,6 +16,7 @@ def test_example_config_loads_and_is_complete() -> None:
     assert validate_aws(cfg) == []
     assert cfg.queue.wait_seconds == 20 and cfg.metrics.address == "127.0.0.1" and cfg.metrics.port == 9464
     assert [t.vcpus for t in cfg.tiers] == [1, 2, 4]
+    assert cfg.batch.missing_job_grace_seconds == 120
     assert cfg.pipeline.for_key("exome/a.bam").target_bed == "beds/exome_targets.bed"
     assert cfg.pipeline.for_key("exome/a.bam").alignstats_args == ("-C",)
     assert cfg.pipeline.for_key("other/a.bam").target_bed == ""
@@ -27,11 +28,13 @@ def test_env_overrides_with_types() -> None:
         "ALIGNBATCH_QUEUE_URL": "https://q",
         "ALIGNBATCH_METRICS_PORT": "0",
         "ALIGNBATCH_BATCH_SUBMIT_RATE_PER_SECOND": "2.5",
+        "ALIGNBATCH_BATCH_MISSING_JOB_GRACE_SECONDS": "600",
         "ALIGNBATCH_PIPELINE_ALIGNSTATS_ARGS": '["-C", "-W"]',
     }
     cfg = parse_config({"queue": {"url": "x"}}, env)
     assert cfg.queue.url == "https://q" and cfg.metrics.port == 0
     assert cfg.batch.submit_rate_per_second == 2.5
+    assert cfg.batch.missing_job_grace_seconds == 600
     assert cfg.pipeline.default.alignstats_args == ("-C", "-W")
     with pytest.raises(ConfigError, match="ALIGNBATCH_METRICS_PORT"):
         parse_config({}, {"ALIGNBATCH_METRICS_PORT": "nine"})
@@ -62,6 +65,8 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(bad)
     assert "[queue] url is required" in validate_aws(parse_config({}, {}))
+    never_wait = parse_config({"batch": {"missing_job_grace_seconds": -1}}, {})
+    assert "[batch] missing_job_grace_seconds must be 0 or more" in validate_aws(never_wait)
     with pytest.raises(ConfigError, match=r"\[logging\] level 'verbose': use one of DEBUG"):
         parse_config({}, {"ALIGNBATCH_LOGGING_LEVEL": "verbose"})
 
