@@ -40,6 +40,7 @@ class _LocalJob:
     stopped_at: float | None = None
     proc: subprocess.Popen[bytes] | None = None
     cancelled: bool = False
+    reported_at: float | None = None  # when describe() first returned its final state
 
 
 def default_slots() -> int:
@@ -66,13 +67,21 @@ class LocalExecutor:
     missing_grace_seconds = 0.0
 
     def __init__(
-        self, log_dir: str | Path, *, slots: int | None = None, env: Mapping[str, str] | None = None
+        self,
+        log_dir: str | Path,
+        *,
+        slots: int | None = None,
+        env: Mapping[str, str] | None = None,
+        forget_after_seconds: float = 600.0,
     ):
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.slots = slots or default_slots()
         self.env = dict(os.environ if env is None else env)
         self._jobs: dict[str, _LocalJob] = {}
+        # Like Batch, forget finished jobs some time after their final state was reported (the ledger
+        # has it by then): a long-running `run --local` must not keep every job it ever ran in memory.
+        self.forget_after_seconds = forget_after_seconds
         self._by_name: dict[str, str] = {}
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
@@ -94,8 +103,15 @@ class LocalExecutor:
             return job.job_id
 
     def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        now = time.time()
         with self._lock:
-            return {jid: self._status(self._jobs[jid]) for jid in job_ids if jid in self._jobs}
+            self._forget_reported(now)
+            out = {jid: self._status(self._jobs[jid]) for jid in job_ids if jid in self._jobs}
+            for jid in out:
+                job = self._jobs[jid]
+                if job.state in _FINAL and job.reported_at is None:
+                    job.reported_at = now
+            return out
 
     def find_by_name(self, name: str) -> JobStatus | None:
         with self._lock:
@@ -140,6 +156,19 @@ class LocalExecutor:
         self._pool.shutdown(wait=wait)
 
     # -- internals ----------------------------------------------------------------------------------
+    def _forget_reported(self, now: float) -> None:
+        """Drop finished jobs reported long enough ago that no unfinished job still depends on."""
+        needed = {d for j in self._jobs.values() if j.state not in _FINAL for d in j.request.depends_on}
+        for jid, job in list(self._jobs.items()):
+            if (
+                job.reported_at is not None
+                and now - job.reported_at >= self.forget_after_seconds
+                and jid not in needed
+            ):
+                del self._jobs[jid]
+                if self._by_name.get(job.request.name) == jid:
+                    del self._by_name[job.request.name]
+
     def _status(self, job: _LocalJob) -> JobStatus:
         return JobStatus(
             job_id=job.job_id,

@@ -8,6 +8,7 @@ import io
 import json
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,25 @@ def test_log_format_auto_is_console_on_a_terminal_and_json_elsewhere() -> None:
     assert build_parser().parse_args(["run", "--local", "d"]).log_format == "auto"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--local", "d", "--log-format", "xml"])
+
+
+def test_local_executor_forgets_reported_jobs(tmp_path: Path) -> None:
+    """Finished jobs leave memory once their final state was reported (and nothing unfinished needs them),
+    as Batch forgets old jobs; the controller then no longer asks about them."""
+    ex = LocalExecutor(tmp_path / "logs", slots=1, env={}, forget_after_seconds=0)
+    done = ex.submit(req("done", "pass"))
+    assert ex.wait_idle(timeout=30)
+    assert ex.describe([done])[done].state == "SUCCEEDED"  # reported once...
+    assert ex.describe([done]) == {} and ex.find_by_name("done") is None  # ...then forgotten
+    first = ex.submit(req("first", "pass"))
+    second = ex.submit(req("second", "import time; time.sleep(30)", (first,)))
+    deadline = time.monotonic() + 30
+    while ex.describe([second])[second].state != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ex.describe([first])[first].state == "SUCCEEDED"
+    assert first in ex.describe([first])  # reported, but `second` still depends on it: kept
+    ex.cancel([second], "operator")
+    assert ex.wait_idle(timeout=20)
+    assert ex.describe([first, second])[second].state == "FAILED"
+    assert ex.describe([first, second]) == {}
+    ex.close(wait=True)
