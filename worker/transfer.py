@@ -253,13 +253,15 @@ class DownloadTuning:
 def download_tuning(size: int, *, ordered: bool = False) -> DownloadTuning:
     """Few, large GETs: each costs a request's CPU (signing, parsing) on a host the server may share.
 
-    ALIGNBATCH_TRANSFER_CONCURRENCY threads (default 8; 4 and 8 do alike on a 2-core host, and a
-    real S3 connection carries ~100 MB/s, so more help there) each fetch spans of
-    ALIGNBATCH_TRANSFER_CHUNK_MIB (default: the object split four ways per thread, 8-64 MiB). A digest
-    that needs bytes in order (SHA, single-part MD5) reads back behind the slowest thread, so it gets
-    8 MiB spans.
+    ALIGNBATCH_TRANSFER_CONCURRENCY threads (default two per CPU, 4-16: 4 did best on a 2-core host
+    where the server shares the CPU; on EC2 the network bandwidth grows with the instance size and a
+    real S3 connection carries ~100 MB/s) each fetch spans of ALIGNBATCH_TRANSFER_CHUNK_MIB (default:
+    the object split four ways per thread, 8-64 MiB). A digest that needs bytes in order (SHA,
+    single-part MD5) reads back behind the slowest thread, so it gets 8 MiB spans.
     """
-    concurrency = max(1, _env_int("ALIGNBATCH_TRANSFER_CONCURRENCY", 8))
+    concurrency = max(
+        1, _env_int("ALIGNBATCH_TRANSFER_CONCURRENCY", min(16, max(4, 2 * (os.cpu_count() or 2))))
+    )
     explicit = _env_int("ALIGNBATCH_TRANSFER_CHUNK_MIB", 0) * MIB
     if explicit > 0:
         span = explicit
@@ -267,7 +269,9 @@ def download_tuning(size: int, *, ordered: bool = False) -> DownloadTuning:
         span = 8 * MIB
     else:
         span = min(64 * MIB, max(8 * MIB, -(-size // (concurrency * 4))))
-    return DownloadTuning(span, concurrency, 1 * MIB)
+    # 256 KiB: in interleaved runs (2 GiB, seaweedfs) 1 MiB buffers cost 2-3x the kernel time of
+    # 256 KiB ones (bytes leave the CPU cache between recv and pwrite/CRC); 64-128 KiB add syscalls.
+    return DownloadTuning(span, concurrency, 256 * 1024)
 
 
 class _SpanCheck:
@@ -679,10 +683,10 @@ def transfer_config(*, streaming: bool = False) -> Any:
         multipart_chunksize=chunk,
         max_request_concurrency=concurrency,
         max_submission_concurrency=4,
-        # Chunks waiting for the single writer thread are held in memory: bound them (24 x 1 MiB) so a
+        # Chunks waiting for the single writer thread are held in memory: bound them (24 x 256 KiB) so a
         # slow disk or the in-order hashing cannot make RSS grow with the object size.
         max_io_queue_size=24,
-        io_chunksize=1 * MIB,
+        io_chunksize=256 * 1024,
         num_download_attempts=5,
         max_in_memory_upload_chunks=concurrency,
         # A stream is paced by the tool: a few chunks ahead are enough, and they bound RSS.
