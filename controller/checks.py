@@ -47,6 +47,7 @@ def check_resources(cfg: ControllerConfig) -> list[Result]:
     results.append(_try(f"queue {cfg.queue.url}", queue(cfg.queue.url)))
     if cfg.queue.dlq_url:
         results.append(_try(f"dead-letter queue {cfg.queue.dlq_url}", queue(cfg.queue.dlq_url)))
+
     def bucket_check(bucket: str, prefix: str) -> Callable[[], str]:
         # ListObjectsV2 under our own prefix, not HeadBucket: the controller's role may list only under
         # its prefixes (an s3:prefix condition), which HeadBucket cannot satisfy.

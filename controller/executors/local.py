@@ -56,9 +56,7 @@ def resolve_program(name: str) -> str:
     found = find_program(name)
     if found:
         return found
-    raise ExecutorError(
-        f"program {name!r} not found on PATH or beside {sys.executable}; install alignbatch"
-    )
+    raise ExecutorError(f"program {name!r} not found on PATH or beside {sys.executable}; install alignbatch")
 
 
 class LocalExecutor:

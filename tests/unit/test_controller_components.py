@@ -76,7 +76,7 @@ def test_token_bucket_paces_calls() -> None:
 def test_results_table_rendering() -> None:
     rows = [
         {"sample": "a", "run_id": "r1", "TotalRecords": 5, "MappedReadsPct": 12.5},
-        {"sample": "b, \"quoted\"", "run_id": "r2", "TotalRecords": 7, "CapTargets": 3},
+        {"sample": 'b, "quoted"', "run_id": "r2", "TotalRecords": 7, "CapTargets": 3},
     ]
     cols = columns(rows)
     assert cols[0] == "sample" and cols[-3:] == ["TotalRecords", "MappedReadsPct", "CapTargets"]

@@ -31,7 +31,9 @@ CTX = PlanContext(
 )
 
 
-def obj(key: str = "incoming/NA12878.bam", *, size: int = 100, index: bool = False, version: str | None = None):  # noqa: E501
+def obj(
+    key: str = "incoming/NA12878.bam", *, size: int = 100, index: bool = False, version: str | None = None
+):
     return InputObject("inbox-bucket", key, size, "etag1", version, index, datetime(2026, 1, 1, tzinfo=UTC))
 
 
@@ -52,7 +54,13 @@ def test_missing_index_gives_three_chained_steps() -> None:
     )  # fmt: skip
     assert plan.row_uri == f"s3://results-bucket/out/rows/{plan.run_id}.json"
     assert summary.command[:7] == (
-        "alignbatch-worker", "--", "alignbatch-summary", "--report", plan.report_uri, "--output", plan.row_uri
+        "alignbatch-worker",
+        "--",
+        "alignbatch-summary",
+        "--report",
+        plan.report_uri,
+        "--output",
+        plan.row_uri,
     )
     assert summary.tags["alignbatch:run-id"] == plan.run_id
     assert summary.tags["alignbatch:step"] == "summary"
