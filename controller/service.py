@@ -321,7 +321,9 @@ class Controller:
             failed = threading.Event()
 
             def one(run_id: str) -> int:
-                if failed.is_set():
+                # On SIGTERM stop between runs: a pass holds up to `limit` runs, minutes of SubmitJob
+                # calls at the token bucket's rate, longer than systemd waits for a graceful stop.
+                if failed.is_set() or self._stop_submitting():
                     return 0
                 try:
                     return self._submit_run(run_id)
@@ -336,7 +338,7 @@ class Controller:
 
             while True:
                 run_ids = self.ledger.runs_with_unsubmitted_jobs(limit=limit)
-                if not run_ids or (self.stopping.is_set() and not self.cfg.is_local):
+                if not run_ids or self._stop_submitting():
                     return submitted
                 counts = list(self._submit_pool.map(one, run_ids))
                 submitted += sum(counts)
@@ -344,6 +346,10 @@ class Controller:
                     return submitted
         finally:
             self._submit_lock.release()
+
+    def _stop_submitting(self) -> bool:
+        # Local jobs are run to the end on shutdown, so local submission goes on.
+        return self.stopping.is_set() and not self.cfg.is_local
 
     def _fail_unsubmittable(self, run_id: str, reason: str) -> None:
         for job in self.ledger.jobs_for_run(run_id):
