@@ -30,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=4, help="job processes at once")
-    parser.add_argument("--with-index-every", type=int, default=2,
-                        help="every Nth object gets its .bai first (0 = all need an index job)")
+    parser.add_argument(
+        "--with-index-every",
+        type=int,
+        default=2,
+        help="every Nth object gets its .bai first (0 = all need an index job)",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args(argv)
 
@@ -42,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
             pipe = Pipeline.create(mb, work / "pipeline")
             pipe.controller.start().wait_ready()
             began = time.monotonic()
-            keys = drop_bams(pipe, ROOT / "tests" / "data", args.objects, prefix="bench",
-                             with_index_every=args.with_index_every)
+            keys = drop_bams(
+                pipe,
+                ROOT / "tests" / "data",
+                args.objects,
+                prefix="bench",
+                with_index_every=args.with_index_every,
+            )
             put_seconds = time.monotonic() - began
             drain = pipe.wait_settled(keys, timeout=args.timeout) + put_seconds
             metrics = pipe.controller.metrics()
@@ -52,15 +61,21 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             mb.stop()
 
-    print(f"objects={args.objects} concurrency={args.concurrency} put={put_seconds:.1f}s "
-          f"drain={drain:.1f}s objects_per_min={args.objects / drain * 60:.1f}")
+    print(
+        f"objects={args.objects} concurrency={args.concurrency} put={put_seconds:.1f}s "
+        f"drain={drain:.1f}s objects_per_min={args.objects / drain * 60:.1f}"
+    )
     for step in ("index", "alignstats", "summary"):
         walls = [r["ended"] - r["started"] for r in runs if f"-{step}-a" in r["job_name"] and r["ended"]]
         if walls:
-            print(f"  {step:<10} jobs={len(walls):<4} median={statistics.median(walls):.2f}s "
-                  f"max={max(walls):.2f}s")
-    print(f"  submissions={metric_sum(metrics, 'alignbatch_job_submissions_total'):.0f} "
-          f"runs_succeeded={metric_sum(metrics, 'alignbatch_runs_total', outcome='succeeded'):.0f}")
+            print(
+                f"  {step:<10} jobs={len(walls):<4} median={statistics.median(walls):.2f}s "
+                f"max={max(walls):.2f}s"
+            )
+    print(
+        f"  submissions={metric_sum(metrics, 'alignbatch_job_submissions_total'):.0f} "
+        f"runs_succeeded={metric_sum(metrics, 'alignbatch_runs_total', outcome='succeeded'):.0f}"
+    )
     return 0
 
 

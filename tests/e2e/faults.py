@@ -90,7 +90,7 @@ def operation_of(environ: Environ) -> str:
     if "Action" in query:
         return f"{service}:{query['Action'][0].lower()}"
     if service == "batch" and path.startswith("/v1/"):
-        return f"batch:{path[len('/v1/'):].strip('/').lower()}"
+        return f"batch:{path[len('/v1/') :].strip('/').lower()}"
     return f"{service}:{method.lower()} {path}"
 
 
@@ -164,10 +164,12 @@ def error_response(kind: str, operation: str) -> tuple[str, list[tuple[str, str]
             code, status = "ThrottlingException", "400 Bad Request"
         return _json(status, code, "Too Many Requests", request_id)
     if service == "s3":
-        return _xml("500 Internal Server Error", "InternalError", "We encountered an internal error.",
-                    request_id)
-    return _json("500 Internal Server Error", "ServerException", "Internal server error (injected)",
-                 request_id)
+        return _xml(
+            "500 Internal Server Error", "InternalError", "We encountered an internal error.", request_id
+        )
+    return _json(
+        "500 Internal Server Error", "ServerException", "Internal server error (injected)", request_id
+    )
 
 
 def _xml(status: str, code: str, message: str, request_id: str) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -175,15 +177,22 @@ def _xml(status: str, code: str, message: str, request_id: str) -> tuple[str, li
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
     ).encode()
-    headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(body))),
-               ("x-amz-request-id", request_id)]
+    headers = [
+        ("Content-Type", "application/xml"),
+        ("Content-Length", str(len(body))),
+        ("x-amz-request-id", request_id),
+    ]
     return status, headers, body
 
 
 def _json(status: str, code: str, message: str, request_id: str) -> tuple[str, list[tuple[str, str]], bytes]:
     body = json.dumps({"__type": code, "message": message}).encode()
-    headers = [("Content-Type", "application/x-amz-json-1.1"), ("Content-Length", str(len(body))),
-               ("x-amzn-ErrorType", code), ("x-amzn-RequestId", request_id)]
+    headers = [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("Content-Length", str(len(body))),
+        ("x-amzn-ErrorType", code),
+        ("x-amzn-RequestId", request_id),
+    ]
     return status, headers, body
 
 
@@ -275,8 +284,9 @@ def _cut(environ: Environ) -> None:
     raise DroppedConnection("connection dropped by fault injection")
 
 
-def _dropping(app: WsgiApp, environ: Environ, start_response: StartResponse,
-              after_bytes: int) -> Iterator[bytes]:
+def _dropping(
+    app: WsgiApp, environ: Environ, start_response: StartResponse, after_bytes: int
+) -> Iterator[bytes]:
     """Serve the real response but cut the socket after `after_bytes` bytes of body."""
     if after_bytes <= 0:
         _drain_body(environ)

@@ -77,16 +77,29 @@ class MotoBatch:
         env = {**os.environ, **FAKE_ENV}
         env.pop("AWS_ENDPOINT_URL", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.moto_batch_server", "--ready-file", str(ready),
-             "--scratch", str(self.workdir / "scratch"), "--max-concurrent", str(self.max_concurrent)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "tests.e2e.moto_batch_server",
+                "--ready-file",
+                str(ready),
+                "--scratch",
+                str(self.workdir / "scratch"),
+                "--max-concurrent",
+                str(self.max_concurrent),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
         def is_ready() -> dict[str, Any] | None:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited with {self.proc.returncode}; "
-                                   f"see {self.workdir}/moto-server.log")
+                raise RuntimeError(
+                    f"moto server exited with {self.proc.returncode}; see {self.workdir}/moto-server.log"
+                )
             return json.loads(ready.read_text()) if ready.exists() else None
 
         self.ports = wait_for("the moto server's ready file", is_ready, timeout, 0.1)["ports"]
@@ -108,8 +121,12 @@ class MotoBatch:
     # -- admin ---------------------------------------------------------------------------------
     def admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.url()}/_harness/{path}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{self.url()}/_harness/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 
@@ -134,8 +151,9 @@ class MotoBatch:
     def runs(self) -> list[dict[str, Any]]:
         return self.admin("GET", "runs")["runs"]
 
-    def configure_jobs(self, max_concurrent: int | None = None,
-                       env_rules: list[dict[str, Any]] | None = None) -> None:
+    def configure_jobs(
+        self, max_concurrent: int | None = None, env_rules: list[dict[str, Any]] | None = None
+    ) -> None:
         body: dict[str, Any] = {}
         if max_concurrent is not None:
             body["max_concurrent"] = max_concurrent
@@ -149,9 +167,15 @@ class MotoBatch:
     # -- boto3 clients on a chosen channel -----------------------------------------------------
     def client(self, service: str, channel: str = "clean", **config: Any) -> Any:
         cfg = Config(**{"retries": {"mode": "standard", "max_attempts": 5}, **config})
-        return boto3.client(service, region_name=REGION, endpoint_url=self.url(channel),
-                            aws_access_key_id="testing", aws_secret_access_key="testing",
-                            aws_session_token="testing", config=cfg)
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.url(channel),
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            aws_session_token="testing",
+            config=cfg,
+        )
 
 
 # -- Batch views ---------------------------------------------------------------------------------
@@ -195,7 +219,11 @@ class Controller:
         log.flush()
         self.proc = subprocess.Popen(
             [str(VENV_BIN / "alignbatch-controller"), "run", "--config", str(self.config)],
-            cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=self.workdir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         self.starts += 1
@@ -225,7 +253,8 @@ class Controller:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
             raise HarnessTimeout(
-                f"controller did not exit within {timeout}s of SIGTERM; see {self.log_path}") from None
+                f"controller did not exit within {timeout}s of SIGTERM; see {self.log_path}"
+            ) from None
         self.terms.append(time.monotonic() - began)
         return code
 
@@ -321,13 +350,30 @@ def create_batch_queue(mb: MotoBatch, name: str = "alignbatch-e2e") -> str:
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
     sg = ec2.create_security_group(GroupName=f"{name}-sg", Description="e2e", VpcId=vpc)["GroupId"]
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "batch.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
     role = iam.create_role(RoleName=f"{name}-service", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     ce = batch.create_compute_environment(
-        computeEnvironmentName=f"{name}-ce", type="UNMANAGED", state="ENABLED", serviceRole=role,
+        computeEnvironmentName=f"{name}-ce",
+        type="UNMANAGED",
+        state="ENABLED",
+        serviceRole=role,
     )["computeEnvironmentArn"]
     del subnet, sg  # an unmanaged CE needs no network; they exist so the account looks like a real one
-    batch.create_job_queue(jobQueueName=name, state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}])
+    batch.create_job_queue(
+        jobQueueName=name,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+    )
     return name

@@ -64,9 +64,14 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "job_id": self.job_id, "job_name": self.job_name, "command": self.command,
+            "job_id": self.job_id,
+            "job_name": self.job_name,
+            "command": self.command,
             "attempt": self.attempt,
-            "started": self.started, "ended": self.ended, "exit_code": self.exit_code, "killed": self.killed,
+            "started": self.started,
+            "ended": self.ended,
+            "exit_code": self.exit_code,
+            "killed": self.killed,
         }
 
 
@@ -135,9 +140,16 @@ def job_id_from_name(name: str) -> str:
 class LocalContainer:
     """The subset of docker.models.containers.Container that moto's Batch uses."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], record: RunRecord, scratch: Path,
-                 slots: threading.Semaphore, on_exit: Callable[[RunRecord], None],
-                 retry: Callable[[int, int], RunRecord | None] = lambda _a, _c: None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        record: RunRecord,
+        scratch: Path,
+        slots: threading.Semaphore,
+        on_exit: Callable[[RunRecord], None],
+        retry: Callable[[int, int], RunRecord | None] = lambda _a, _c: None,
+    ) -> None:
         self.id = record.job_id
         self.name = record.job_name
         self.attrs: dict[str, Any] = {"NetworkSettings": {"Networks": {}, "IPAddress": "127.0.0.1"}}
@@ -183,8 +195,13 @@ class LocalContainer:
                 self._record.started = time.time()
                 try:
                     self._proc = subprocess.Popen(
-                        self._argv, env=self._env, cwd=self._scratch, stdin=subprocess.DEVNULL,
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                        self._argv,
+                        env=self._env,
+                        cwd=self._scratch,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        start_new_session=True,
                     )
                 except OSError as exc:
                     self._append("stderr", f"cannot start {self._argv[0]}: {exc}")
@@ -243,8 +260,14 @@ class LocalContainer:
         self._done.wait(timeout)
         return {"StatusCode": self._exit_code if self._exit_code is not None else -1, "Error": None}
 
-    def logs(self, stdout: bool = True, stderr: bool = True, timestamps: bool = False,
-             since: int | float | None = None, **_: Any) -> bytes:
+    def logs(
+        self,
+        stdout: bool = True,
+        stderr: bool = True,
+        timestamps: bool = False,
+        since: int | float | None = None,
+        **_: Any,
+    ) -> bytes:
         wanted = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
         with self._lock:
             lines = list(self._lines)
@@ -267,8 +290,14 @@ class _Containers:
     def __init__(self, client: LocalDockerClient) -> None:
         self._client = client
 
-    def run(self, image: str, command: list[str] | str | None = None,
-            environment: dict[str, str] | None = None, name: str = "", **_: Any) -> LocalContainer:
+    def run(
+        self,
+        image: str,
+        command: list[str] | str | None = None,
+        environment: dict[str, str] | None = None,
+        name: str = "",
+        **_: Any,
+    ) -> LocalContainer:
         return self._client.start(image, command or [], environment or {}, name)
 
 
@@ -300,36 +329,40 @@ class LocalDockerClient:
         for container in live:
             container.kill()
 
-    def environment_for(self, job_id: str, job_name: str, job_env: dict[str, str],
-                        scratch: Path) -> dict[str, str]:
+    def environment_for(
+        self, job_id: str, job_name: str, job_env: dict[str, str], scratch: Path
+    ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
         env["PATH"] = f"{self.bin_dir}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
         env.update(self.settings.base_env)
         env.update({k: v for k, v in job_env.items() if not k.startswith("MOTO_")})
-        env.update({
-            "AWS_BATCH_JOB_ID": job_id,
-            "AWS_BATCH_JOB_ATTEMPT": "1",
-            "AWS_BATCH_CE_NAME": "alignbatch-local",
-            "AWS_ENDPOINT_URL": self.settings.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
-            "AWS_REGION": env.get("AWS_REGION", "us-east-1"),
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            # The job's scratch volume: one directory per job, removed with the "container".
-            "ALIGNBATCH_SCRATCH": str(scratch),
-            "TMPDIR": str(scratch),
-        })
+        env.update(
+            {
+                "AWS_BATCH_JOB_ID": job_id,
+                "AWS_BATCH_JOB_ATTEMPT": "1",
+                "AWS_BATCH_CE_NAME": "alignbatch-local",
+                "AWS_ENDPOINT_URL": self.settings.endpoint_url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": env.get("AWS_DEFAULT_REGION", "us-east-1"),
+                "AWS_REGION": env.get("AWS_REGION", "us-east-1"),
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                # The job's scratch volume: one directory per job, removed with the "container".
+                "ALIGNBATCH_SCRATCH": str(scratch),
+                "TMPDIR": str(scratch),
+            }
+        )
         for rule in self.settings.env_rules:
             if fnmatch.fnmatchcase(job_name, rule.match):
                 env.update(rule.env)
         return env
 
-    def start(self, image: str, command: list[str] | str, job_env: dict[str, str],
-              name: str) -> LocalContainer:
+    def start(
+        self, image: str, command: list[str] | str, job_env: dict[str, str], name: str
+    ) -> LocalContainer:
         job_id = job_id_from_name(name)
         job_name = name[: -(_UUID_LEN + 1)] if len(name) > _UUID_LEN + 1 else name
         scratch = self.settings.scratch_root / job_id.replace(":", "-")
@@ -340,6 +373,7 @@ class LocalDockerClient:
         with self._lock:
             self.runs.append(record)
             slots = self._slots
+
         def retry(attempt: int, code: int) -> RunRecord | None:
             if code == 0 or not should_retry(self.settings.retry_lookup(job_id), attempt, code):
                 return None

@@ -194,8 +194,9 @@ def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127
     from werkzeug.serving import make_server
 
     faults = FaultInjector()
-    client = LocalDockerClient(Settings(scratch_root=scratch, max_concurrent=max_concurrent,
-                                        retry_lookup=_retry_strategy))
+    client = LocalDockerClient(
+        Settings(scratch_root=scratch, max_concurrent=max_concurrent, retry_lookup=_retry_strategy)
+    )
     _install_local_docker(client)
     _patch_describe()
     _patch_submit()
@@ -203,15 +204,21 @@ def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127
 
     servers = {}
     for channel in CHANNELS:
-        server = make_server(host, 0, build_app(faults, client, channel, moto_app), threaded=True,
-                             request_handler=MotoRequestHandler)
+        server = make_server(
+            host,
+            0,
+            build_app(faults, client, channel, moto_app),
+            threaded=True,
+            request_handler=MotoRequestHandler,
+        )
         servers[channel] = server
     ports = {channel: int(server.server_address[1]) for channel, server in servers.items()}
     client.settings.endpoint_url = f"http://{host}:{ports['jobs']}"
     os.environ["MOTO_PORT"] = str(ports["clean"])
 
-    threads = [threading.Thread(target=s.serve_forever, daemon=True, name=f"serve-{c}")
-               for c, s in servers.items()]
+    threads = [
+        threading.Thread(target=s.serve_forever, daemon=True, name=f"serve-{c}") for c, s in servers.items()
+    ]
     for thread in threads:
         thread.start()
     for port in ports.values():
@@ -234,8 +241,9 @@ def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ready-file", type=Path, required=True)
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/alignbatch-e2e-scratch"))
     parser.add_argument("--max-concurrent", type=int, default=4)

@@ -53,7 +53,8 @@ def deploy_stacks(mb: MotoBatch, *, max_receive_count: int = 5) -> dict[str, dic
     for layer in STACK_ORDER:
         name = f"alignbatch-{layer}"
         cfn.create_stack(
-            StackName=name, TemplateBody=(TEMPLATES / f"{layer}.yaml").read_text(),
+            StackName=name,
+            TemplateBody=(TEMPLATES / f"{layer}.yaml").read_text(),
             Parameters=stack_parameters(layer, max_receive_count),
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         )
@@ -89,14 +90,15 @@ def inbox_notification(storage_outputs: dict[str, str]) -> dict[str, Any]:
     """
     template = yaml.load((TEMPLATES / "storage.yaml").read_text(), Loader=_CfnLoader)
     bucket = next(
-        r for r in template["Resources"].values()
+        r
+        for r in template["Resources"].values()
         if r["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in r.get("Properties", {})
     )
     config = bucket["Properties"]["NotificationConfiguration"]
 
     def resolve(value: Any) -> Any:
         if isinstance(value, dict) and len(value) == 1:
-            (tag, inner), = value.items()
+            ((tag, inner),) = value.items()
             if tag == "!Ref" and inner == "InboxPrefix":
                 return storage_outputs["InboxPrefix"]
             if tag == "!GetAtt":
@@ -110,8 +112,11 @@ def inbox_notification(storage_outputs: dict[str, str]) -> dict[str, Any]:
     resolved = resolve(config)
     return {
         "QueueConfigurations": [
-            {"QueueArn": q["Queue"], "Events": [q["Event"]],
-             "Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}}}
+            {
+                "QueueArn": q["Queue"],
+                "Events": [q["Event"]],
+                "Filter": {"Key": {"FilterRules": q["Filter"]["S3Key"]["Rules"]}},
+            }
             for q in resolved.get("QueueConfigurations", [])
         ]
     }
@@ -121,9 +126,23 @@ def render_config(mb: MotoBatch, path: Path, *, metrics_port: int, ledger: Path)
     """deploy/render_config.py, run as the controller host's user data runs it, against moto."""
     env = {**os.environ, **FAKE_ENV, "AWS_ENDPOINT_URL": mb.url()}
     text = subprocess.run(
-        [sys.executable, str(RENDER_CONFIG), "--stack-prefix", "alignbatch",
-         "--metrics-port", str(metrics_port), "--ledger-path", str(ledger), "--log-level", "INFO"],
-        env=env, check=True, capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            str(RENDER_CONFIG),
+            "--stack-prefix",
+            "alignbatch",
+            "--metrics-port",
+            str(metrics_port),
+            "--ledger-path",
+            str(ledger),
+            "--log-level",
+            "INFO",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     ).stdout
     path.write_text(text)
     return path
@@ -156,11 +175,13 @@ class Figures:
     def summary_line(self) -> str:
         faults = ",".join(f"{k}={v}" for k, v in sorted(self.faults.items())) or "none"
         extra = " ".join(f"{k}={v}" for k, v in sorted(self.extra.items()))
-        line = (f"{self.scenario}: objects={self.objects_dropped} kills={self.kills} "
-                f"sigterms={self.sigterms} dup_deliveries={self.duplicate_deliveries} "
-                f"dup_jobs={self.duplicate_jobs} faults[{faults}] "
-                f"throttled_seen={self.throttled_calls_seen:.0f} job_retries={self.job_retries} "
-                f"drain={self.drain_seconds:.1f}s {extra}")
+        line = (
+            f"{self.scenario}: objects={self.objects_dropped} kills={self.kills} "
+            f"sigterms={self.sigterms} dup_deliveries={self.duplicate_deliveries} "
+            f"dup_jobs={self.duplicate_jobs} faults[{faults}] "
+            f"throttled_seen={self.throttled_calls_seen:.0f} job_retries={self.job_retries} "
+            f"drain={self.drain_seconds:.1f}s {extra}"
+        )
         return line.rstrip()
 
     @classmethod
@@ -190,8 +211,14 @@ class Pipeline:
 
     # -- set-up --------------------------------------------------------------------------------
     @classmethod
-    def create(cls, mb: MotoBatch, workdir: Path, *, max_receive_count: int = 5,
-               overrides: dict[str, str] | None = None) -> Pipeline:
+    def create(
+        cls,
+        mb: MotoBatch,
+        workdir: Path,
+        *,
+        max_receive_count: int = 5,
+        overrides: dict[str, str] | None = None,
+    ) -> Pipeline:
         outputs = deploy_stacks(mb, max_receive_count=max_receive_count)
         mb.client("s3").put_bucket_notification_configuration(
             Bucket=outputs["storage"]["InboxBucket"],
@@ -217,10 +244,17 @@ class Pipeline:
             "AWS_ENDPOINT_URL": mb.url("controller"),
             **env_overrides,
         }
-        controller = Controller(config=config, workdir=workdir / "controller", env=env,
-                                metrics_port=metrics_port)
-        return cls(mb=mb, workdir=workdir, outputs=outputs, controller=controller, ledger=ledger,
-                   env_overrides=env_overrides)
+        controller = Controller(
+            config=config, workdir=workdir / "controller", env=env, metrics_port=metrics_port
+        )
+        return cls(
+            mb=mb,
+            workdir=workdir,
+            outputs=outputs,
+            controller=controller,
+            ledger=ledger,
+            env_overrides=env_overrides,
+        )
 
     @property
     def inbox_bucket(self) -> str:
@@ -262,7 +296,11 @@ class Pipeline:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(Path(sys.executable).parent / "alignbatch-controller"), *args],
-            env=self.controller.env, capture_output=True, text=True, check=check, timeout=120,
+            env=self.controller.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
             cwd=self.controller.workdir,
         )
 
@@ -283,8 +321,13 @@ class Pipeline:
             out.setdefault(run["key"], []).append(run)
         return out
 
-    def wait_settled(self, keys: list[str], timeout: float, *, states: tuple[str, ...] = (
-            "succeeded", "failed", "rejected")) -> float:
+    def wait_settled(
+        self,
+        keys: list[str],
+        timeout: float,
+        *,
+        states: tuple[str, ...] = ("succeeded", "failed", "rejected"),
+    ) -> float:
         """Wait until every key has a run in a final state; returns the seconds it took."""
         began = time.monotonic()
 
@@ -296,8 +339,11 @@ class Pipeline:
             wait_for(f"{len(keys)} objects to settle", settled, timeout, 1.0)
         except AssertionError:
             by_key = self.runs_by_key()
-            pending = {k: [(r["run_id"], r["state"]) for r in by_key.get(k, [])] for k in keys
-                       if not any(r["state"] in states for r in by_key.get(k, []))}
+            pending = {
+                k: [(r["run_id"], r["state"]) for r in by_key.get(k, [])]
+                for k in keys
+                if not any(r["state"] in states for r in by_key.get(k, []))
+            }
             raise AssertionError(
                 f"{len(pending)} of {len(keys)} objects not settled after {timeout}s: "
                 f"{dict(list(pending.items())[:5])}\ncontroller log tail:\n{self.controller.log_tail(30)}"
@@ -322,7 +368,7 @@ class Pipeline:
         return {job: n for job, n in counts.items() if n > 1}
 
     def report_key(self, key: str) -> str:
-        rel = key[len(self.inbox_prefix):] if key.startswith(self.inbox_prefix) else key
+        rel = key[len(self.inbox_prefix) :] if key.startswith(self.inbox_prefix) else key
         return f"{self.results_prefix}reports/{rel}.alignstats.json"
 
     def get_result(self, key: str) -> bytes | None:
@@ -348,14 +394,15 @@ class Pipeline:
                 continue
             if self.get_result(self.report_key(key)) is None:
                 problems.append(f"{key!r}: no report at {self.report_key(key)}")
-            if runs[0]["row_uri"] and self.get_result(
-                    runs[0]["row_uri"].split("/", 3)[3]) is None:
+            if runs[0]["row_uri"] and self.get_result(runs[0]["row_uri"].split("/", 3)[3]) is None:
                 problems.append(f"{key!r}: no summary row at {runs[0]['row_uri']}")
         for key in failed:
             runs = by_key.get(key, [])
             if len(runs) != 1 or runs[0]["state"] not in ("failed", "rejected") or not runs[0]["reason"]:
-                problems.append(f"{key!r}: expected one failed run with a reason, got "
-                                f"{[(r['run_id'], r['state'], r['reason']) for r in runs]}")
+                problems.append(
+                    f"{key!r}: expected one failed run with a reason, got "
+                    f"{[(r['run_id'], r['state'], r['reason']) for r in runs]}"
+                )
         dup_jobs = self.duplicate_batch_jobs()
         if dup_jobs:
             problems.append(f"duplicate Batch jobs: {dup_jobs}")
@@ -369,8 +416,12 @@ class Pipeline:
         orphans = sorted(n for n in names if n.rsplit("-a", 1)[0] not in known)
         if orphans:
             problems.append(f"Batch jobs the ledger does not know: {orphans[:5]} ({len(orphans)})")
-        assert not problems, ("exactly-once violated:\n  " + "\n  ".join(problems)
-                              + "\nfailed jobs:\n" + self.explain_failures())
+        assert not problems, (
+            "exactly-once violated:\n  "
+            + "\n  ".join(problems)
+            + "\nfailed jobs:\n"
+            + self.explain_failures()
+        )
 
     def assert_ledger_table_metrics_agree(self) -> None:
         """The three views of the same work agree: ledger runs, the results table and /metrics (only
@@ -391,8 +442,9 @@ class Pipeline:
         stream = jobs[0].get("container", {}).get("logStreamName") if jobs else None
         if not stream:
             return []
-        events = self.mb.client("logs").get_log_events(
-            logGroupName="/aws/batch/job", logStreamName=stream)["events"]
+        events = self.mb.client("logs").get_log_events(logGroupName="/aws/batch/job", logStreamName=stream)[
+            "events"
+        ]
         return [e["message"] for e in events][-lines:]
 
     def explain_failures(self) -> str:
@@ -403,7 +455,9 @@ class Pipeline:
             if job["state"] not in ("FAILED", "LOST"):
                 continue
             run = runs.get(job["job_id"] or "", {})
-            out.append(f"{job['name']} {job['state']} exit={job['exit_code']} reason={job['reason']!r}\n"
-                       f"    command: {run.get('command')}\n    log: "
-                       + "\n         ".join(self.job_log(job["job_id"]) if job["job_id"] else []))
+            out.append(
+                f"{job['name']} {job['state']} exit={job['exit_code']} reason={job['reason']!r}\n"
+                f"    command: {run.get('command')}\n    log: "
+                + "\n         ".join(self.job_log(job["job_id"]) if job["job_id"] else [])
+            )
         return "\n".join(out)

@@ -14,9 +14,13 @@ PY = sys.executable
 
 def _register(batch: Any, name: str, command: list[str], env: dict[str, str] | None = None) -> str:
     return batch.register_job_definition(
-        jobDefinitionName=name, type="container",
+        jobDefinitionName=name,
+        type="container",
         containerProperties={
-            "image": "alignbatch-worker:e2e", "vcpus": 1, "memory": 512, "command": command,
+            "image": "alignbatch-worker:e2e",
+            "vcpus": 1,
+            "memory": 512,
+            "command": command,
             "environment": [{"name": k, "value": v} for k, v in (env or {}).items()],
         },
     )["jobDefinitionArn"]
@@ -33,7 +37,10 @@ def _final(batch: Any, job_id: str, timeout: float = 60) -> dict[str, Any]:
 def test_resolve_command_applies_the_image_entrypoint(tmp_path: Any) -> None:
     (tmp_path / "alignbatch-worker").write_text("")
     assert resolve_command(["alignbatch-worker", "--", "x"], tmp_path) == [
-        str(tmp_path / "alignbatch-worker"), "--", "x"]
+        str(tmp_path / "alignbatch-worker"),
+        "--",
+        "x",
+    ]
     assert resolve_command(["--", "x"], tmp_path)[0] == str(tmp_path / "alignbatch-worker")
     assert resolve_command(["python -c 'print(1)'"], tmp_path) == ["python", "-c", "print(1)"]
 
@@ -52,14 +59,24 @@ def test_jobs_run_as_processes_with_states_dependencies_and_logs(mb: MotoBatch) 
     jd = _register(batch, "harness-py", [PY, "-c", code], {"GREETING": "hi", "SLEEP": "0"})
     mb.client("s3").create_bucket(Bucket="harness")
 
-    first = batch.submit_job(jobName="first", jobQueue=queue, jobDefinition=jd,
-                             containerOverrides={"environment": [{"name": "SLEEP", "value": "2"}]})["jobId"]
-    second = batch.submit_job(jobName="second", jobQueue=queue, jobDefinition=jd,
-                              dependsOn=[{"jobId": first}])["jobId"]
-    failing = batch.submit_job(jobName="failing", jobQueue=queue, jobDefinition=jd,
-                               containerOverrides={"environment": [{"name": "CODE", "value": "65"}]})["jobId"]
-    blocked = batch.submit_job(jobName="blocked", jobQueue=queue, jobDefinition=jd,
-                               dependsOn=[{"jobId": failing}])["jobId"]
+    first = batch.submit_job(
+        jobName="first",
+        jobQueue=queue,
+        jobDefinition=jd,
+        containerOverrides={"environment": [{"name": "SLEEP", "value": "2"}]},
+    )["jobId"]
+    second = batch.submit_job(
+        jobName="second", jobQueue=queue, jobDefinition=jd, dependsOn=[{"jobId": first}]
+    )["jobId"]
+    failing = batch.submit_job(
+        jobName="failing",
+        jobQueue=queue,
+        jobDefinition=jd,
+        containerOverrides={"environment": [{"name": "CODE", "value": "65"}]},
+    )["jobId"]
+    blocked = batch.submit_job(
+        jobName="blocked", jobQueue=queue, jobDefinition=jd, dependsOn=[{"jobId": failing}]
+    )["jobId"]
 
     seen: dict[str, set[str]] = {first: set(), second: set()}
     deadline = time.monotonic() + 60
@@ -117,14 +134,13 @@ def test_capacity_limits_concurrent_processes_and_forget_removes_a_job(mb: MotoB
     queue = create_batch_queue(mb)
     mb.configure_jobs(max_concurrent=2)
     jd = _register(batch, "short", [PY, "-c", "import time; time.sleep(1)"])
-    ids = [batch.submit_job(jobName=f"short-{i}", jobQueue=queue, jobDefinition=jd)["jobId"]
-           for i in range(4)]
+    ids = [
+        batch.submit_job(jobName=f"short-{i}", jobQueue=queue, jobDefinition=jd)["jobId"] for i in range(4)
+    ]
     for job_id in ids:
         assert _final(batch, job_id)["status"] == "SUCCEEDED"
     runs = mb.runs()
-    overlaps = max(
-        sum(1 for o in runs if o["started"] <= r["started"] < o["ended"]) for r in runs
-    )
+    overlaps = max(sum(1 for o in runs if o["started"] <= r["started"] < o["ended"]) for r in runs)
     assert overlaps <= 2
 
     assert mb.forget_job(ids[0])
@@ -144,10 +160,14 @@ def test_env_rules_reach_matching_jobs_only(mb: MotoBatch) -> None:
 
 
 def test_should_retry_follows_batch_rules() -> None:
-    strategy = {"attempts": 3, "evaluateOnExit": [
-        {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
-        {"onExitCode": "75", "action": "RETRY"},
-        {"onExitCode": "*", "action": "EXIT"}]}
+    strategy = {
+        "attempts": 3,
+        "evaluateOnExit": [
+            {"OnStatusReason": "Host EC2*", "Action": "RETRY"},
+            {"onExitCode": "75", "action": "RETRY"},
+            {"onExitCode": "*", "action": "EXIT"},
+        ],
+    }
     assert should_retry(strategy, 1, 75) and should_retry(strategy, 2, 75)
     assert not should_retry(strategy, 3, 75)
     assert not should_retry(strategy, 1, 65)
@@ -158,12 +178,20 @@ def test_should_retry_follows_batch_rules() -> None:
 def test_retry_strategy_is_applied_with_attempt_numbers(mb: MotoBatch) -> None:
     batch = mb.client("batch")
     queue = create_batch_queue(mb)
-    code = ("import os, sys; a = int(os.environ['AWS_BATCH_JOB_ATTEMPT']); print('attempt', a);"
-            "sys.exit(0 if a == 3 else 75)")
+    code = (
+        "import os, sys; a = int(os.environ['AWS_BATCH_JOB_ATTEMPT']); print('attempt', a);"
+        "sys.exit(0 if a == 3 else 75)"
+    )
     jd = batch.register_job_definition(
-        jobDefinitionName="flaky", type="container",
-        retryStrategy={"attempts": 3, "evaluateOnExit": [{"onExitCode": "75", "action": "RETRY"},
-                                                         {"onExitCode": "*", "action": "EXIT"}]},
+        jobDefinitionName="flaky",
+        type="container",
+        retryStrategy={
+            "attempts": 3,
+            "evaluateOnExit": [
+                {"onExitCode": "75", "action": "RETRY"},
+                {"onExitCode": "*", "action": "EXIT"},
+            ],
+        },
         containerProperties={"image": "x", "vcpus": 1, "memory": 512, "command": [PY, "-c", code]},
     )["jobDefinitionArn"]
     job = batch.submit_job(jobName="flaky", jobQueue=queue, jobDefinition=jd)["jobId"]

@@ -15,8 +15,9 @@ from tests.e2e.pipeline import Figures, Pipeline
 from tests.e2e.workload import drop_bams, rng, seed
 
 
-def _kill_restart_cycle(pipeline: Pipeline, figures: Figures, data_dir: Path, objects: int, kills: int,
-                        timeout: float) -> None:
+def _kill_restart_cycle(
+    pipeline: Pipeline, figures: Figures, data_dir: Path, objects: int, kills: int, timeout: float
+) -> None:
     random = rng()
     figures.extra["seed"] = seed()
     # A message received by a controller that is then SIGKILLed stays invisible for the visibility
@@ -49,7 +50,8 @@ def test_sigkill_twice_while_12_objects_arrive(pipeline: Pipeline, figures: Figu
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
-def test_sigkill_five_times_while_200_objects_arrive(pipeline: Pipeline, figures: Figures,
-                                                    data_dir: Path) -> None:
+def test_sigkill_five_times_while_200_objects_arrive(
+    pipeline: Pipeline, figures: Figures, data_dir: Path
+) -> None:
     pipeline.mb.configure_jobs(max_concurrent=6)
     _kill_restart_cycle(pipeline, figures, data_dir, objects=200, kills=5, timeout=1800)

@@ -28,10 +28,12 @@ def _harvest(sqs: Any, url: str, expected: int) -> list[str]:
     return bodies
 
 
-def test_duplicated_shuffled_events_and_expiring_visibility(mb: MotoBatch, tmp_path: Path, figures: Figures,
-                                                            data_dir: Path) -> None:
-    pipe = Pipeline.create(mb, tmp_path, max_receive_count=10,
-                           overrides={"ALIGNBATCH_QUEUE_VISIBILITY_TIMEOUT": "2"})
+def test_duplicated_shuffled_events_and_expiring_visibility(
+    mb: MotoBatch, tmp_path: Path, figures: Figures, data_dir: Path
+) -> None:
+    pipe = Pipeline.create(
+        mb, tmp_path, max_receive_count=10, overrides={"ALIGNBATCH_QUEUE_VISIBILITY_TIMEOUT": "2"}
+    )
     try:
         random = rng()
         figures.extra["seed"] = seed()
@@ -46,15 +48,28 @@ def test_duplicated_shuffled_events_and_expiring_visibility(mb: MotoBatch, tmp_p
         random.shuffle(copies)
         for body in copies:
             sqs.send_message(QueueUrl=url, MessageBody=body)
-        bam_copies = sum(1 for b in copies if ".bam\"" in b and "ObjectCreated" in b)
+        bam_copies = sum(1 for b in copies if '.bam"' in b and "ObjectCreated" in b)
         figures.duplicate_deliveries = len(copies) - len(bodies)
 
-        mb.set_faults([
-            {"api": "sqs:deletemessagebatch", "kind": "delay", "delay_seconds": 3, "rate": 0.5,
-             "channel": "controller"},
-            {"api": "s3:headobject", "kind": "delay", "delay_seconds": 3, "rate": 0.2,
-             "channel": "controller"},
-        ], seed=seed())
+        mb.set_faults(
+            [
+                {
+                    "api": "sqs:deletemessagebatch",
+                    "kind": "delay",
+                    "delay_seconds": 3,
+                    "rate": 0.5,
+                    "channel": "controller",
+                },
+                {
+                    "api": "s3:headobject",
+                    "kind": "delay",
+                    "delay_seconds": 3,
+                    "rate": 0.2,
+                    "channel": "controller",
+                },
+            ],
+            seed=seed(),
+        )
         began = time.monotonic()
         pipe.controller.start().wait_ready()
         pipe.wait_settled(keys, timeout=180)

@@ -17,12 +17,15 @@ from tests.e2e.workload import drop_bams, seed
 
 def test_throttled_batch_and_slow_s3(pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:
     mb = pipeline.mb
-    mb.set_faults([
-        {"api": "batch:submitjob", "kind": "throttle", "rate": 0.3, "channel": "controller"},
-        {"api": "batch:describejobs", "kind": "throttle", "rate": 0.3, "channel": "controller"},
-        {"api": "s3:*", "kind": "slowdown", "rate": 0.1, "channel": "controller"},
-        {"api": "s3:*", "kind": "slowdown", "rate": 0.1, "channel": "jobs"},
-    ], seed=seed())
+    mb.set_faults(
+        [
+            {"api": "batch:submitjob", "kind": "throttle", "rate": 0.3, "channel": "controller"},
+            {"api": "batch:describejobs", "kind": "throttle", "rate": 0.3, "channel": "controller"},
+            {"api": "s3:*", "kind": "slowdown", "rate": 0.1, "channel": "controller"},
+            {"api": "s3:*", "kind": "slowdown", "rate": 0.1, "channel": "jobs"},
+        ],
+        seed=seed(),
+    )
     figures.extra["seed"] = seed()
     pipeline.controller.start().wait_ready()
     began = time.monotonic()

@@ -35,6 +35,7 @@ def _job(pipe: Pipeline, run_id: str, step: str) -> dict[str, Any] | None:
 
 def _running_job(pipe: Pipeline, key: str, step: str, timeout: float = 90) -> tuple[str, str]:
     """Wait until `step` of `key`'s run has a process running; returns (run_id, job_id)."""
+
     def probe() -> tuple[str, str] | None:
         runs = pipe.runs_by_key().get(key, [])
         if not runs:
@@ -53,11 +54,19 @@ def _running_job(pipe: Pipeline, key: str, step: str, timeout: float = 90) -> tu
 
 def _stall_downloads_of(pipe: Pipeline, *rel_keys: str) -> None:
     """Hold the first GET of each object for a minute, so its job sits in RUNNING."""
-    pipe.mb.set_faults([
-        {"api": "s3:getobject", "kind": "delay", "delay_seconds": 60, "limit": 1, "channel": "jobs",
-         "key": pipe.inbox_prefix + rel}
-        for rel in rel_keys
-    ])
+    pipe.mb.set_faults(
+        [
+            {
+                "api": "s3:getobject",
+                "kind": "delay",
+                "delay_seconds": 60,
+                "limit": 1,
+                "channel": "jobs",
+                "key": pipe.inbox_prefix + rel,
+            }
+            for rel in rel_keys
+        ]
+    )
 
 
 def _retry(pipe: Pipeline, run_id: str) -> None:
@@ -66,7 +75,8 @@ def _retry(pipe: Pipeline, run_id: str) -> None:
 
 
 def test_corrupt_bam_and_terminated_job_fail_with_reasons_and_retry(
-        pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:
+    pipeline: Pipeline, figures: Figures, data_dir: Path
+) -> None:
     pipe = pipeline
     bai = (data_dir / "i_edge.bam.bai").read_bytes()
     _stall_downloads_of(pipe, "fail/terminated.bam")
@@ -84,8 +94,11 @@ def test_corrupt_bam_and_terminated_job_fail_with_reasons_and_retry(
     bad = _run_for(pipe, corrupt)
     assert bad["state"] == "failed" and "(exit 65)" in bad["reason"], bad
     # The step that read the BAM failed with 65; its dependants never ran (Batch fails them too).
-    ran = [j for j in pipe.jobs() if j["run_id"] == bad["run_id"]
-           and any(r["job_id"] == j["job_id"] for r in pipe.mb.runs())]
+    ran = [
+        j
+        for j in pipe.jobs()
+        if j["run_id"] == bad["run_id"] and any(r["job_id"] == j["job_id"] for r in pipe.mb.runs())
+    ]
     assert [(j["state"], j["exit_code"]) for j in ran] == [("FAILED", 65)], ran
     # Non-retryable: Batch's retry strategy (EXIT on everything but 73/75) ran it once.
     assert [r["attempt"] for r in pipe.mb.runs() if r["job_id"] == ran[0]["job_id"]] == [1]
@@ -100,9 +113,15 @@ def test_corrupt_bam_and_terminated_job_fail_with_reasons_and_retry(
     # The operator retries both: the corrupt one fails again the same way, the terminated one succeeds.
     _retry(pipe, bad["run_id"])
     _retry(pipe, run_id)
-    wait_for("the retried runs to finish", lambda: all(
-        _run_for(pipe, k)["state"] in ("succeeded", "failed") and _run_for(pipe, k)["attempt"] == 2
-        for k in (corrupt, terminated)), 120, 1.0)
+    wait_for(
+        "the retried runs to finish",
+        lambda: all(
+            _run_for(pipe, k)["state"] in ("succeeded", "failed") and _run_for(pipe, k)["attempt"] == 2
+            for k in (corrupt, terminated)
+        ),
+        120,
+        1.0,
+    )
     assert _run_for(pipe, corrupt)["state"] == "failed"
     assert _run_for(pipe, terminated)["state"] == "succeeded"
     assert _job(pipe, run_id, "alignstats")["name"].endswith("-a2")
@@ -116,7 +135,8 @@ def test_corrupt_bam_and_terminated_job_fail_with_reasons_and_retry(
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_job_that_disappears_from_batch_is_marked_lost_and_retried(
-        pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:
+    pipeline: Pipeline, figures: Figures, data_dir: Path
+) -> None:
     """Slow only because the controller waits a fixed 120 s before judging a missing job."""
     pipe = pipeline
     _stall_downloads_of(pipe, "fail/vanished.bam")
@@ -135,8 +155,7 @@ def test_job_that_disappears_from_batch_is_marked_lost_and_retried(
     assert _job(pipe, run_id, "alignstats")["state"] == "LOST"
 
     _retry(pipe, run_id)
-    wait_for("the retried run to succeed",
-             lambda: _run_for(pipe, vanished)["state"] == "succeeded", 120, 1.0)
+    wait_for("the retried run to succeed", lambda: _run_for(pipe, vanished)["state"] == "succeeded", 120, 1.0)
     figures.drain_seconds = time.monotonic() - began
     figures.extra["vanished"] = 1
     figures.duplicate_jobs = len(pipe.duplicate_batch_jobs())

@@ -16,10 +16,12 @@ from tests.e2e.pipeline import Figures, Pipeline
 GARBAGE = "this is not an S3 event {"
 
 
-def test_bad_drops_and_a_poison_message(mb: MotoBatch, tmp_path: Path, figures: Figures,
-                                        data_dir: Path) -> None:
-    pipe = Pipeline.create(mb, tmp_path, max_receive_count=2,
-                           overrides={"ALIGNBATCH_QUEUE_VISIBILITY_TIMEOUT": "3"})
+def test_bad_drops_and_a_poison_message(
+    mb: MotoBatch, tmp_path: Path, figures: Figures, data_dir: Path
+) -> None:
+    pipe = Pipeline.create(
+        mb, tmp_path, max_receive_count=2, overrides={"ALIGNBATCH_QUEUE_VISIBILITY_TIMEOUT": "3"}
+    )
     try:
         sqs = mb.client("sqs")
         queue_url = pipe.outputs["storage"]["InboxQueueUrl"]
@@ -49,8 +51,9 @@ def test_bad_drops_and_a_poison_message(mb: MotoBatch, tmp_path: Path, figures: 
         pipe.wait_settled(failed_keys + ok_keys, timeout=150)
 
         def in_dlq() -> list[str]:
-            resp = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                       VisibilityTimeout=0)
+            resp = sqs.receive_message(
+                QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=0
+            )
             return [m["Body"] for m in resp.get("Messages", [])]
 
         dead = wait_for("the poison message in the DLQ", in_dlq, 60, 0.5)
@@ -58,8 +61,9 @@ def test_bad_drops_and_a_poison_message(mb: MotoBatch, tmp_path: Path, figures: 
         assert dead == [GARBAGE]
 
         runs = pipe.runs_by_key()
-        figures.extra["reasons"] = {k[len(pipe.inbox_prefix):][:40]: (runs[k][0]["reason"] or "")[:90]
-                                    for k in failed_keys}
+        figures.extra["reasons"] = {
+            k[len(pipe.inbox_prefix) :][:40]: (runs[k][0]["reason"] or "")[:90] for k in failed_keys
+        }
         assert orphan not in runs
         pipe.assert_exactly_once(ok_keys, failed=failed_keys)
         for key in ok_keys:
@@ -75,8 +79,9 @@ def test_bad_drops_and_a_poison_message(mb: MotoBatch, tmp_path: Path, figures: 
         pipe.controller.stop()
 
 
-def test_key_with_characters_batch_tags_refuse_still_works(pipeline: Pipeline, figures: Figures,
-                                                           data_dir: Path) -> None:
+def test_key_with_characters_batch_tags_refuse_still_works(
+    pipeline: Pipeline, figures: Figures, data_dir: Path
+) -> None:
     """'%' (and other characters outside Batch's tag charset) are legal in S3 keys; the sample name
     derived from the key goes into job tags, so the controller must make it acceptable, and a
     submission Batch refuses must not wedge the submit loop for everyone else."""

@@ -29,12 +29,23 @@ def _job_events(pipe: Pipeline, job_id: str) -> list[dict[str, object]]:
     return out
 
 
-def test_connection_dropped_mid_download_is_retried_and_verified(pipeline: Pipeline, figures: Figures,
-                                                                data_dir: Path) -> None:
+def test_connection_dropped_mid_download_is_retried_and_verified(
+    pipeline: Pipeline, figures: Figures, data_dir: Path
+) -> None:
     pipe = pipeline
     key = pipe.inbox_prefix + "w/dropped.bam"
-    pipe.mb.set_faults([{"api": "s3:getobject", "kind": "drop", "after_bytes": 200_000, "limit": 2,
-                         "channel": "jobs", "key": key}])
+    pipe.mb.set_faults(
+        [
+            {
+                "api": "s3:getobject",
+                "kind": "drop",
+                "after_bytes": 200_000,
+                "limit": 2,
+                "channel": "jobs",
+                "key": key,
+            }
+        ]
+    )
     pipe.controller.start().wait_ready()
     began = time.monotonic()
     pipe.put("w/dropped.bam.bai", (data_dir / "h_source.bam.bai").read_bytes())
@@ -46,15 +57,19 @@ def test_connection_dropped_mid_download_is_retried_and_verified(pipeline: Pipel
     pipe.assert_exactly_once([key])
     assert pipe.mb.injected_by_kind() == {"drop": 2}
     job = next(j for j in pipe.jobs() if j["step"] == "alignstats")
-    transfers = [e for e in _job_events(pipe, job["job_id"]) if e.get("event") == "transfer"
-                 and str(e.get("source", "")).endswith("w/dropped.bam")]
+    transfers = [
+        e
+        for e in _job_events(pipe, job["job_id"])
+        if e.get("event") == "transfer" and str(e.get("source", "")).endswith("w/dropped.bam")
+    ]
     assert transfers and all(str(t.get("verified", "")).startswith("checksum") for t in transfers), transfers
     report = json.loads(pipe.get_result(pipe.report_key(key)) or b"{}")
     assert report.get("InputFileSize") == (data_dir / "h_source.bam").stat().st_size
 
 
-def test_upload_failing_mid_multipart_leaves_nothing(pipeline: Pipeline, figures: Figures,
-                                                     tmp_path: Path) -> None:
+def test_upload_failing_mid_multipart_leaves_nothing(
+    pipeline: Pipeline, figures: Figures, tmp_path: Path
+) -> None:
     """Runs the worker through Batch directly (the job definition the controller uses, our command)."""
     pipe = pipeline
     s3 = pipe.mb.client("s3")
@@ -63,17 +78,29 @@ def test_upload_failing_mid_multipart_leaves_nothing(pipeline: Pipeline, figures
     dest_key = f"{pipe.results_prefix}w/copy.bin"
     dest = f"s3://{pipe.results_bucket}/{dest_key}"
     s3.put_object(Bucket=pipe.inbox_bucket, Key=f"{pipe.inbox_prefix}w/big.bin", Body=payload)
-    pipe.mb.set_faults([{"api": "s3:uploadpart", "kind": "error500", "channel": "jobs",
-                         "key": dest_key, "query": "*partNumber=2*"}])
+    pipe.mb.set_faults(
+        [
+            {
+                "api": "s3:uploadpart",
+                "kind": "error500",
+                "channel": "jobs",
+                "key": dest_key,
+                "query": "*partNumber=2*",
+            }
+        ]
+    )
     # The worker's own S3 retry budget (default 8 attempts with back-off) only makes this test slow.
-    pipe.mb.configure_jobs(env_rules=[{"match": "e2e-multipart-upload",
-                                       "env": {"ALIGNBATCH_S3_MAX_ATTEMPTS": "2"}}])
+    pipe.mb.configure_jobs(
+        env_rules=[{"match": "e2e-multipart-upload", "env": {"ALIGNBATCH_S3_MAX_ATTEMPTS": "2"}}]
+    )
     batch = pipe.mb.client("batch")
     job_id = batch.submit_job(
-        jobName="e2e-multipart-upload", jobQueue=pipe.job_queue,
+        jobName="e2e-multipart-upload",
+        jobQueue=pipe.job_queue,
         jobDefinition=pipe.outputs["batch"]["JobDefinitionAlignstats"],
-        containerOverrides={"command": ["alignbatch-worker", "--input", source, "--output", dest,
-                                        "--", "cp", source, dest]},
+        containerOverrides={
+            "command": ["alignbatch-worker", "--input", source, "--output", dest, "--", "cp", source, dest]
+        },
     )["jobId"]
 
     def final() -> dict[str, object] | None:
@@ -100,8 +127,12 @@ def tiny_scratch(tmp_path: Path) -> Iterator[dict[str, str]]:
     mount.mkdir()
     mounted = False
     if os.geteuid() == 0:
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-                                 capture_output=True).returncode == 0
+        mounted = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True
+            ).returncode
+            == 0
+        )
     try:
         if mounted:
             yield {"ALIGNBATCH_SCRATCH": str(mount)}
@@ -112,8 +143,9 @@ def tiny_scratch(tmp_path: Path) -> Iterator[dict[str, str]]:
             subprocess.run(["umount", str(mount)], capture_output=True)
 
 
-def test_scratch_too_small_fails_with_its_own_code(pipeline: Pipeline, figures: Figures, data_dir: Path,
-                                                   tiny_scratch: dict[str, str]) -> None:
+def test_scratch_too_small_fails_with_its_own_code(
+    pipeline: Pipeline, figures: Figures, data_dir: Path, tiny_scratch: dict[str, str]
+) -> None:
     pipe = pipeline
     pipe.mb.configure_jobs(env_rules=[{"match": "scratchy-*", "env": tiny_scratch}])
     pipe.controller.start().wait_ready()

@@ -16,8 +16,9 @@ from tests.e2e.workload import drop_bams
 STOP_TIMEOUT = 30.0  # TimeoutStopSec of systemd/alignbatch-controller.service (default 90 s; we hold 30)
 
 
-def test_sigterm_with_jobs_in_flight_exits_cleanly_and_resumes(pipeline: Pipeline, figures: Figures,
-                                                              data_dir: Path) -> None:
+def test_sigterm_with_jobs_in_flight_exits_cleanly_and_resumes(
+    pipeline: Pipeline, figures: Figures, data_dir: Path
+) -> None:
     ctl = pipeline.controller
     ctl.start().wait_ready()
     began = time.monotonic()

@@ -16,8 +16,9 @@ def seed() -> int:
     return int(os.environ.get("ALIGNBATCH_E2E_SEED", "20261125"))
 
 
-def drop_bams(pipe: Pipeline, data_dir: Path, count: int, *, prefix: str,
-              with_index_every: int = 2) -> list[str]:
+def drop_bams(
+    pipe: Pipeline, data_dir: Path, count: int, *, prefix: str, with_index_every: int = 2
+) -> list[str]:
     """Put `count` copies of i_edge.bam under distinct keys; every `with_index_every`-th gets its .bai
     first (no index step), the rest make the controller plan an index job. Returns the BAM keys."""
     bam = (data_dir / "i_edge.bam").read_bytes()
