@@ -18,7 +18,10 @@ clients interleaved round by round so load from elsewhere hits all of them alike
   transfer phase of each client measured the same way. `log MB/s`: the worker's own transfer log line.
 - peak RSS of each client process (its VmHWM, sampled; the worker also logs its own at exit).
 - with --bam: one whole `alignstats -C` worker run in --stage and in --stream mode, plus the engine alone
-  on the local file (compute time), to check stream wall ~ max(transfer, compute).
+  on the local file (compute time), to check stream wall ~ max(transfer, compute). On loopback the
+  download is too short for that to show, so it is repeated through a proxy that paces the server's
+  bytes like a link of --link MB/s (benchmarks/throttle_proxy.py; default 60, about where transfer and
+  compute take equally long for case e).
 The summary lines compare worker/s5cmd speed both ways (whole-process wall; transfer phase) and say
 which one the issue's target line uses: the whole-process wall. Nothing is asserted.
 """
@@ -40,6 +43,9 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throttle_proxy import ThrottleProxy
 
 BIN = Path(sys.executable).parent
 MIB = 1024 * 1024
@@ -209,6 +215,9 @@ def main() -> int:
     ap.add_argument("--objects", default="crc64nvme,etag", help="download objects: crc64nvme and/or etag")
     ap.add_argument("--no-upload", action="store_true", help="downloads only")
     ap.add_argument("--workdir", help="where to put the server data and files (default: a temp dir)")
+    ap.add_argument(
+        "--link", default="60", help="MB/s links for the --bam runs besides loopback (comma list; 0: none)"
+    )
     args = ap.parse_args()
 
     # SIGTERM must still stop the seaweedfs child and remove the data directory (finally below).
@@ -259,7 +268,14 @@ def main() -> int:
         for size_text in [t for t in args.sizes.split(",") if t.strip() and t.strip() != "none"]:
             _one_size(work, s3, size_text, clients, objects, env, args, start)
         if args.bam:
-            _stream_vs_stage(Path(args.bam), env, args.repeat, s3)
+            _stream_vs_stage(Path(args.bam), env, args.repeat, s3, "loopback")
+            for link in [float(x) for x in args.link.split(",") if x.strip() and float(x) > 0]:
+                proxy = ThrottleProxy(server.s3_port, link)
+                try:
+                    paced = {**env, "AWS_ENDPOINT_URL": proxy.url, "S3_ENDPOINT_URL": proxy.url}
+                    _stream_vs_stage(Path(args.bam), paced, args.repeat, s3, f"a {link:.0f} MB/s link")
+                finally:
+                    proxy.close()
         print(f"# done; {_load()}")
     finally:
         server.stop()
@@ -390,7 +406,7 @@ def _command(op: str, client: str, uri: str, src: Path, dest: Path, up_uri: str,
     return [str(BIN / "aws"), "s3", "cp", "--only-show-errors", str(src), up_uri]
 
 
-def _stream_vs_stage(bam: Path, env: dict[str, str], repeat: int, s3: object) -> None:
+def _stream_vs_stage(bam: Path, env: dict[str, str], repeat: int, s3: object, link: str) -> None:
     """Engine alone on the local file, then whole worker runs in stage and stream mode, interleaved per
     round so a noisy neighbour hits all three alike; medians of `repeat` rounds."""
     size = bam.stat().st_size
@@ -398,7 +414,7 @@ def _stream_vs_stage(bam: Path, env: dict[str, str], repeat: int, s3: object) ->
     put_production(s3, bam, bam.name)
     print(
         f"\n# whole worker run: alignstats -C on {bam.name} ({size / 1e6:.0f} MB), built-in engine unless "
-        f"alignstats is on PATH; CRC64NVME object; median of {repeat}; {_load()}"
+        f"alignstats is on PATH; CRC64NVME object over {link}; median of {repeat}; {_load()}"
     )
     runs: dict[str, list[Measure]] = {"engine": [], "--stage": [], "--stream": []}
     for _ in range(repeat):
