@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.config import local_config
+from controller.config import ControllerConfig, local_config
 from controller.daemon import build_controller
 from controller.events import ObjectEvent, s3_notification_body
 from controller.executors.base import SubmitRequest
@@ -144,17 +144,22 @@ class _ListSource:
         return {}
 
 
+def _burst(cfg: ControllerConfig, n: int) -> list[str]:
+    """SQS bodies for `n` distinct BAMs put into the inbox, one event each."""
+    return [
+        s3_notification_body(
+            [ObjectEvent(cfg.inbox_root, f"s{i}.bam", 10, f"{i}-1", None, "ObjectCreated:Put", None)]
+        )
+        for i in range(n)
+    ]
+
+
 def test_polling_goes_on_while_a_submission_pass_waits(tmp_path: Path) -> None:
     """Messages are committed and acknowledged while SubmitJob calls are stuck: submission has its own
     threads, so a long pass (hundreds of runs behind the token bucket) never holds up the next receive."""
     (tmp_path / "inbox").mkdir()
     cfg = local_config(tmp_path)
-    bodies = [
-        s3_notification_body(
-            [ObjectEvent(cfg.inbox_root, f"s{i}.bam", 10, f"{i}-1", None, "ObjectCreated:Put", None)]
-        )
-        for i in range(40)
-    ]
+    bodies = _burst(cfg, 40)
     source, executor = _ListSource(bodies), _HeldExecutor()
     ctl = Controller(
         cfg, ledger=Ledger(tmp_path / "state.db"), executor=executor, source=source, metrics=Metrics()
@@ -179,12 +184,7 @@ def test_sigterm_stops_a_submission_pass_between_runs(tmp_path: Path) -> None:
     being submitted finish their chain, the rest stay PLANNED for the next start."""
     (tmp_path / "inbox").mkdir()
     cfg = local_config(tmp_path)
-    bodies = [
-        s3_notification_body(
-            [ObjectEvent(cfg.inbox_root, f"s{i}.bam", 10, f"{i}-1", None, "ObjectCreated:Put", None)]
-        )
-        for i in range(40)
-    ]
+    bodies = _burst(cfg, 40)
     executor = _HeldExecutor()
     ledger = Ledger(tmp_path / "state.db")
     local = Controller(cfg, ledger=ledger, executor=executor, source=_ListSource(bodies), metrics=Metrics())
