@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.moto_fast_sqs import SHIM_SUMMARY  # noqa: E402
+from benchmarks.procstat import memory  # noqa: E402
 from tests.conftest import FAKE_ENV, free_port  # noqa: E402
 from tests.integration.test_controller_aws import create_aws_env  # noqa: E402
 
@@ -73,16 +74,6 @@ def start_moto(*, shim: bool = True) -> tuple[subprocess.Popen[bytes], str]:
 def load_average() -> str:
     """1/5/15-minute load averages (the machine is shared; figures mean little without them)."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def peak_rss_mib(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -200,7 +191,7 @@ def run_case(
         peak = 0.0
         runs_done_at = None
         while True:
-            peak = max(peak, peak_rss_mib(ctl.pid))
+            peak = max(peak, memory(ctl.pid).hwm_mib)
             runs, jobs, sub = ledger_progress(db)
             if runs >= n and runs_done_at is None:
                 runs_done_at = time.time()
@@ -220,9 +211,9 @@ def run_case(
         if start_first:
             dropper.join()
             t_put = time.time()
-        peak = max(peak, peak_rss_mib(ctl.pid))
+        peak = max(peak, memory(ctl.pid).hwm_mib)
         ctl_cpu, moto_cpu = cpu_seconds(ctl.pid), cpu_seconds(moto.pid)
-        moto_rss = peak_rss_mib(moto.pid)
+        moto_rss = memory(moto.pid).hwm_mib
         ctl.send_signal(signal.SIGTERM)
         ctl.wait(timeout=120)
         with sqlite3.connect(db) as con:

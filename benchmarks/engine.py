@@ -33,6 +33,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procstat import memory
+
 MIB = 1024 * 1024
 ENGINE_CONFIGS = {
     "-C": ["-C"],
@@ -59,20 +62,6 @@ class Measure:
     exit_code: int
 
 
-def _status_kib(pid: int) -> tuple[int, int, int]:
-    """(VmHWM, RssAnon, RssFile) in KiB; zeros once the process is gone."""
-    fields = {"VmHWM:": 0, "RssAnon:": 0, "RssFile:": 0}
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                key = line.split(maxsplit=1)[0]
-                if key in fields:
-                    fields[key] = int(line.split()[1])
-    except OSError:
-        pass
-    return fields["VmHWM:"], fields["RssAnon:"], fields["RssFile:"]
-
-
 def measure(cmd: list[str], cwd: Path) -> Measure:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -81,7 +70,8 @@ def measure(cmd: list[str], cwd: Path) -> Measure:
 
     def sample() -> None:
         while not done.is_set():
-            for i, kib in enumerate(_status_kib(proc.pid)):
+            now = memory(proc.pid)
+            for i, kib in enumerate((now.hwm_kib, now.anon_kib, now.file_kib)):
                 peaks[i] = max(peaks[i], kib)
             time.sleep(SAMPLE_EVERY)
 

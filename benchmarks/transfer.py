@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procstat import memory
 from throttle_proxy import ThrottleProxy
 
 BIN = Path(sys.executable).parent
@@ -121,17 +122,6 @@ class Seaweed:
         self.log.close()
 
 
-def _hwm_mb(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def timed(argv: list[str], env: dict[str, str]) -> Measure:
     """Run once; peak RSS is the program's own VmHWM, sampled every 20 ms (monotonic, so the last
     sample is the peak up to the final moments). ru_maxrss is not used: it also counts what this
@@ -143,9 +133,7 @@ def timed(argv: list[str], env: dict[str, str]) -> Measure:
     reader.start()
     peak = 0.0
     while proc.poll() is None:
-        hwm = _hwm_mb(proc.pid)
-        if hwm is not None:
-            peak = max(peak, hwm)
+        peak = max(peak, memory(proc.pid).hwm_mib)
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     reader.join()
