@@ -359,14 +359,33 @@ class Ledger:
         rows = self._query("SELECT * FROM jobs WHERE run_id = ?", (run_id,))
         return sorted((JobRow(**dict(r)) for r in rows), key=lambda j: _STEP_ORDER.get(j.step, 9))
 
-    def jobs_in_states(self, states: Iterable[str], limit: int | None = None) -> list[JobRow]:
+    def job_pages(self, states: Iterable[str], page_size: int = 1000) -> Iterator[list[JobRow]]:
+        """Jobs in `states`, `page_size` at a time, so a caller walking a backlog of tens of thousands
+        of active jobs holds one page, not all of them (each row carries its spec, ~0.5-1.2 KB).
+
+        Pages follow rowid, which an UPDATE never changes: a job whose state changes during the walk is
+        neither seen twice nor skipped; a job inserted meanwhile may wait for the next walk."""
         states = list(states)
-        sql = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))}) ORDER BY updated_at"  # noqa: S608
-        params: list[Any] = list(states)
-        if limit:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [JobRow(**dict(r)) for r in self._query(sql, params)]
+        marks = ",".join("?" * len(states))
+        sql = (
+            f"SELECT rowid AS row_number, * FROM jobs WHERE state IN ({marks}) "  # noqa: S608
+            "AND rowid > ? ORDER BY rowid LIMIT ?"
+        )
+        after = 0
+        while True:
+            rows = self._query(sql, [*states, after, page_size])
+            if not rows:
+                return
+            after = rows[-1]["row_number"]
+            page = [dict(r) for r in rows]
+            for row in page:
+                del row["row_number"]
+            yield [JobRow(**row) for row in page]
+            if len(rows) < page_size:
+                return
+
+    def jobs_in_states(self, states: Iterable[str]) -> list[JobRow]:
+        return [job for page in self.job_pages(states) for job in page]
 
     def runs_with_unsubmitted_jobs(self, limit: int = 500) -> list[str]:
         rows = self._query(

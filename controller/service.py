@@ -58,6 +58,9 @@ from worker.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
 from worker.uris import Location, LocationError, parse_location
 from worker.version import __version__
 
+# Jobs per ledger page in the reconcile and RUNNABLE walks: ten DescribeJobs calls' worth, about 1 MB.
+RECONCILE_PAGE = 1000
+
 
 @dataclass
 class PollResult:
@@ -413,32 +416,36 @@ class Controller:
 
     # -- reconcile ----------------------------------------------------------------------------------
     def reconcile(self) -> int:
-        """Bring job states in the ledger up to date with the executor; finish runs. Returns changes."""
-        active = [j for j in self.ledger.jobs_in_states(BATCH_ACTIVE) if j.job_id]
-        if not active:
-            self._flush_table()
-            self.metrics.loop_ok("reconcile")
-            return 0
-        statuses = self.executor.describe([j.job_id for j in active if j.job_id])
-        changed_runs: set[str] = set()
+        """Bring job states in the ledger up to date with the executor; finish runs. Returns changes.
+
+        Active jobs are walked a page at a time (one DescribeJobs batch per 100 of them), so a burst of
+        thousands of files does not hold every active job and its status in memory at once."""
         changes = 0
-        now = time.time()
-        for job in active:
-            status = statuses.get(job.job_id or "")
-            if status is None:
-                submitted = job.submitted_at if job.submitted_at is not None else now
-                if now - submitted < self.executor.missing_grace_seconds:
-                    continue
-                if self._resolve_missing(job):
-                    changed_runs.add(job.run_id)
-                    changes += 1
+        for page in self.ledger.job_pages(BATCH_ACTIVE, RECONCILE_PAGE):
+            active = [j for j in page if j.job_id]
+            if not active:
                 continue
-            if self._apply_status(job, status):
-                changes += 1
-                if status.state in ("SUCCEEDED", "FAILED"):
-                    changed_runs.add(job.run_id)
-        for run_id in changed_runs:
-            self._evaluate_run(run_id)
+            statuses = self.executor.describe([j.job_id for j in active if j.job_id])
+            changed_runs: set[str] = set()
+            now = time.time()
+            for job in active:
+                status = statuses.get(job.job_id or "")
+                if status is None:
+                    submitted = job.submitted_at if job.submitted_at is not None else now
+                    if now - submitted < self.executor.missing_grace_seconds:
+                        continue
+                    if self._resolve_missing(job):
+                        changed_runs.add(job.run_id)
+                        changes += 1
+                    continue
+                if self._apply_status(job, status):
+                    changes += 1
+                    if status.state in ("SUCCEEDED", "FAILED"):
+                        changed_runs.add(job.run_id)
+            # A run's jobs may sit on different pages; _evaluate_run reads them all from the ledger and
+            # does nothing until every one has finished, so evaluating per page is safe.
+            for run_id in changed_runs:
+                self._evaluate_run(run_id)
         self._flush_table()
         self.metrics.loop_ok("reconcile")
         return changes
@@ -574,11 +581,10 @@ class Controller:
     # -- watchdogs and gauges -----------------------------------------------------------------------
     def check_runnable(self) -> None:
         now = time.time()
-        runnable = self.ledger.jobs_in_states(["RUNNABLE"])
-        oldest = min((j.updated_at for j in runnable), default=None)
-        self.metrics.oldest_runnable.set(max(0.0, now - oldest) if oldest else 0.0)
+        oldest: float | None = None
         limit = self.cfg.batch.runnable_alarm_seconds
-        for job in runnable:
+        for job in (j for page in self.ledger.job_pages(["RUNNABLE"], RECONCILE_PAGE) for j in page):
+            oldest = job.updated_at if oldest is None else min(oldest, job.updated_at)
             key = f"{job.job_id}"
             if now - job.updated_at > limit and key not in self._runnable_flagged:
                 self._runnable_flagged.add(key)
@@ -590,6 +596,7 @@ class Controller:
                     seconds=int(now - job.updated_at),
                     hint="check the compute environment's max vCPUs, instance types and the job's resources",
                 )
+        self.metrics.oldest_runnable.set(max(0.0, now - oldest) if oldest else 0.0)
         self.metrics.loop_ok("runnable")
 
     def refresh_gauges(self) -> None:

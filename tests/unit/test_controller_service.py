@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from controller import service as service_module
 from controller.config import ControllerConfig, local_config
 from controller.daemon import build_controller
 from controller.events import ObjectEvent, s3_notification_body
-from controller.executors.base import SubmitRequest
+from controller.executors.base import JobStatus, SubmitRequest
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.service import Controller
@@ -208,3 +209,32 @@ def test_sigterm_stops_a_submission_pass_between_runs(tmp_path: Path) -> None:
     assert not passer.is_alive()
     assert 0 < len(executor.submitted) <= 8 * 3  # at most the runs the 8 submit threads had started
     assert len(ledger.runs_with_unsubmitted_jobs()) >= 40 - 8
+
+
+class _DescribingExecutor(_HeldExecutor):
+    """Batch as reconcile sees it: every described job is RUNNING; records each DescribeJobs batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def describe(self, job_ids):
+        self.batches.append(list(job_ids))
+        return {j: JobStatus(j, "n", "RUNNING") for j in job_ids}
+
+
+def test_reconcile_walks_active_jobs_a_page_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(service_module, "RECONCILE_PAGE", 2)
+    cfg = local_config(tmp_path)
+    executor = _DescribingExecutor()
+    ctl = Controller(
+        cfg, ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None, metrics=Metrics()
+    )
+    for i in range(5):
+        ctl.handle_event(ev(ctl, f"s{i}.bam"))
+    for n, run in enumerate(ctl.ledger.runs()):
+        ctl.ledger.mark_submitted(run.run_id, "index", f"J{n}")
+    assert ctl.reconcile() == 5
+    assert [len(b) for b in executor.batches] == [2, 2, 1]
+    assert {j.state for j in ctl.ledger.jobs_in_states(["RUNNING"])} == {"RUNNING"}
+    assert len(ctl.ledger.jobs_in_states(["RUNNING"])) == 5

@@ -102,3 +102,24 @@ def test_index_objects(tmp_path) -> None:
     led.record_index("inbox", "x.bam.bai", "e")
     assert led.has_index("inbox", ["x.bai", "x.bam.bai"])
     assert not led.has_index("other", ["x.bam.bai"])
+
+
+def test_job_pages_walk_each_job_once_while_states_change(tmp_path) -> None:
+    led = Ledger(tmp_path / "state.db")
+    plans = []
+    for i in range(7):
+        o = InputObject("inbox", f"s{i}.bam", 10, f"e{i}", None, False)
+        plans.append(plan_run(o, CTX))
+        led.create_run(o, plans[-1])
+        led.mark_submitted(plans[-1].run_id, "index", f"J{i}")
+    seen: list[str] = []
+    pages = led.job_pages([SUBMITTED, "RUNNING"], page_size=3)
+    for page in pages:
+        assert len(page) <= 3
+        seen += [j.job_id or "" for j in page]
+        # What reconcile does mid-walk: jobs change state (still in the walked set, or out of it).
+        led.update_job(plans[6].run_id, "index", state="RUNNING")
+        led.update_job(plans[5].run_id, "index", state=SUCCEEDED, exit_code=0)
+    assert seen == ["J0", "J1", "J2", "J3", "J4", "J6"]  # J5 finished before its page; J6 once
+    assert [j.job_id for j in led.jobs_in_states(["RUNNING"])] == ["J6"]
+    assert list(led.job_pages(["RUNNABLE"])) == []
