@@ -583,9 +583,11 @@ class Controller:
         now = time.time()
         oldest: float | None = None
         limit = self.cfg.batch.runnable_alarm_seconds
+        still_runnable: set[str] = set()
         for job in (j for page in self.ledger.job_pages(["RUNNABLE"], RECONCILE_PAGE) for j in page):
             oldest = job.updated_at if oldest is None else min(oldest, job.updated_at)
             key = f"{job.job_id}"
+            still_runnable.add(key)
             if now - job.updated_at > limit and key not in self._runnable_flagged:
                 self._runnable_flagged.add(key)
                 self.log.warning(
@@ -596,6 +598,8 @@ class Controller:
                     seconds=int(now - job.updated_at),
                     hint="check the compute environment's max vCPUs, instance types and the job's resources",
                 )
+        # Forget jobs that left RUNNABLE: the daemon runs for months, and one that comes back is news again.
+        self._runnable_flagged &= still_runnable
         self.metrics.oldest_runnable.set(max(0.0, now - oldest) if oldest else 0.0)
         self.metrics.loop_ok("runnable")
 
