@@ -36,6 +36,7 @@ class LocalInboxSource:
         now = time.time()
         events: list[ObjectEvent] = []
         unsettled = 0
+        present: set[tuple[str, str]] = set()
         for dirpath, dirnames, filenames in os.walk(self.inbox):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for fname in sorted(filenames):
@@ -48,6 +49,7 @@ class LocalInboxSource:
                     continue
                 key = full.relative_to(self.inbox).as_posix()
                 etag = f"{st.st_mtime_ns}-{st.st_size}"
+                present.add((key, etag))
                 if (key, etag) in self._seen or (key, etag) in self._in_flight:
                     continue
                 if now - st.st_mtime < self.settle_seconds:
@@ -65,6 +67,8 @@ class LocalInboxSource:
                     )
                 )
         self.unsettled = unsettled
+        # Forget files that were removed or rewritten since: the set stays the size of the inbox.
+        self._seen &= present
         return events
 
     def receive(self, max_messages: int = 10) -> list[Message]:
