@@ -384,9 +384,6 @@ class Ledger:
             if len(rows) < page_size:
                 return
 
-    def jobs_in_states(self, states: Iterable[str]) -> list[JobRow]:
-        return [job for page in self.job_pages(states) for job in page]
-
     def runs_with_unsubmitted_jobs(self, limit: int = 500) -> list[str]:
         rows = self._query(
             """SELECT DISTINCT j.run_id FROM jobs j JOIN runs r ON r.run_id = j.run_id
