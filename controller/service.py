@@ -59,7 +59,7 @@ from worker.uris import Location, LocationError, parse_location
 from worker.version import __version__
 
 # Jobs per ledger page in the reconcile and RUNNABLE walks: ten DescribeJobs calls' worth, about 1 MB.
-RECONCILE_PAGE = 1000
+ACTIVE_JOB_PAGE = 1000
 
 
 @dataclass
@@ -421,15 +421,15 @@ class Controller:
         Active jobs are walked a page at a time (one DescribeJobs batch per 100 of them), so a burst of
         thousands of files does not hold every active job and its status in memory at once."""
         changes = 0
-        for page in self.ledger.job_pages(BATCH_ACTIVE, RECONCILE_PAGE):
-            active = [j for j in page if j.job_id]
-            if not active:
+        for page in self.ledger.job_pages(BATCH_ACTIVE, ACTIVE_JOB_PAGE):
+            ids = {j.job_id: j for j in page if j.job_id}
+            if not ids:
                 continue
-            statuses = self.executor.describe([j.job_id for j in active if j.job_id])
+            statuses = self.executor.describe(list(ids))
             changed_runs: set[str] = set()
             now = time.time()
-            for job in active:
-                status = statuses.get(job.job_id or "")
+            for job_id, job in ids.items():
+                status = statuses.get(job_id)
                 if status is None:
                     submitted = job.submitted_at if job.submitted_at is not None else now
                     if now - submitted < self.executor.missing_grace_seconds:
@@ -584,7 +584,7 @@ class Controller:
         oldest: float | None = None
         limit = self.cfg.batch.runnable_alarm_seconds
         still_runnable: set[str] = set()
-        for job in (j for page in self.ledger.job_pages(["RUNNABLE"], RECONCILE_PAGE) for j in page):
+        for job in (j for page in self.ledger.job_pages(["RUNNABLE"], ACTIVE_JOB_PAGE) for j in page):
             oldest = job.updated_at if oldest is None else min(oldest, job.updated_at)
             key = f"{job.job_id}"
             still_runnable.add(key)

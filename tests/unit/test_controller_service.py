@@ -230,7 +230,7 @@ class _DescribingExecutor(_HeldExecutor):
 
 
 def test_reconcile_walks_active_jobs_a_page_at_a_time(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(service_module, "RECONCILE_PAGE", 2)
+    monkeypatch.setattr(service_module, "ACTIVE_JOB_PAGE", 2)
     cfg = local_config(tmp_path)
     executor = _DescribingExecutor()
     ctl = Controller(
