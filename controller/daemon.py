@@ -15,6 +15,7 @@ gets the unit restarted by systemd.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import signal
 import sys
@@ -135,6 +136,9 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        # `systemctl kill -s USR1 alignbatch-controller`: every thread's stack to stderr (the journal),
+        # without stopping the daemon - how to see where a wedged loop or a slow shutdown is waiting.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     # -- passes -------------------------------------------------------------------------------------
     def _guard(self, name: str, fn: Any) -> Any:

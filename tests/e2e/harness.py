@@ -249,11 +249,17 @@ class Controller:
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            # Ask for every thread's stack first (the daemon registers SIGUSR1 with faulthandler), so
+            # the failure says where the shutdown was waiting.
+            with suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1)
             with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
             raise HarnessTimeout(
-                f"controller did not exit within {timeout}s of SIGTERM; see {self.log_path}"
+                f"controller did not exit within {timeout}s of SIGTERM; see {self.log_path}\n"
+                f"{self.log_tail(60)}"
             ) from None
         self.terms.append(time.monotonic() - began)
         return code
