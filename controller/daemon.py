@@ -19,7 +19,6 @@ import faulthandler
 import logging
 import signal
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +30,12 @@ from controller.ledger import Ledger
 from controller.metrics import Metrics, MetricsServer
 from controller.service import Controller
 from controller.sources.base import EventSource
+from controller.stopflag import StopFlag
 from controller.systemd import notify, watchdog_interval
 from worker.logs import get_logger
+
+# How soon the main thread notices a stop request (the signal handler only raises a flag).
+STOP_CHECK_SECONDS = 0.2
 
 
 def build_controller(
@@ -103,7 +106,7 @@ class Daemon:
         self.ctl = controller
         self.cfg = controller.cfg
         self.metrics_server = metrics_server
-        self.stop = threading.Event()
+        self.stop = StopFlag()
         self.log = get_logger(component="daemon")
         self.heartbeat = time.time()
         self.started = False
@@ -130,9 +133,11 @@ class Daemon:
 
     def install_signals(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
-            self.log.info("daemon.signal", signal=signal.Signals(signum).name)
-            self.stop.set()
-            self.ctl.stopping.set()
+            # Flag stores only: no log line, no Event.set() (see controller.stopflag). The main loop
+            # notices within STOP_CHECK_SECONDS and logs the signal.
+            reason = signal.Signals(signum).name
+            self.stop.set(reason)
+            self.ctl.stopping.set(reason)
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
@@ -195,7 +200,9 @@ class Daemon:
                 self.log.error("daemon.once_timeout", seconds=max_seconds)
                 break
             if not received and not changes:
-                time.sleep(0.2)
+                time.sleep(STOP_CHECK_SECONDS)
+        if self.stop.is_set():
+            self.log.info("daemon.stopping", reason=self.stop.reason or "requested")
         self._shutdown()
         return 0
 
@@ -239,18 +246,23 @@ class Daemon:
         self._guard("gauges", self.ctl.refresh_gauges)()
         notify("READY=1")
         self.log.info("daemon.ready", mode="local" if local else "aws", status=self.ctl.status_line())
-        pet = watchdog_interval() or 10.0
+        beat = min(1.0, watchdog_interval() or 10.0)
         last_status = ""
-        while not self.stop.wait(timeout=min(1.0, pet)):
-            self.heartbeat = time.time()
-            if self.loops_healthy():
-                notify("WATCHDOG=1")
-            status = self.ctl.status_line()
-            if status != last_status:
-                notify(f"STATUS={status}")
-                last_status = status
+        next_beat = 0.0
+        while not self.stop.is_set():
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + beat
+                self.heartbeat = time.time()
+                if self.loops_healthy():
+                    notify("WATCHDOG=1")
+                status = self.ctl.status_line()
+                if status != last_status:
+                    notify(f"STATUS={status}")
+                    last_status = status
+            time.sleep(STOP_CHECK_SECONDS)
+        self.ctl.stopping.set(self.stop.reason)
         notify("STOPPING=1")
-        self.log.info("daemon.stopping", reason="signal")
+        self.log.info("daemon.stopping", reason=self.stop.reason or "requested")
         sched.pause_job("poll")
         sched.shutdown(wait=True)  # lets a pass in progress (e.g. a batch of messages) finish
         self._shutdown()

@@ -52,6 +52,7 @@ from controller.planner import (
 )
 from controller.results_table import write_table
 from controller.sources.base import EventSource, Message
+from controller.stopflag import StopFlag
 from worker.errors import AccessDenied, WorkerError
 from worker.logs import get_logger
 from worker.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -99,7 +100,7 @@ class Controller:
         self._in_flight_lock = threading.Lock()
         self._table_dirty = threading.Event()
         self._runnable_flagged: set[str] = set()
-        self.stopping = threading.Event()
+        self.stopping = StopFlag()  # set by the daemon's signal handler: no locks (see stopflag)
         self._submit_lock = threading.Lock()
         # Two pools: a submission pass queues hundreds of runs that each wait on the SubmitJob token bucket;
         # sharing one pool would park the next batch of messages behind them (ingest paced by submission,
