@@ -40,3 +40,30 @@ def test_each_file_version_is_reported_once_and_forgotten_when_gone(tmp_path: Pa
     (tmp_path / "sub" / "b.bam").unlink()
     src.receive()
     assert all(key != "sub/b.bam" for key, _etag in src._seen)
+
+
+def test_a_burst_is_walked_once_and_handed_out_in_batches(tmp_path: Path) -> None:
+    src = LocalInboxSource(tmp_path, settle_seconds=20, poll_seconds=0)
+    for n in range(25):
+        _settled(tmp_path / f"s{n:02d}.bam", b"x")
+    batches = [src.receive(10) for _ in range(3)]
+    assert [len(b) for b in batches] == [10, 10, 5]
+    assert len({m.receipt for b in batches for m in b}) == 25
+    assert src.walks == 1  # walking per batch made a burst of N files cost N*N/10 stats
+    assert src.depth()[("inbox", "visible")] == 0
+
+
+def test_a_file_removed_or_rewritten_after_the_walk_is_not_reported_in_its_old_version(
+    tmp_path: Path,
+) -> None:
+    src = LocalInboxSource(tmp_path, settle_seconds=20, poll_seconds=0)
+    for name in ("a.bam", "b.bam", "c.bam"):
+        _settled(tmp_path / name, b"x")
+    assert [m.receipt[0] for m in src.receive(1)] == ["a.bam"]  # the walk queued b and c
+    assert src.depth()[("inbox", "visible")] == 2
+    (tmp_path / "b.bam").unlink()
+    _settled(tmp_path / "c.bam", b"c2", age=40)  # a new version since the walk
+    again = src.receive(10)  # b is gone, c's queued version is stale: a new walk finds c's new version
+    assert [m.receipt[0] for m in again] == ["c.bam"]
+    assert again[0].receipt[1].endswith("-2")  # size 2: the new bytes
+    assert src.walks == 2
