@@ -15,6 +15,8 @@ wait until every run has all its jobs submitted. Prints:
     same from controller start (all N objects are put before the controller starts)
   - controller peak RSS (VmHWM of the controller process), CPU seconds of controller and moto, and the
     load average before and after (the machine may be shared)
+  - how many active jobs reconcile described over the run and how many it held back because their
+    upstream job was still active (alignbatch_reconcile_jobs_total from the controller's /metrics)
 The SubmitJob rate is the token bucket's ([batch] submit_rate_per_second, --rate): Batch allows 50 TPS per
 account, so with 3 jobs per object that bucket, not the controller, bounds jobs/s in production.
 """
@@ -128,6 +130,24 @@ def send_direct(env: Any, n: int, put_times: dict[str, float]) -> None:
         sqs.send_message_batch(QueueUrl=env.queue_url, Entries=entries)
 
 
+def reconcile_counts(port: int) -> dict[str, float]:
+    """alignbatch_reconcile_jobs_total by outcome, from the controller's /metrics: how many active jobs
+    reconcile described over the run, and how many it held back (upstream still active)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return {}
+    return {
+        s.labels["outcome"]: s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "alignbatch_reconcile_jobs"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+
+
 def run_case(
     n: int,
     rate: float,
@@ -167,11 +187,13 @@ def run_case(
                 with ThreadPoolExecutor(16) as pool:
                     list(pool.map(put, range(n)))
 
+        metrics_port = free_port()
+
         def start_controller() -> subprocess.Popen[bytes]:
             log = open(workdir / f"controller-{n}.log", "wb")  # noqa: SIM115
             return subprocess.Popen(
-                [str(BIN / "alignbatch-controller"), "run", "--config", str(cfg), "--metrics-port", "0",
-                 "--log-level", "WARNING"],
+                [str(BIN / "alignbatch-controller"), "run", "--config", str(cfg), "--metrics-port",
+                 str(metrics_port), "--log-level", "WARNING"],
                 stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
             )  # fmt: skip
 
@@ -214,6 +236,7 @@ def run_case(
         peak = max(peak, memory(ctl.pid).hwm_mib)
         ctl_cpu, moto_cpu = cpu_seconds(ctl.pid), cpu_seconds(moto.pid)
         moto_rss = memory(moto.pid).hwm_mib
+        reconciled = reconcile_counts(metrics_port)
         ctl.send_signal(signal.SIGTERM)
         ctl.wait(timeout=120)
         with sqlite3.connect(db) as con:
@@ -241,6 +264,8 @@ def run_case(
             "controller_cpu_s": ctl_cpu,
             "moto_cpu_s": moto_cpu,
             "moto_peak_rss_mib": moto_rss,
+            "reconcile_described_jobs": reconciled.get("described", 0.0),
+            "reconcile_held_jobs": reconciled.get("held", 0.0),
         }
     finally:
         moto.terminate()
@@ -294,6 +319,8 @@ def main() -> None:
                 f"controller peak RSS {r['peak_rss_mib']:.0f} MiB | drain {r['total_seconds']:.0f}s | "
                 f"CPU controller {r['controller_cpu_s']:.0f}s, moto {r['moto_cpu_s']:.0f}s "
                 f"(moto peak RSS {r['moto_peak_rss_mib']:.0f} MiB) | "
+                f"reconcile described {r['reconcile_described_jobs']:.0f} jobs, held back "
+                f"{r['reconcile_held_jobs']:.0f} (upstream active) | "
                 f"load average {load_before} before, {load_average()} after",
                 flush=True,
             )

@@ -51,6 +51,12 @@ class Metrics:
             "alignbatch_job_completions", "Finished jobs by step and outcome", ["step", "outcome"], registry=r
         )
         self.throttled = Counter("alignbatch_throttled_calls", "Throttled AWS API calls", ["api"], registry=r)
+        self.reconcile_jobs = Counter(
+            "alignbatch_reconcile_jobs",
+            "Active jobs per reconcile pass: described, or held (upstream still active, not described)",
+            ["outcome"],
+            registry=r,
+        )
         self.jobs = Gauge("alignbatch_jobs", "Jobs known to the ledger by state", ["state"], registry=r)
         self.queue_messages = Gauge(
             "alignbatch_queue_messages", "SQS messages by queue and kind", ["queue", "kind"], registry=r

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -68,6 +69,26 @@ class PollResult:
     received: int = 0
     acked: int = 0
     left: int = 0  # not acknowledged: malformed (left for redrive) or failed transiently
+
+
+def held_by_upstream(page: Sequence[JobRow]) -> dict[str, str]:
+    """Active jobs whose upstream job (same run, `depends_on`) is active in the same page: child job id
+    -> that upstream's job id. Batch holds such a child PENDING until its upstream ends, so describing it
+    sooner tells nothing; in a burst this skips about two thirds of DescribeJobs (every run has 2-3 jobs
+    and only the first can be past PENDING). An upstream on another page is not known to be active, so
+    its children are described as before."""
+    active = {(j.run_id, j.step): j.job_id for j in page if j.job_id}
+    runs = Counter(j.run_id for j in page if j.job_id)
+    held: dict[str, str] = {}
+    for job in page:
+        if not job.job_id or runs[job.run_id] < 2:
+            continue  # alone in its run: nothing upstream of it is active
+        for step in job.job_spec.depends_on:
+            upstream = active.get((job.run_id, step))
+            if upstream:
+                held[job.job_id] = upstream
+                break
+    return held
 
 
 class Controller:
@@ -426,23 +447,19 @@ class Controller:
             ids = {j.job_id: j for j in page if j.job_id}
             if not ids:
                 continue
-            statuses = self.executor.describe(list(ids))
+            held = held_by_upstream(page)
             changed_runs: set[str] = set()
-            now = time.time()
-            for job_id, job in ids.items():
-                status = statuses.get(job_id)
-                if status is None:
-                    submitted = job.submitted_at if job.submitted_at is not None else now
-                    if now - submitted < self.executor.missing_grace_seconds:
-                        continue
-                    if self._resolve_missing(job):
-                        changed_runs.add(job.run_id)
-                        changes += 1
-                    continue
-                if self._apply_status(job, status):
-                    changes += 1
-                    if status.state in ("SUCCEEDED", "FAILED"):
-                        changed_runs.add(job.run_id)
+            finished, n = self._describe_and_apply([j for i, j in ids.items() if i not in held], changed_runs)
+            changes += n
+            # Children whose upstream job finished in this very pass are described now (and theirs in
+            # turn, down the chain), so holding them back never delays noticing their own end.
+            while released := [child for child, parent in held.items() if parent in finished]:
+                for child in released:
+                    del held[child]
+                ended, n = self._describe_and_apply([ids[c] for c in released], changed_runs)
+                finished |= ended
+                changes += n
+            self.metrics.reconcile_jobs.labels(outcome="held").inc(len(held))
             # A run's jobs may sit on different pages; _evaluate_run reads them all from the ledger and
             # does nothing until every one has finished, so evaluating per page is safe.
             for run_id in changed_runs:
@@ -450,6 +467,34 @@ class Controller:
         self._flush_table()
         self.metrics.loop_ok("reconcile")
         return changes
+
+    def _describe_and_apply(self, jobs: list[JobRow], changed_runs: set[str]) -> tuple[set[str], int]:
+        """One DescribeJobs round for `jobs`; record what changed. Returns the ids of jobs that are
+        no longer active (finished, or resolved after going missing) and the number of changes."""
+        if not jobs:
+            return set(), 0
+        self.metrics.reconcile_jobs.labels(outcome="described").inc(len(jobs))
+        statuses = self.executor.describe([j.job_id for j in jobs if j.job_id])
+        ended: set[str] = set()
+        changes = 0
+        now = time.time()
+        for job in jobs:
+            status = statuses.get(job.job_id or "")
+            if status is None:
+                submitted = job.submitted_at if job.submitted_at is not None else now
+                if now - submitted < self.executor.missing_grace_seconds:
+                    continue
+                if self._resolve_missing(job):
+                    changed_runs.add(job.run_id)
+                    ended.add(job.job_id or "")
+                    changes += 1
+                continue
+            if self._apply_status(job, status):
+                changes += 1
+                if status.state in ("SUCCEEDED", "FAILED"):
+                    changed_runs.add(job.run_id)
+                    ended.add(job.job_id or "")
+        return ended, changes
 
     def _apply_status(self, job: JobRow, status: JobStatus) -> bool:
         changed = self.ledger.update_job(

@@ -243,3 +243,68 @@ def test_reconcile_walks_active_jobs_a_page_at_a_time(tmp_path: Path, monkeypatc
     assert ctl.reconcile() == 5
     assert [len(b) for b in executor.batches] == [2, 2, 1]
     assert sum(len(page) for page in ctl.ledger.job_pages(["RUNNING"])) == 5
+
+
+class _ScriptedExecutor(_HeldExecutor):
+    """Batch with a state per job id (default PENDING); records each DescribeJobs batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.states: dict[str, str] = {}
+
+    def describe(self, job_ids):
+        self.batches.append(sorted(job_ids))
+        return {j: JobStatus(j, "n", self.states.get(j, "PENDING")) for j in job_ids}
+
+
+def test_reconcile_does_not_describe_jobs_held_by_an_active_upstream(tmp_path: Path) -> None:
+    executor = _ScriptedExecutor()
+    ctl = Controller(
+        local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
+        metrics=Metrics(),
+    )  # fmt: skip
+    for sample in ("a", "b"):
+        ctl.handle_event(ev(ctl, f"{sample}.bam"))
+    for run in ctl.ledger.runs():
+        sample = run.key.removesuffix(".bam")
+        for step in ("index", "alignstats", "summary"):
+            ctl.ledger.mark_submitted(run.run_id, step, f"{sample}-{step}")
+    executor.states = {"a-index": "RUNNING", "b-index": "RUNNING"}
+
+    ctl.reconcile()  # only the two index jobs can have moved: their children wait on them in Batch
+    assert executor.batches == [["a-index", "b-index"]]
+    sample = ctl.metrics.registry.get_sample_value
+    assert sample("alignbatch_reconcile_jobs_total", {"outcome": "described"}) == 2
+    assert sample("alignbatch_reconcile_jobs_total", {"outcome": "held"}) == 4
+
+    executor.batches.clear()
+    executor.states.update({"a-index": "SUCCEEDED", "a-alignstats": "RUNNING"})
+    ctl.reconcile()  # a's index ended in this pass: its child is described at once, the grandchild not
+    assert executor.batches == [["a-index", "b-index"], ["a-alignstats"]]
+
+    executor.batches.clear()
+    executor.states.update({"a-alignstats": "SUCCEEDED", "a-summary": "SUCCEEDED"})
+    executor.states.update({"b-index": "SUCCEEDED", "b-alignstats": "SUCCEEDED", "b-summary": "FAILED"})
+    ctl.reconcile()  # a whole chain that ended between two passes is seen in one pass
+    assert executor.batches == [["a-alignstats", "b-index"], ["a-summary", "b-alignstats"], ["b-summary"]]
+    states = {j.job_id: j.state for r in ctl.ledger.runs() for j in ctl.ledger.jobs_for_run(r.run_id)}
+    assert states["a-summary"] == "SUCCEEDED" and states["b-summary"] == "FAILED"
+
+
+def test_held_by_upstream_only_holds_children_of_an_upstream_active_in_the_same_page(
+    tmp_path: Path,
+) -> None:
+    executor = _ScriptedExecutor()
+    ctl = Controller(
+        local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
+        metrics=Metrics(),
+    )  # fmt: skip
+    ctl.handle_event(ev(ctl, "c.bam"))
+    [run] = ctl.ledger.runs()
+    for step in ("index", "alignstats", "summary"):
+        ctl.ledger.mark_submitted(run.run_id, step, f"c-{step}")
+    [page] = ctl.ledger.job_pages(["SUBMITTED"], 10)
+    assert service_module.held_by_upstream(page) == {"c-alignstats": "c-index", "c-summary": "c-alignstats"}
+    # The upstream on another page (or already ended): not known to be active, so nothing is held.
+    assert service_module.held_by_upstream([j for j in page if j.step != "alignstats"]) == {}
