@@ -77,7 +77,7 @@ def held_by_upstream(page: Sequence[JobRow]) -> dict[str, str]:
     sooner tells nothing; in a burst this skips about two thirds of DescribeJobs (every run has 2-3 jobs
     and only the first can be past PENDING). An upstream on another page is not known to be active, so
     its children are described as before."""
-    active = {(j.run_id, j.step): j.job_id for j in page if j.job_id}
+    active = {(j.run_id, j.step): j for j in page if j.job_id}
     runs = Counter(j.run_id for j in page if j.job_id)
     held: dict[str, str] = {}
     for job in page:
@@ -85,8 +85,10 @@ def held_by_upstream(page: Sequence[JobRow]) -> dict[str, str]:
             continue  # alone in its run: nothing upstream of it is active
         for step in job.job_spec.depends_on:
             upstream = active.get((job.run_id, step))
-            if upstream:
-                held[job.job_id] = upstream
+            # A child submitted before this upstream (a requeued upstream after a restart) does not
+            # depend on it in Batch: never hold it behind a job it does not wait for.
+            if upstream and upstream.job_id and (job.submitted_at or 0) >= (upstream.submitted_at or 0):
+                held[job.job_id] = upstream.job_id
                 break
     return held
 
@@ -486,8 +488,8 @@ class Controller:
                     continue
                 if self._resolve_missing(job):
                     changed_runs.add(job.run_id)
-                    ended.add(job.job_id or "")
                     changes += 1
+                ended.add(job.job_id or "")  # resolved, or requeued: this job id is no longer active
                 continue
             if self._apply_status(job, status):
                 changes += 1

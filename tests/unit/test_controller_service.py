@@ -308,3 +308,41 @@ def test_held_by_upstream_only_holds_children_of_an_upstream_active_in_the_same_
     assert service_module.held_by_upstream(page) == {"c-alignstats": "c-index", "c-summary": "c-alignstats"}
     # The upstream on another page (or already ended): not known to be active, so nothing is held.
     assert service_module.held_by_upstream([j for j in page if j.step != "alignstats"]) == {}
+
+    # An upstream submitted after its child (requeued after a restart) is not what the child waits on.
+    ctl.handle_event(ev(ctl, "d.bam"))
+    [d] = [r for r in ctl.ledger.runs() if r.key == "d.bam"]
+    for step in ("alignstats", "summary"):
+        ctl.ledger.mark_submitted(d.run_id, step, f"d-{step}")
+    time.sleep(0.01)
+    ctl.ledger.mark_submitted(d.run_id, "index", "d-index")
+    [page] = ctl.ledger.job_pages(["SUBMITTED"], 10)
+    held = service_module.held_by_upstream([j for j in page if j.run_id == d.run_id])
+    assert held == {"d-summary": "d-alignstats"}
+
+
+class _ForgetfulExecutor(_ScriptedExecutor):
+    """A local executor after a controller restart: it knows none of the old job ids."""
+
+    requeue_missing = True
+    missing_grace_seconds = 0.0
+
+    def describe(self, job_ids):
+        self.batches.append(sorted(job_ids))
+        return {j: JobStatus(j, "n", self.states[j]) for j in job_ids if j in self.states}
+
+
+def test_jobs_the_executor_forgot_are_all_requeued_in_one_pass(tmp_path: Path) -> None:
+    executor = _ForgetfulExecutor()
+    ctl = Controller(
+        local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
+        metrics=Metrics(),
+    )  # fmt: skip
+    ctl.handle_event(ev(ctl, "r.bam"))
+    [run] = ctl.ledger.runs()
+    for step in ("index", "alignstats", "summary"):
+        ctl.ledger.mark_submitted(run.run_id, step, f"old-{step}")
+    ctl.reconcile()
+    # A requeued upstream releases its children in the same pass, so none waits a pass per step.
+    assert executor.batches == [["old-index"], ["old-alignstats"], ["old-summary"]]
+    assert [j.state for j in ctl.ledger.jobs_for_run(run.run_id)] == ["PLANNED"] * 3
