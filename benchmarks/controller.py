@@ -15,8 +15,10 @@ wait until every run has all its jobs submitted. Prints:
     same from controller start (all N objects are put before the controller starts)
   - controller peak RSS (VmHWM of the controller process), CPU seconds of controller and moto, and the
     load average before and after (the machine may be shared)
-  - how many active jobs reconcile described over the run and how many it held back because their
-    upstream job was still active (alignbatch_reconcile_jobs_total from the controller's /metrics)
+  - how many active jobs reconcile described until the last job was submitted, and how many it held
+    back because their upstream job was still active (alignbatch_reconcile_jobs_total from the
+    controller's /metrics, read before SIGTERM; moto's no-docker Batch ends every job at once, so there
+    everything held is released in the same pass)
 The SubmitJob rate is the token bucket's ([batch] submit_rate_per_second, --rate): Batch allows 50 TPS per
 account, so with 3 jobs per object that bucket, not the controller, bounds jobs/s in production.
 """
