@@ -99,6 +99,8 @@ class Metrics:
                 self.completions.labels(step=s, outcome=o)
         for st in JOB_GAUGE_STATES:
             self.jobs.labels(state=st).set(0)
+        for o in ("described", "held"):
+            self.reconcile_jobs.labels(outcome=o)
         self.oldest_runnable.set(0)
 
     def loop_ok(self, loop: str) -> None:
