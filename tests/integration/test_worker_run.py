@@ -310,3 +310,16 @@ def test_multipart_etag_without_parts_by_number_is_size_checked(s3, scratch: Pat
     down = [t for t in res.events("transfer") if t["direction"] == "download"]
     assert down[0]["verified"] == "size-only" and down[0]["bytes"] == len(data)
     assert out.read_bytes() == data
+
+
+def test_a_local_output_that_is_a_device_is_written_into_not_replaced(
+    scratch: Path, data_dir: Path, tmp_path: Path
+) -> None:
+    # `-o /dev/null` through a symlink (safe to run as root): the old rename-into-place replaced the
+    # link, and given /dev/null itself, the device node.
+    link = tmp_path / "null"
+    link.symlink_to("/dev/null")
+    res = run_worker(["--", "alignstats", "-C", "-i", str(data_dir / "i_edge.bam"), "-o", str(link)], scratch)
+    assert res.code == 0, res.stderr
+    assert link.is_symlink() and Path("/dev/null").is_char_device()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".null.")]  # no temp file left

@@ -77,3 +77,19 @@ def test_format_extra() -> None:
     with pytest.raises(UsageExit) as exc:
         parse_args(["--format", "xml", "-C"])
     assert exc.value.code == 64
+
+
+def test_a_failed_run_removes_a_partial_report_but_never_a_device(tmp_path, capsys) -> None:
+    from pathlib import Path
+
+    corrupt = Path(__file__).resolve().parents[1] / "data" / "h_corrupt_middle.bam"
+    report = tmp_path / "report.txt"
+    assert main(["-C", "-i", str(corrupt), "-o", str(report)]) == 65
+    assert not report.exists()  # no partial report for an uploader to pick up
+    # -o through a symlink to /dev/null: the old code unlinked the path it was given (as root, given
+    # /dev/null itself, that removed the device); the link must survive.
+    link = tmp_path / "null"
+    link.symlink_to("/dev/null")
+    assert main(["-C", "-i", str(corrupt), "-o", str(link)]) == 65
+    assert link.is_symlink()
+    assert "corrupt BAM block" in capsys.readouterr().err

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Sequence
 
@@ -125,7 +126,9 @@ def run(opts: Options) -> int:
                 raise ToolError(
                     f'[AlignStats ERROR] Failed to open output file "{opts.output}".', f"{exc.strerror}"
                 ) from None
-            created_output = True
+            # Only a regular file is removed on failure. `-o /dev/null`, a FIFO or /dev/stdout must be
+            # left alone: unlinking /dev/null as root replaced the device with a file for everyone.
+            created_output = stat.S_ISREG(os.fstat(out_fh.fileno()).st_mode)
         else:
             print("[AlignStats WARNING] No output file specified, using stdout for report.", file=sys.stderr)
         _info(opts, "Files opened successfully.")
