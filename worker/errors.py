@@ -49,6 +49,12 @@ class AccessDenied(WorkerError):
     exit_code = ExitCode.PERMISSION
 
 
+class ConfigError(WorkerError):
+    """The AWS configuration (config/credentials file, profile) cannot be used as it is."""
+
+    exit_code = ExitCode.CONFIG
+
+
 class TransientIOError(WorkerError):
     """Network/S3 trouble that survived botocore's retries; another attempt may well succeed."""
 

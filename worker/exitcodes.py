@@ -18,6 +18,7 @@ class ExitCode(IntEnum):
     SCRATCH_FULL = 73  # the scratch volume cannot hold the staged inputs (EX_CANTCREAT)
     TRANSIENT_IO = 75  # S3/network error, throttling, checksum mismatch after retries (EX_TEMPFAIL)
     PERMISSION = 77  # access denied to an object or file (EX_NOPERM)
+    CONFIG = 78  # the AWS configuration cannot be used: unparsable config file, unknown profile (EX_CONFIG)
     INTERNAL = 70  # a bug in the worker itself (EX_SOFTWARE)
     INTERRUPTED = 143  # SIGTERM (Batch terminate, Spot reclaim): tool stopped, uploads aborted
     INTERRUPTED_SIGINT = 130

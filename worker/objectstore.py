@@ -145,9 +145,17 @@ def default_s3_client() -> Any:
         if client is None:
             # botocore's session directly: boto3's would add ~0.1 s of imports (resources, injected
             # helpers) to every worker start and nothing the worker uses.
+            import botocore.exceptions as bex
             import botocore.session
 
-            client = botocore.session.get_session().create_client("s3", config=client_config())
+            try:
+                client = botocore.session.get_session().create_client("s3", config=client_config())
+            except (bex.ConfigParseError, bex.ProfileNotFound, bex.InvalidConfigError) as exc:
+                from worker.errors import ConfigError
+
+                raise ConfigError(
+                    f"AWS configuration: {exc}; fix the file or unset AWS_CONFIG_FILE / AWS_PROFILE"
+                ) from None
             _clients[env_key] = client
         return client
 

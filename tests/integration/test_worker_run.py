@@ -323,3 +323,16 @@ def test_a_local_output_that_is_a_device_is_written_into_not_replaced(
     assert res.code == 0, res.stderr
     assert link.is_symlink() and Path("/dev/null").is_char_device()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".null.")]  # no temp file left
+
+
+def test_an_unusable_aws_config_is_a_config_error_not_an_internal_one(  # type: ignore[no-untyped-def]
+    s3, scratch: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "aws config"
+    bad.write_text("this is not an ini file\n")
+    args = ["--", "alignstats", "-C", "-i", "s3://inbox/x.bam", "-o", "s3://results/x.json"]
+    res = run_worker(args, scratch, AWS_CONFIG_FILE=str(bad))
+    assert res.code == 78, res.stderr
+    assert "AWS configuration" in res.last["error"] and str(bad) in res.last["error"]
+    res = run_worker(args, scratch, AWS_PROFILE="no-such-profile")
+    assert res.code == 78 and "no-such-profile" in res.last["error"], res.stderr
