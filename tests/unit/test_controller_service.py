@@ -258,18 +258,28 @@ class _ScriptedExecutor(_HeldExecutor):
         return {j: JobStatus(j, "n", self.states.get(j, "PENDING")) for j in job_ids}
 
 
-def test_reconcile_does_not_describe_jobs_held_by_an_active_upstream(tmp_path: Path) -> None:
-    executor = _ScriptedExecutor()
-    ctl = Controller(
+def _scripted_controller(tmp_path: Path, executor: _HeldExecutor) -> Controller:
+    return Controller(
         local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
         metrics=Metrics(),
     )  # fmt: skip
+
+
+def _submit_run(ctl: Controller, key: str, prefix: str, steps=("index", "alignstats", "summary")) -> str:
+    """Plan a run for `key` and mark its `steps` submitted, in that order, as job ids `<prefix>-<step>`."""
+    if not [r for r in ctl.ledger.runs() if r.key == key]:
+        ctl.handle_event(ev(ctl, key))
+    [run] = [r for r in ctl.ledger.runs() if r.key == key]
+    for step in steps:
+        ctl.ledger.mark_submitted(run.run_id, step, f"{prefix}-{step}")
+    return run.run_id
+
+
+def test_reconcile_does_not_describe_jobs_held_by_an_active_upstream(tmp_path: Path) -> None:
+    executor = _ScriptedExecutor()
+    ctl = _scripted_controller(tmp_path, executor)
     for sample in ("a", "b"):
-        ctl.handle_event(ev(ctl, f"{sample}.bam"))
-    for run in ctl.ledger.runs():
-        sample = run.key.removesuffix(".bam")
-        for step in ("index", "alignstats", "summary"):
-            ctl.ledger.mark_submitted(run.run_id, step, f"{sample}-{step}")
+        _submit_run(ctl, f"{sample}.bam", sample)
     executor.states = {"a-index": "RUNNING", "b-index": "RUNNING"}
 
     ctl.reconcile()  # only the two index jobs can have moved: their children wait on them in Batch
@@ -296,28 +306,19 @@ def test_held_by_upstream_only_holds_children_of_an_upstream_active_in_the_same_
     tmp_path: Path,
 ) -> None:
     executor = _ScriptedExecutor()
-    ctl = Controller(
-        local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
-        metrics=Metrics(),
-    )  # fmt: skip
-    ctl.handle_event(ev(ctl, "c.bam"))
-    [run] = ctl.ledger.runs()
-    for step in ("index", "alignstats", "summary"):
-        ctl.ledger.mark_submitted(run.run_id, step, f"c-{step}")
+    ctl = _scripted_controller(tmp_path, executor)
+    _submit_run(ctl, "c.bam", "c")
     [page] = ctl.ledger.job_pages(["SUBMITTED"], 10)
     assert service_module.held_by_upstream(page) == {"c-alignstats": "c-index", "c-summary": "c-alignstats"}
     # The upstream on another page (or already ended): not known to be active, so nothing is held.
     assert service_module.held_by_upstream([j for j in page if j.step != "alignstats"]) == {}
 
     # An upstream submitted after its child (requeued after a restart) is not what the child waits on.
-    ctl.handle_event(ev(ctl, "d.bam"))
-    [d] = [r for r in ctl.ledger.runs() if r.key == "d.bam"]
-    for step in ("alignstats", "summary"):
-        ctl.ledger.mark_submitted(d.run_id, step, f"d-{step}")
+    d = _submit_run(ctl, "d.bam", "d", steps=("alignstats", "summary"))
     time.sleep(0.01)
-    ctl.ledger.mark_submitted(d.run_id, "index", "d-index")
+    _submit_run(ctl, "d.bam", "d", steps=("index",))
     [page] = ctl.ledger.job_pages(["SUBMITTED"], 10)
-    held = service_module.held_by_upstream([j for j in page if j.run_id == d.run_id])
+    held = service_module.held_by_upstream([j for j in page if j.run_id == d])
     assert held == {"d-summary": "d-alignstats"}
 
 
@@ -334,15 +335,9 @@ class _ForgetfulExecutor(_ScriptedExecutor):
 
 def test_jobs_the_executor_forgot_are_all_requeued_in_one_pass(tmp_path: Path) -> None:
     executor = _ForgetfulExecutor()
-    ctl = Controller(
-        local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
-        metrics=Metrics(),
-    )  # fmt: skip
-    ctl.handle_event(ev(ctl, "r.bam"))
-    [run] = ctl.ledger.runs()
-    for step in ("index", "alignstats", "summary"):
-        ctl.ledger.mark_submitted(run.run_id, step, f"old-{step}")
+    ctl = _scripted_controller(tmp_path, executor)
+    run_id = _submit_run(ctl, "r.bam", "old")
     ctl.reconcile()
     # A requeued upstream releases its children in the same pass, so none waits a pass per step.
     assert executor.batches == [["old-index"], ["old-alignstats"], ["old-summary"]]
-    assert [j.state for j in ctl.ledger.jobs_for_run(run.run_id)] == ["PLANNED"] * 3
+    assert [j.state for j in ctl.ledger.jobs_for_run(run_id)] == ["PLANNED"] * 3
