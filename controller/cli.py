@@ -354,8 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # boto/IO trouble reaching AWS: one line, transient
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from worker.errors import WorkerError
+        from worker.errors import WorkerError, aws_config_error
 
+        # A bad AWS config file or profile is configuration, not a transient error: do not retry it.
+        if (config_error := aws_config_error(exc)) is not None:
+            return _fail(str(config_error), EXIT_CONFIG)
         if isinstance(exc, BotoCoreError | ClientError | WorkerError | OSError):
             return _fail(f"{type(exc).__name__}: {exc}", EXIT_TRANSIENT)
         raise

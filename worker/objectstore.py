@@ -145,17 +145,16 @@ def default_s3_client() -> Any:
         if client is None:
             # botocore's session directly: boto3's would add ~0.1 s of imports (resources, injected
             # helpers) to every worker start and nothing the worker uses.
-            import botocore.exceptions as bex
             import botocore.session
+
+            from worker.errors import aws_config_error
 
             try:
                 client = botocore.session.get_session().create_client("s3", config=client_config())
-            except (bex.ConfigParseError, bex.ProfileNotFound, bex.InvalidConfigError) as exc:
-                from worker.errors import ConfigError
-
-                raise ConfigError(
-                    f"AWS configuration: {exc}; fix the file or unset AWS_CONFIG_FILE / AWS_PROFILE"
-                ) from None
+            except Exception as exc:
+                if (config_error := aws_config_error(exc)) is not None:
+                    raise config_error from None
+                raise
             _clients[env_key] = client
         return client
 

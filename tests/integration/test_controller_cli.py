@@ -86,3 +86,21 @@ def test_usage_and_config_errors(tmp_path: Path) -> None:
     assert out.returncode == 78 and "not found" in out.stderr
     out = cli("status", "--local", str(tmp_path / "empty"))
     assert out.returncode == 78 and "no ledger" in out.stderr
+
+
+def test_an_unusable_aws_config_is_a_config_error_not_a_transient_one(tmp_path: Path) -> None:
+    # A bad config file or profile cannot fix itself: 78 (no retry), not 75 (systemd restarts forever).
+    toml = tmp_path / "aws.toml"
+    toml.write_text(
+        '[aws]\nregion = "us-east-1"\n'
+        '[queue]\nurl = "https://sqs.us-east-1.amazonaws.com/123456789012/inbox"\n'
+        '[storage]\ninbox_bucket = "inbox"\nresults_bucket = "results"\n'
+        '[batch]\njob_queue = "q"\njob_definition_index = "a"\njob_definition_alignstats = "b"\n'
+        'job_definition_summary = "c"\n'
+        f'[state]\nledger_path = "{tmp_path / "state.db"}"\n'
+    )
+    bad = tmp_path / "aws-config"
+    bad.write_text("not an ini file\n")
+    out = cli("run", "--config", str(toml), env={"AWS_CONFIG_FILE": str(bad)}, timeout=60)
+    assert out.returncode == 78, out.stderr
+    assert "AWS configuration" in out.stderr and str(bad) in out.stderr and "Traceback" not in out.stderr
