@@ -19,6 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from controller.sources.local_inbox import LocalInboxSource
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def drain(count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="alignbatch-inbox-") as tmp:
         inbox = Path(tmp)
@@ -29,32 +34,21 @@ def drain(count: int) -> None:
             path.write_bytes(b"x")
             os.utime(path, (old, old))
         src = LocalInboxSource(inbox, settle_seconds=1.0, poll_seconds=0)
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
+        cpu0, started = _cpu_seconds(), time.perf_counter()
         handed = 0
-        while True:
-            batch = src.receive(10)
-            if not batch:
-                break
+        while batch := src.receive(10):
             src.ack(batch)
             handed += len(batch)
-        wall = time.perf_counter() - started
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-        walks = getattr(src, "walks", "n/a")
-        print(f"{count:>7} files: handed out {handed} in {wall:.2f} s (CPU {cpu:.2f} s), inbox walks {walks}")
+        wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu0
+        print(f"{count:>7} files: handed out {handed} in {wall:.2f} s (CPU {cpu:.2f} s), walks {src.walks}")
         # Then idle, as the daemon polls it (poll_seconds=1): what a large settled inbox costs per second.
         src.poll_seconds = 1.0
-        walks0 = getattr(src, "walks", 0)
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
+        walks0, cpu0, started = src.walks, _cpu_seconds(), time.perf_counter()
         while time.perf_counter() - started < 5:
             src.receive(10)
-        idle = time.perf_counter() - started
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-        idle_walks = (getattr(src, "walks", 0) - walks0) / idle if hasattr(src, "walks") else float("nan")
-        print(f"{'':>15}idle: {cpu / idle * 1000:.0f} ms CPU per second, {idle_walks:.1f} walks per second")
+        idle, cpu = time.perf_counter() - started, _cpu_seconds() - cpu0
+        per_s = (src.walks - walks0) / idle
+        print(f"{'':>15}idle: {cpu / idle * 1000:.0f} ms CPU per second, {per_s:.1f} walks per second")
 
 
 def main() -> int:

@@ -26,6 +26,11 @@ from controller.events import ObjectEvent, s3_notification_body
 from controller.sources.base import Message
 
 
+def _etag(st: os.stat_result) -> str:
+    """A file version's identity, in the place of S3's ETag: a rewrite changes mtime or size."""
+    return f"{st.st_mtime_ns}-{st.st_size}"
+
+
 class LocalInboxSource:
     kind = "local"
 
@@ -63,7 +68,7 @@ class LocalInboxSource:
                 except FileNotFoundError:
                     continue
                 key = prefix + fname
-                etag = f"{st.st_mtime_ns}-{st.st_size}"
+                etag = _etag(st)
                 present.add((key, etag))
                 if (key, etag) in self._seen or (key, etag) in self._in_flight:
                     continue
@@ -92,7 +97,7 @@ class LocalInboxSource:
             st = (self.inbox / ev.key).stat()
         except FileNotFoundError:
             return False
-        return f"{st.st_mtime_ns}-{st.st_size}" == ev.etag
+        return _etag(st) == ev.etag
 
     def _take(self, max_messages: int) -> list[ObjectEvent]:
         events: list[ObjectEvent] = []
