@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.moto_fast_sqs import SHIM_SUMMARY  # noqa: E402
 from benchmarks.procstat import memory  # noqa: E402
 from tests.conftest import FAKE_ENV, free_port  # noqa: E402
+from tests.e2e.harness import metric_sum, parse_metrics  # noqa: E402
 from tests.integration.test_controller_aws import create_aws_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -135,19 +136,13 @@ def send_direct(env: Any, n: int, put_times: dict[str, float]) -> None:
 def reconcile_counts(port: int) -> dict[str, float]:
     """alignbatch_reconcile_jobs_total by outcome, from the controller's /metrics: how many active jobs
     reconcile described over the run, and how many it held back (upstream still active)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     except OSError:
         return {}
-    return {
-        s.labels["outcome"]: s.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "alignbatch_reconcile_jobs"
-        for s in family.samples
-        if s.name.endswith("_total")
-    }
+    metrics = parse_metrics(text)
+    name = "alignbatch_reconcile_jobs_total"
+    return {o: metric_sum(metrics, name, outcome=o) for o in ("described", "held")}
 
 
 def run_case(
