@@ -9,9 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-THROTTLE_CODES = frozenset(
-    {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded", "SlowDown"}
-)
+from core.awserrors import AwsFailure, classify_code
 
 
 def aws_client(
@@ -41,7 +39,7 @@ def count_throttles(client: Any, on_throttle: Callable[[str], None]) -> None:
         parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else None
         code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
         status = getattr(response[0], "status_code", None) if isinstance(response, tuple) else None
-        if code in THROTTLE_CODES or status == 429:
+        if classify_code(str(code or ""), int(status or 0)) is AwsFailure.THROTTLED:
             on_throttle(operation.name)
 
     client.meta.events.register_first("needs-retry.*", handler)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from controller.config import ControllerConfig
 from controller.events import ObjectEvent, ObjectKind, classify_key
-from worker.objectstore import ObjectInfo, store_for
-from worker.uris import LocationError, parse_location
+from core.locations import LocationError, parse_location
+from core.objectstore import ObjectInfo, store_for
 
 
 class Progress:

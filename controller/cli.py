@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import ConfigError, ControllerConfig, load_config, local_config, validate_aws
-from worker.logs import LOG_LEVELS
+from core.logs import LOG_LEVELS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TRANSIENT, EXIT_CONFIG = 0, 1, 2, 75, 78
 
@@ -52,7 +52,7 @@ def _config_from(args: argparse.Namespace) -> ControllerConfig:
 
 
 def _configure_logging(level: str, log_format: str = "json") -> None:
-    from worker.logs import configure_logging, wants_json
+    from core.logs import configure_logging, wants_json
 
     json_lines = wants_json(log_format, sys.stdout)
     configure_logging(stream=sys.stdout, level=level, json=json_lines, service="alignbatch-controller")
@@ -101,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _configure_logging(level, args.log_format)
     from controller.config import warnings
-    from worker.logs import get_logger
+    from core.logs import get_logger
 
     for warning in warnings(cfg):
         get_logger(component="config").warning("config.warning", detail=warning)
@@ -354,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # boto/IO trouble reaching AWS: one line, transient
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from worker.errors import WorkerError, aws_config_error
+        from core.awserrors import aws_config_error
+        from core.errors import WorkerError
 
         # A bad AWS config file or profile is configuration, not a transient error: do not retry it.
         if (config_error := aws_config_error(exc)) is not None:

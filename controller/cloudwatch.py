@@ -145,7 +145,7 @@ class TeeStream:
 def install_cloudwatch_shipping(cfg: ControllerConfig, *, level: str | None = None) -> CloudWatchShipper:
     """Point the controller's structlog output (JSON lines) at stdout + CloudWatch; `level` overrides
     the config's (run --log-level)."""
-    from worker.logs import configure_logging
+    from core.logs import configure_logging
 
     stream = cfg.logging.cloudwatch_stream or f"controller/{socket.gethostname()}/{os.getpid()}"
     shipper = CloudWatchShipper(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from worker.logs import LOG_LEVELS
+from core.logs import LOG_LEVELS
 
 
 class ConfigError(ValueError):

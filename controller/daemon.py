@@ -32,7 +32,7 @@ from controller.service import Controller
 from controller.sources.base import EventSource
 from controller.stopflag import StopFlag
 from controller.systemd import notify, watchdog_interval
-from worker.logs import get_logger
+from core.logs import get_logger
 
 # How soon the main thread notices a stop request (the signal handler only raises a flag).
 STOP_CHECK_SECONDS = 0.2

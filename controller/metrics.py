@@ -22,7 +22,7 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
-from worker.version import __version__
+from core.version import __version__
 
 EVENT_OUTCOMES = ("accepted", "duplicate", "ignored", "index_recorded", "test_event", "malformed")
 RUN_OUTCOMES = ("created", "succeeded", "failed")

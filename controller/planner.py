@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Literal
 
 from controller.config import PipelineOptions, Tier
-from worker.uris import Location, LocationError, parse_location
+from core.locations import Location, LocationError, parse_location
 
 Step = Literal["index", "alignstats", "summary"]
 STEPS: tuple[Step, ...] = ("index", "alignstats", "summary")

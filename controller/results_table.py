@@ -14,8 +14,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from worker.objectstore import ObjectStore
-from worker.uris import parse_location
+from core.locations import parse_location
+from core.objectstore import ObjectStore
 
 PROVENANCE_COLUMNS: tuple[str, ...] = (
     "sample",

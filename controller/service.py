@@ -54,11 +54,11 @@ from controller.planner import (
 from controller.results_table import write_table
 from controller.sources.base import EventSource, Message
 from controller.stopflag import StopFlag
-from worker.errors import AccessDenied, WorkerError
-from worker.logs import get_logger
-from worker.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
-from worker.uris import Location, LocationError, parse_location
-from worker.version import __version__
+from core.errors import AccessDenied, WorkerError
+from core.locations import Location, LocationError, parse_location
+from core.logs import get_logger
+from core.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from core.version import __version__
 
 # Jobs per ledger page in the reconcile and RUNNABLE walks: ten DescribeJobs calls' worth, about 1 MB.
 ACTIVE_JOB_PAGE = 1000

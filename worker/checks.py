@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from worker.errors import BadInput, UsageError
+from core.errors import BadInput, UsageError
 from worker.tools import ParsedCommand
 
 # The empty BGZF block every complete BAM (and bgzipped file) ends with (SAM spec §4.1.2).

@@ -1,6 +1,6 @@
 """`alignbatch-worker [options] -- TOOL ARGS...`: run a tool on s3:// or local files.
 
-Exit status: the tool's own code when it ran and failed; otherwise one of worker.exitcodes (64 usage,
+Exit status: the tool's own code when it ran and failed; otherwise one of core.exitcodes (64 usage,
 65 bad input, 66 input missing, 70 internal, 73 scratch full, 75 transient I/O, 77 permission,
 143 SIGTERM, 130 SIGINT). 73 and 75 are worth a retry. stderr carries JSON log lines only.
 """
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
-from worker.errors import Interrupted, UsageError, WorkerError
-from worker.exitcodes import ExitCode, is_retryable
-from worker.logs import LOG_LEVELS, configure_logging
+from core.errors import Interrupted, UsageError, WorkerError
+from core.exitcodes import ExitCode, is_retryable
+from core.logs import LOG_LEVELS, configure_logging
+from core.version import __version__
 from worker.run import WorkerOptions, WorkerRun
-from worker.version import __version__
 
 
 def peak_rss_mb() -> float:

@@ -12,9 +12,9 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-from worker.errors import UsageError
+from core.errors import UsageError
+from core.programs import find_program
 
 _VERSION_RE = re.compile(r"\bv?(\d+\.\d+(?:\.\d+)?[\w.\-+]*)")
 
@@ -28,19 +28,6 @@ class Engine:
     @property
     def path(self) -> str:
         return self.argv[-1] if self.argv[0] == sys.executable else self.argv[0]
-
-
-def find_program(name: str) -> str | None:
-    """`name` on PATH, else beside this interpreter.
-
-    `make demo` and systemd run `.venv/bin/alignbatch-controller` without activating the virtualenv, so
-    its console scripts (alignbatch-worker, -index, -summary, -alignstats) are not on PATH for the jobs.
-    """
-    found = shutil.which(name)
-    if found:
-        return found
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
 def _builtin_alignstats() -> tuple[str, ...]:
@@ -79,7 +66,7 @@ def resolve_engine(tool: str) -> Engine:
 
 
 def _builtin_version() -> str:
-    from worker.version import __version__
+    from core.version import __version__
 
     return f"alignbatch {__version__} (alignstats 0.11 compatible)"
 

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from core.errors import BadInput, ObjectMissing, UsageError, WorkerError
+from core.exitcodes import ExitCode
+from core.objectstore import replace_into
 from worker import checks
-from worker.errors import BadInput, ObjectMissing, UsageError, WorkerError
-from worker.exitcodes import ExitCode
-from worker.objectstore import replace_into
 
 INDEX_SUFFIX = {"bam": (".bai", ".csi"), "cram": (".crai",)}
 

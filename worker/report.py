@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from worker.errors import InternalError
+from core.errors import InternalError
 
 _NAME_RE = re.compile(rb'^(?P<indent>[ \t]*)"InputFileName": .*?(?P<comma>,?)[ \t]*$', re.MULTILINE)
 _SIZE_RE = re.compile(rb'^(?P<indent>[ \t]*)"InputFileSize": \d+(?P<comma>,?)[ \t]*$', re.MULTILINE)

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.errors import BadInput, ObjectMissing, TransientIOError, UsageError, WorkerError
+from core.locations import Location, LocationError, parse_location
+from core.objectstore import LocalObjectStore, ObjectInfo, S3ObjectStore, translate_error
+from core.version import __version__
 from worker import checks
 from worker.engines import Engine, resolve_engine
-from worker.errors import BadInput, ObjectMissing, TransientIOError, UsageError, WorkerError
-from worker.objectstore import LocalObjectStore, ObjectInfo, S3ObjectStore, translate_error
 from worker.report import rewrite_input_fields
 from worker.staging import Scratch, create_scratch, ensure_space, safe_name, scratch_base
 from worker.tools import Kind, ParsedCommand, Role, Slot, companion_suffixes, fasta_companions, parse_command
@@ -42,8 +44,6 @@ from worker.transfer import (
     copy_local,
     expectation_for,
 )
-from worker.uris import Location, LocationError, parse_location
-from worker.version import __version__
 
 Mode = Literal["auto", "stage", "stream"]
 PROBE_BYTES = 1024 * 1024  # first read of a streamed input for the header check; grows if needed
@@ -289,7 +289,7 @@ class WorkerRun:
                 raise BadInput(f"{what} {display} is a directory, not a file")
             raise ObjectMissing(f"{what} {display} does not exist")
         if not os.access(loc.path, os.R_OK):
-            from worker.errors import AccessDenied
+            from core.errors import AccessDenied
 
             raise AccessDenied(f"{what} {display} is not readable (permission denied)")
         return Input(loc, info, display, local_path=loc.path)

@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.errors import ScratchFull, UsageError
+from core.errors import ScratchFull, UsageError
 
 _UNSAFE = re.compile(r"[\x00-\x1f/\\]")
 _MAX_NAME_BYTES = 200

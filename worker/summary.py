@@ -21,9 +21,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.errors import BadInput, UsageError, WorkerError
-from worker.exitcodes import ExitCode
-from worker.version import __version__
+from core.errors import BadInput, UsageError, WorkerError
+from core.exitcodes import ExitCode
+from core.version import __version__
 
 # Keys every alignstats v0.11 report starts with (ALIGNSTATS.md §3: InputFileName, InputFileSize, then
 # the five filter counters, always present).
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) and int(ExitCode.USAGE)
     try:
-        from worker.objectstore import store_for
-        from worker.uris import LocationError, parse_location
+        from core.locations import LocationError, parse_location
+        from core.objectstore import store_for
 
         try:
             report_loc = parse_location(args.report)

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from worker.errors import UsageError
-from worker.uris import Location, LocationError, looks_remote, parse_location
+from core.errors import UsageError
+from core.locations import Location, LocationError, looks_remote, parse_location
 
 
 class Role(StrEnum):

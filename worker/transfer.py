@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker.errors import ChecksumMismatch, InternalError, TransientIOError, WorkerError
-from worker.objectstore import ObjectInfo, default_s3_client, replace_into, sse_arguments, translate_error
-from worker.uris import Location
+from core.awserrors import AwsFailure, classify
+from core.errors import ChecksumMismatch, InternalError, TransientIOError, WorkerError
+from core.locations import Location
+from core.objectstore import ObjectInfo, default_s3_client, replace_into, sse_arguments, translate_error
 
 MIB = 1024 * 1024
 
@@ -948,13 +949,8 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _download_error(exc: BaseException, loc: Location) -> WorkerError:
-    from botocore.exceptions import ClientError
-
     exc = _unwrap(exc)
-    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
-        "PreconditionFailed",
-        "412",
-    ):
+    if classify(exc).failure is AwsFailure.PRECONDITION:
         return TransientIOError(f"download {loc}: the object changed while it was being read; retry")
     if type(exc).__name__ == "CancelledError":
         return TransientIOError(f"download {loc}: cancelled")

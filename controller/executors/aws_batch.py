@@ -15,9 +15,10 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from controller.aws import THROTTLE_CODES, aws_client, count_throttles
+from controller.aws import aws_client, count_throttles
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
 from controller.ratelimit import TokenBucket
+from core.awserrors import AwsFailure, classify
 
 DESCRIBE_BATCH = 100
 
@@ -82,14 +83,12 @@ class BatchExecutor:
         try:
             return getattr(self.client, api)(**kwargs)
         except ClientError as exc:
-            err = exc.response.get("Error", {})
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            code = str(err.get("Code", ""))
+            c = classify(exc)
             # 4xx other than throttling: Batch rejected the request itself (e.g. ClientException for a tag
             # or name it does not accept); the same request will never succeed.
-            permanent = 400 <= status < 500 and status != 429 and code not in THROTTLE_CODES
+            permanent = 400 <= c.status < 500 and c.failure is not AwsFailure.THROTTLED
             raise ExecutorError(
-                f"Batch {api} failed: {code}: {err.get('Message')}", permanent=permanent
+                f"Batch {api} failed: {c.code}: {c.message or None}", permanent=permanent
             ) from None
         except BotoCoreError as exc:
             raise ExecutorError(f"Batch {api} failed: {type(exc).__name__}: {exc}") from None

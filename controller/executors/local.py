@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
-from worker.engines import find_program
+from core.programs import find_program
 
 _FINAL = ("SUCCEEDED", "FAILED")
 

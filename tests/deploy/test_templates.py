@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from core.exitcodes import RETRYABLE, ExitCode
 from tests.deploy.conftest import CFN_DIR, ROOT, TEMPLATES, require_tool
-from worker.exitcodes import RETRYABLE, ExitCode
 
 EXPECTED_TEMPLATES = {"network.yaml", "storage.yaml", "batch.yaml", "controller.yaml", "workflow.yaml"}
 

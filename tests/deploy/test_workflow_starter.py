@@ -13,8 +13,8 @@ import pytest
 
 from controller.config import DEFAULT_TIERS, PipelineOptions
 from controller.planner import InputObject, PlanContext, plan_run
+from core.version import __version__
 from tests.deploy.stacks import apply_inbox_notification, create_stacks
-from worker.version import __version__
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 

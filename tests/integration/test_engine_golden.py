@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from core.exitcodes import ExitCode
 from worker.engine.cli import main
-from worker.exitcodes import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "golden"

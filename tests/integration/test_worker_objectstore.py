@@ -5,9 +5,9 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from worker.errors import ObjectMissing
-from worker.objectstore import S3ObjectStore
-from worker.uris import Location, parse_location
+from core.errors import ObjectMissing
+from core.locations import Location, parse_location
+from core.objectstore import S3ObjectStore
 
 
 @pytest.fixture()

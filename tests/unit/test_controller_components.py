@@ -124,7 +124,7 @@ class _Tty(io.StringIO):
 
 def test_log_format_auto_is_console_on_a_terminal_and_json_elsewhere() -> None:
     from controller.cli import build_parser
-    from worker.logs import wants_json
+    from core.logs import wants_json
 
     assert wants_json("auto", io.StringIO()) is True  # journald, pipes, files
     assert wants_json("auto", _Tty()) is False

@@ -20,7 +20,7 @@ from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.service import Controller
 from controller.sources.base import Message
-from worker.objectstore import LocalObjectStore
+from core.objectstore import LocalObjectStore
 
 
 @pytest.fixture()

@@ -21,7 +21,7 @@ import structlog
 from controller.config import local_config
 from controller.daemon import Daemon, build_controller
 from controller.metrics import Metrics
-from worker.logs import configure_logging
+from core.logs import configure_logging
 
 configure_logging(stream=sys.stdout)
 root = Path(sys.argv[1])

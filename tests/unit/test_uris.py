@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.uris import Location, LocationError, is_s3_uri, looks_remote, parse_location
+from core.locations import Location, LocationError, is_s3_uri, looks_remote, parse_location
 
 
 @pytest.mark.parametrize(

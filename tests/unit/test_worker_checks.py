@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import BadInput, UsageError
 from worker import checks
-from worker.errors import BadInput, UsageError
 from worker.tools import parse_command
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import UsageError
 from worker.engines import resolve_engine
-from worker.errors import UsageError
 
 
 def test_configured_binary_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from worker.errors import AccessDenied, ObjectMissing, TransientIOError
-from worker.exitcodes import ExitCode
-from worker.objectstore import LocalObjectStore, S3ObjectStore, sse_arguments, store_for, translate_error
-from worker.uris import Location, parse_location
+from core.errors import AccessDenied, ObjectMissing, TransientIOError
+from core.exitcodes import ExitCode
+from core.locations import Location, parse_location
+from core.objectstore import LocalObjectStore, S3ObjectStore, sse_arguments, store_for, translate_error
 
 
 def test_local_write_is_atomic_and_readable(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.errors import InternalError
+from core.errors import InternalError
 from worker.report import rewrite_input_fields
 
 

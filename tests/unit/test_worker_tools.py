@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import UsageError
+from core.errors import UsageError
 from worker.tools import Kind, Role, parse_command
 
 

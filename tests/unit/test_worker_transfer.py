@@ -9,7 +9,8 @@ import random
 import zlib
 from pathlib import Path
 
-from worker.objectstore import ObjectInfo
+from core.locations import Location
+from core.objectstore import ObjectInfo
 from worker.staging import Scratch, create_scratch, ensure_space, safe_name
 from worker.transfer import (
     Crc,
@@ -21,7 +22,6 @@ from worker.transfer import (
     make_digest,
     plan_spans,
 )
-from worker.uris import Location
 
 LOC = Location.s3("bkt", "x.bam")
 
@@ -140,7 +140,7 @@ def test_scratch_is_scoped_and_space_checked(tmp_path: Path, monkeypatch) -> Non
     assert s.root == tmp_path / "alignbatch" / "job-1" / "2"
     assert isinstance(s, Scratch)
     ensure_space(s, 1024, "x")
-    from worker.errors import ScratchFull
+    from core.errors import ScratchFull
 
     monkeypatch.setenv("ALIGNBATCH_SCRATCH_RESERVE_MIB", str(1 << 40))
     try:

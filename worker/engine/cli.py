@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from core.exitcodes import ExitCode
 from worker.engine.bed import BedFile, parse_bed, strtol
 from worker.engine.errors import BadInputError, EngineError, ToolError
-from worker.exitcodes import ExitCode
 
 VERSION = "0.11"
 # The banner is part of the compatibility contract (golden/cli_help.stderr.txt), so it names the HTSlib

@@ -8,7 +8,7 @@ crash it): one clear line naming the file and the fix, exit 65 (ExitCode.BAD_INP
 
 from __future__ import annotations
 
-from worker.exitcodes import ExitCode
+from core.exitcodes import ExitCode
 
 
 class EngineError(Exception):

@@ -6,7 +6,7 @@ prints `str(error)` and exits with `error.exit_code`; nothing below it prints tr
 
 from __future__ import annotations
 
-from worker.exitcodes import ExitCode
+from core.exitcodes import ExitCode
 
 
 class WorkerError(Exception):
@@ -53,20 +53,6 @@ class AwsConfigError(WorkerError):
     """The AWS configuration (config/credentials file, profile) cannot be used as it is."""
 
     exit_code = ExitCode.CONFIG
-
-
-def aws_config_error(exc: BaseException) -> AwsConfigError | None:
-    """botocore's "your AWS configuration cannot be used" failures as one error saying what to fix, or
-    None. Shared by the worker and the controller: retrying cannot fix a bad config file or profile."""
-    import botocore.exceptions as bex
-
-    if isinstance(exc, AwsConfigError):
-        return exc
-    if isinstance(exc, bex.ConfigParseError | bex.ProfileNotFound | bex.InvalidConfigError):
-        return AwsConfigError(
-            f"AWS configuration: {exc}; fix the file or unset AWS_CONFIG_FILE / AWS_PROFILE"
-        )
-    return None
 
 
 class TransientIOError(WorkerError):

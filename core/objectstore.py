@@ -4,7 +4,7 @@ Both the worker and the controller use it for small objects (reports, rows, tabl
 for existence checks. Bulk transfers of BAM/CRAM files go through `worker.transfer`, which uses
 s3transfer on the same client configuration.
 
-Errors are translated into `worker.errors` classes at this edge, so callers see one-line messages and
+Errors are translated into `core.errors` classes at this edge, so callers see one-line messages and
 exit codes, never botocore exceptions.
 """
 
@@ -21,8 +21,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from worker.errors import AccessDenied, BadInput, ObjectMissing, TransientIOError, WorkerError
-from worker.uris import Location
+from core.awserrors import AwsFailure, Classified, aws_config_error, classify, error_code
+from core.errors import (
+    AccessDenied,
+    BadInput,
+    ChecksumMismatch,
+    ObjectMissing,
+    TransientIOError,
+    WorkerError,
+)
+from core.locations import Location
 
 # Checksum algorithms S3 may return, in the order we prefer to verify them, with the response field name.
 CHECKSUM_FIELDS: tuple[tuple[str, str], ...] = (
@@ -31,41 +39,6 @@ CHECKSUM_FIELDS: tuple[tuple[str, str], ...] = (
     ("crc64nvme", "ChecksumCRC64NVME"),
     ("crc32c", "ChecksumCRC32C"),
     ("crc32", "ChecksumCRC32"),
-)
-
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchVersion"})
-_DENIED_CODES = frozenset(
-    {
-        "403",
-        "AccessDenied",
-        "Forbidden",
-        "AllAccessDisabled",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "InvalidToken",
-        "KMS.AccessDeniedException",
-        "KMS.DisabledException",
-        "AccountProblem",
-    }
-)
-_TRANSIENT_CODES = frozenset(
-    {
-        "500",
-        "502",
-        "503",
-        "504",
-        "InternalError",
-        "ServiceUnavailable",
-        "SlowDown",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "Throttling",
-        "ThrottlingException",
-        "BadDigest",
-        "XAmzContentSHA256Mismatch",
-        "KMS.ThrottlingException",
-    }
 )
 
 
@@ -147,8 +120,6 @@ def default_s3_client() -> Any:
             # helpers) to every worker start and nothing the worker uses.
             import botocore.session
 
-            from worker.errors import aws_config_error
-
             try:
                 client = botocore.session.get_session().create_client("s3", config=client_config())
             except Exception as exc:
@@ -161,40 +132,11 @@ def default_s3_client() -> Any:
 
 def translate_error(exc: BaseException, loc: Location | str, action: str) -> WorkerError:
     """Map a botocore/OS exception to a one-line WorkerError naming the object and the fix."""
-    from botocore import exceptions as bex
-
     where = str(loc)
     if isinstance(exc, WorkerError):
         return exc
-    if isinstance(exc, bex.ClientError):
-        err = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
-        code = str(err.get("Code", "")) or str(status)
-        msg = err.get("Message") or ""
-        detail = f": {msg}" if msg else ""
-        if code in _MISSING_CODES:
-            what = "bucket does not exist" if code == "NoSuchBucket" else "object does not exist"
-            return ObjectMissing(f"{action} {where}: {what} ({code}); check the bucket and key")
-        if code in _DENIED_CODES:
-            return AccessDenied(
-                f"{action} {where}: access denied ({code}{': ' + msg if msg else ''}); check the job role's "
-                "S3/KMS permissions"
-            )
-        if code == "InvalidObjectState":
-            return BadInput(f"{action} {where}: object is archived (InvalidObjectState); restore it first")
-        if code in _TRANSIENT_CODES or code.startswith("5"):
-            return TransientIOError(f"{action} {where}: S3 error after retries ({code}{detail})")
-        return TransientIOError(f"{action} {where}: S3 error {code}{detail}")
-    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
-        return AccessDenied(
-            f"{action} {where}: no AWS credentials found; set the job role or AWS_* variables"
-        )
-    if isinstance(exc, bex.FlexibleChecksumError):
-        from worker.errors import ChecksumMismatch
-
-        return ChecksumMismatch(f"{action} {where}: checksum of received bytes does not match ({exc})")
-    if isinstance(exc, bex.BotoCoreError):
-        return TransientIOError(f"{action} {where}: {type(exc).__name__}: {exc}")
+    if type(exc).__module__.startswith("botocore"):
+        return _translate_aws(classify(exc), where, action, exc)
     if isinstance(exc, FileNotFoundError):
         return ObjectMissing(f"{action} {where}: no such file")
     if isinstance(exc, PermissionError):
@@ -204,6 +146,34 @@ def translate_error(exc: BaseException, loc: Location | str, action: str) -> Wor
     if isinstance(exc, OSError):
         return TransientIOError(f"{action} {where}: {exc.strerror or exc}")
     return WorkerError(f"{action} {where}: unexpected {type(exc).__name__}: {exc}")
+
+
+def _translate_aws(c: Classified, where: str, action: str, exc: BaseException) -> WorkerError:
+    from botocore import exceptions as bex
+
+    detail = f": {c.message}" if c.message else ""
+    if isinstance(exc, bex.ClientError):
+        if c.failure is AwsFailure.MISSING:
+            what = "bucket does not exist" if c.code == "NoSuchBucket" else "object does not exist"
+            return ObjectMissing(f"{action} {where}: {what} ({c.code}); check the bucket and key")
+        if c.failure is AwsFailure.DENIED:
+            return AccessDenied(
+                f"{action} {where}: access denied ({c.code}{detail}); check the job role's S3/KMS permissions"
+            )
+        if c.failure is AwsFailure.ARCHIVED:
+            return BadInput(f"{action} {where}: object is archived (InvalidObjectState); restore it first")
+        if c.failure in (AwsFailure.TRANSIENT, AwsFailure.THROTTLED):
+            return TransientIOError(f"{action} {where}: S3 error after retries ({c.code}{detail})")
+        return TransientIOError(f"{action} {where}: S3 error {c.code}{detail}")
+    if c.failure is AwsFailure.DENIED:
+        return AccessDenied(
+            f"{action} {where}: no AWS credentials found; set the job role or AWS_* variables"
+        )
+    if c.failure is AwsFailure.CHECKSUM:
+        return ChecksumMismatch(f"{action} {where}: checksum of received bytes does not match ({exc})")
+    if c.failure is AwsFailure.CONFIG:
+        return aws_config_error(exc) or WorkerError(f"{action} {where}: {exc}")
+    return TransientIOError(f"{action} {where}: {type(exc).__name__}: {exc}")
 
 
 def sse_arguments(sse_kms_key_id: str | None) -> dict[str, str]:
@@ -246,8 +216,7 @@ class S3ObjectStore:
         try:
             resp = self.client.head_object(Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED")
         except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise translate_error(exc, loc, "head") from None
         except Exception as exc:
