@@ -45,9 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.moto_fast_sqs import SHIM_SUMMARY  # noqa: E402
 from benchmarks.procstat import memory  # noqa: E402
-from tests.conftest import FAKE_ENV, free_port  # noqa: E402
-from tests.e2e.harness import metric_sum, parse_metrics  # noqa: E402
-from tests.integration.test_controller_aws import create_aws_env  # noqa: E402
+from tests.support.aws_env import create_aws_env  # noqa: E402
+from tests.support.harness import metric_sum, parse_metrics  # noqa: E402
+from tests.support.moto import FAKE_ENV, free_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.harness import MotoBatch, metric_sum  # noqa: E402
-from tests.e2e.pipeline import Pipeline  # noqa: E402
-from tests.e2e.workload import drop_bams  # noqa: E402
+from tests.support.harness import MotoBatch, metric_sum  # noqa: E402
+from tests.support.pipeline import Pipeline  # noqa: E402
+from tests.support.workload import drop_bams  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

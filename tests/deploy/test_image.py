@@ -8,7 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.deploy.conftest import DEPLOY, require_tool
+from tests.support.deploy import DEPLOY, require_tool
 
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 ENTRYPOINT = DEPLOY / "docker" / "entrypoint.sh"

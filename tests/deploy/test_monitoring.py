@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port
-from tests.deploy.conftest import DEPLOY, ROOT, find_tool, require_tool
+from tests.support.deploy import DEPLOY, ROOT, find_tool, require_tool
+from tests.support.moto import free_port
 
 PROM_DIR = DEPLOY / "prometheus"
 RULES = PROM_DIR / "alignbatch.rules.yml"

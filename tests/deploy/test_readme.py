@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from tests.deploy.conftest import DEPLOY, ROOT
-from tests.deploy.stacks import LAYERS
+from tests.support.deploy import DEPLOY, ROOT
+from tests.support.stacks import LAYERS
 
 README = (DEPLOY / "README.md").read_text()
 

@@ -16,10 +16,17 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import FAKE_ENV, reset_moto
-from tests.deploy.conftest import DEPLOY, ROOT, find_tool
-from tests.deploy.stacks import LAYERS, Layer, apply_inbox_notification, create_stack, create_stacks
-from tests.deploy.test_templates import BATCH_OUTPUTS, STORAGE_OUTPUTS
+from tests.support.deploy import DEPLOY, ROOT, find_tool
+from tests.support.moto import FAKE_ENV, reset_moto
+from tests.support.stacks import (
+    BATCH_OUTPUTS,
+    LAYERS,
+    STORAGE_OUTPUTS,
+    Layer,
+    apply_inbox_notification,
+    create_stack,
+    create_stacks,
+)
 
 # moto warns once per resource type its CloudFormation skips (bucket/queue policies, SG egress rules).
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.deploy.conftest import ROOT, find_tool, require_tool
+from tests.support.deploy import ROOT, find_tool, require_tool
 
 UNIT = ROOT / "systemd" / "alignbatch-controller.service"
 ENV_EXAMPLE = ROOT / "systemd" / "alignbatch-controller.env.example"

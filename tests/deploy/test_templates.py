@@ -13,31 +13,10 @@ from typing import Any
 import pytest
 
 from core.exitcodes import RETRYABLE, ExitCode
-from tests.deploy.conftest import CFN_DIR, ROOT, TEMPLATES, require_tool
+from tests.support.deploy import CFN_DIR, ROOT, TEMPLATES, require_tool
+from tests.support.stacks import BATCH_OUTPUTS, STORAGE_OUTPUTS
 
 EXPECTED_TEMPLATES = {"network.yaml", "storage.yaml", "batch.yaml", "controller.yaml", "workflow.yaml"}
-
-# COMMON §4: the e2e tests and the controller's config renderer depend on these names.
-STORAGE_OUTPUTS = {
-    "InboxBucket",
-    "ResultsBucket",
-    "ReferenceBucket",
-    "InboxQueueUrl",
-    "InboxQueueArn",
-    "DeadLetterQueueUrl",
-    "KmsKeyArn",
-    "EcrRepositoryUri",
-    "JobLogGroup",
-    "ControllerLogGroup",
-}
-BATCH_OUTPUTS = {
-    "JobQueue",
-    "JobQueueOnDemand",
-    "JobDefinitionIndex",
-    "JobDefinitionAlignstats",
-    "JobDefinitionSummary",
-    "JobRoleArn",
-}
 
 # Actions IAM cannot scope to a resource; the only ones allowed on Resource "*".
 UNSCOPABLE_ACTIONS = {

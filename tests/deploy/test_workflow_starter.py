@@ -14,13 +14,13 @@ import pytest
 from controller.config import DEFAULT_TIERS, PipelineOptions
 from controller.planner import InputObject, PlanContext, plan_run
 from core.version import __version__
-from tests.deploy.stacks import apply_inbox_notification, create_stacks
+from tests.support.stacks import apply_inbox_notification, create_stacks
 
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 
 
 def _starter_code() -> str:
-    from tests.deploy.conftest import CFN_DIR, load_template
+    from tests.support.deploy import CFN_DIR, load_template
 
     template = load_template(CFN_DIR / "workflow.yaml")
     return str(template["Resources"]["Starter"]["Properties"]["Code"]["ZipFile"])

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import MotoBatch
-from tests.e2e.pipeline import Figures, Pipeline
+from tests.support.harness import MotoBatch
+from tests.support.pipeline import Figures, Pipeline
 
 
 @pytest.fixture(scope="session")

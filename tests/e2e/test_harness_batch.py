@@ -6,8 +6,8 @@ import sys
 import time
 from typing import Any
 
-from tests.e2e.harness import MotoBatch, create_batch_queue, wait_for
-from tests.e2e.localdocker import resolve_command, should_retry
+from tests.support.harness import MotoBatch, create_batch_queue, wait_for
+from tests.support.localdocker import resolve_command, should_retry
 
 PY = sys.executable
 

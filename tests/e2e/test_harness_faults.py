@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.faults import FaultInjector, FaultPlan, operation_of
-from tests.e2e.harness import MotoBatch, create_batch_queue
+from tests.support.faults import FaultInjector, FaultPlan, operation_of
+from tests.support.harness import MotoBatch, create_batch_queue
 
 
 def _env(method: str, path: str, query: str = "", **headers: str) -> dict[str, str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.pipeline import Figures, Pipeline
-from tests.e2e.workload import drop_bams, rng, seed
+from tests.support.pipeline import Figures, Pipeline
+from tests.support.workload import drop_bams, rng, seed
 
 
 def _kill_restart_cycle(

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.harness import MotoBatch, metric_sum
-from tests.e2e.pipeline import Figures, Pipeline
-from tests.e2e.workload import drop_bams, rng, seed
+from tests.support.harness import MotoBatch, metric_sum
+from tests.support.pipeline import Figures, Pipeline
+from tests.support.workload import drop_bams, rng, seed
 
 
 def _harvest(sqs: Any, url: str, expected: int) -> list[str]:

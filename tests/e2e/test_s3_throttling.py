@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.e2e.harness import metric_sum
-from tests.e2e.pipeline import Figures, Pipeline
-from tests.e2e.workload import drop_bams, seed
+from tests.support.harness import metric_sum
+from tests.support.pipeline import Figures, Pipeline
+from tests.support.workload import drop_bams, seed
 
 
 def test_throttled_batch_and_slow_s3(pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import MotoBatch, wait_for
-from tests.e2e.pipeline import Figures, Pipeline
+from tests.support.harness import MotoBatch, wait_for
+from tests.support.pipeline import Figures, Pipeline
 
 # [batch] missing_job_grace_seconds: how long a job may be absent from DescribeJobs before the
 # controller resolves it. Production keeps the 120 s default; the scenario shortens it so it fits CI.

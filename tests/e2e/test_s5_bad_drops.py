@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.e2e.harness import MotoBatch, metric_sum, wait_for
-from tests.e2e.pipeline import Figures, Pipeline
+from tests.support.harness import MotoBatch, metric_sum, wait_for
+from tests.support.pipeline import Figures, Pipeline
 
 GARBAGE = "this is not an S3 event {"
 

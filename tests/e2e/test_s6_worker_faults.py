@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import wait_for
-from tests.e2e.pipeline import Figures, Pipeline
+from tests.support.harness import wait_for
+from tests.support.pipeline import Figures, Pipeline
 
 
 def _job_events(pipe: Pipeline, job_id: str) -> list[dict[str, object]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.e2e.harness import wait_for
-from tests.e2e.pipeline import Figures, Pipeline
-from tests.e2e.workload import drop_bams
+from tests.support.harness import wait_for
+from tests.support.pipeline import Figures, Pipeline
+from tests.support.workload import drop_bams
 
 STOP_TIMEOUT = 30.0  # TimeoutStopSec of systemd/alignbatch-controller.service (default 90 s; we hold 30)
 

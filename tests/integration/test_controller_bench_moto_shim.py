@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import FAKE_ENV, free_port
+from tests.support.moto import FAKE_ENV, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.support.moto import free_port
 
 BIN = Path(sys.executable).parent
 CONTROLLER = str(BIN / "alignbatch-controller")

@@ -24,7 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.integration.worker_helpers import (
+from tests.support.worker_helpers import (
     PART_BYTES,
     VENV_BIN,
     parse_logs,

@@ -10,7 +10,7 @@ import boto3
 import pysam
 import pytest
 
-from tests.integration.worker_helpers import run_worker
+from tests.support.worker_helpers import run_worker
 
 KEY = "dir/sample one ü.bam"  # spaces and unicode in keys must just work
 URI = f"s3://inbox/{KEY}"
@@ -297,7 +297,7 @@ def test_multipart_etag_without_parts_by_number_is_size_checked(s3, scratch: Pat
     """moto ignores ?partNumber= (S3 and seaweedfs serve the part): the worker notices the whole object
     coming back, fetches ranges instead and verifies the size only. The part-by-part MD5 check itself
     runs in test_worker_faults against a proxy that serves parts as S3 does."""
-    from tests.integration.worker_helpers import upload_multipart_without_checksum
+    from tests.support.worker_helpers import upload_multipart_without_checksum
 
     data = bytes(range(256)) * (12 * 1024 * 1024 // 256 + 7)
     upload_multipart_without_checksum("inbox", "mp.bin", data)

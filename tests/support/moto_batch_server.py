@@ -1,6 +1,6 @@
 """The e2e AWS stand-in: one moto server process whose Batch really runs jobs, behind fault injection.
 
-    python -m tests.e2e.moto_batch_server --ready-file FILE [--scratch DIR] [--max-concurrent N]
+    python -m tests.support.moto_batch_server --ready-file FILE [--scratch DIR] [--max-concurrent N]
 
 It listens on three loopback ports sharing one moto state, so faults can be aimed at one party:
 `clean` (the test harness itself: set-up and assertions never see a fault), `controller` (the controller
@@ -32,8 +32,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.faults import Environ, FaultInjector, FaultPlan, StartResponse, WsgiApp
-from tests.e2e.localdocker import ESSENTIAL_EXIT, EnvRule, LocalDockerClient, Settings
+from tests.support.faults import Environ, FaultInjector, FaultPlan, StartResponse, WsgiApp
+from tests.support.localdocker import ESSENTIAL_EXIT, EnvRule, LocalDockerClient, Settings
 
 CHANNELS = ("clean", "controller", "jobs")
 REGION = "us-east-1"

@@ -82,7 +82,7 @@ def test_format_extra() -> None:
 def test_a_failed_run_removes_a_partial_report_but_never_a_device(tmp_path, capsys) -> None:
     from pathlib import Path
 
-    corrupt = Path(__file__).resolve().parents[1] / "data" / "h_corrupt_middle.bam"
+    corrupt = Path(__file__).resolve().parents[3] / "data" / "h_corrupt_middle.bam"
     report = tmp_path / "report.txt"
     assert main(["-C", "-i", str(corrupt), "-o", str(report)]) == 65
     assert not report.exists()  # no partial report for an uploader to pick up

@@ -8,7 +8,7 @@ import pytest
 
 from controller.config import ConfigError, load_config, local_config, parse_config, validate_aws
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_example_config_loads_and_is_complete() -> None:

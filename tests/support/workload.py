@@ -6,7 +6,7 @@ import os
 import random
 from pathlib import Path
 
-from tests.e2e.pipeline import Pipeline
+from tests.support.pipeline import Pipeline
 
 SLOW = os.environ.get("ALIGNBATCH_SLOW") == "1"
 

@@ -21,6 +21,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# COMMON §4: the e2e tests and the controller's config renderer depend on these names.
+STORAGE_OUTPUTS = {
+    "InboxBucket",
+    "ResultsBucket",
+    "ReferenceBucket",
+    "InboxQueueUrl",
+    "InboxQueueArn",
+    "DeadLetterQueueUrl",
+    "KmsKeyArn",
+    "EcrRepositoryUri",
+    "JobLogGroup",
+    "ControllerLogGroup",
+}
+BATCH_OUTPUTS = {
+    "JobQueue",
+    "JobQueueOnDemand",
+    "JobDefinitionIndex",
+    "JobDefinitionAlignstats",
+    "JobDefinitionSummary",
+    "JobRoleArn",
+}
+
+
 ROOT = Path(__file__).resolve().parents[2]
 CFN_DIR = ROOT / "deploy" / "cloudformation"
 

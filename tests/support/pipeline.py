@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from tests.e2e.harness import (
+from tests.support.harness import (
     FAKE_ENV,
     ROOT,
     Controller,

@@ -1,7 +1,7 @@
 """Client side of the e2e harness: start the Batch-running moto server, steer faults, drive the controller.
 
 Everything here talks to real processes over HTTP or signals: the moto server
-(`tests.e2e.moto_batch_server`), the controller (`alignbatch-controller run --config FILE`) and, through
+(`tests.support.moto_batch_server`), the controller (`alignbatch-controller run --config FILE`) and, through
 moto's Batch, the worker. Nothing is patched in the test process.
 """
 
@@ -62,7 +62,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
 # -- the moto server process -----------------------------------------------------------------------
 @dataclass
 class MotoBatch:
-    """A running `tests.e2e.moto_batch_server`: three endpoints over one moto state, plus admin calls."""
+    """A running `tests.support.moto_batch_server`: three endpoints over one moto state, plus admin calls."""
 
     workdir: Path
     max_concurrent: int = 4
@@ -80,7 +80,7 @@ class MotoBatch:
             [
                 sys.executable,
                 "-m",
-                "tests.e2e.moto_batch_server",
+                "tests.support.moto_batch_server",
                 "--ready-file",
                 str(ready),
                 "--scratch",
