@@ -35,7 +35,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from controller.qc.history import parse_time
+from controller.qc.history import parse_time, read_history
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TRAILING = timedelta(days=30)
@@ -364,6 +364,34 @@ def render_batch_report(
 ) -> str:
     """build_report + render_html in one call (what the controller's report command needs)."""
     return render_html(build_report(rows, history_rows, issues, **kwargs))
+
+
+PERIOD_COLUMNS: tuple[str, ...] = (
+    *HISTORY_COLUMNS,
+    *TABLE_METRICS,
+    "written_at",
+    "qc_failed_rules",
+    "qc_rules_version",
+)
+
+
+def render_from_history(
+    history_path: str | Path,
+    issues: Sequence[RunIssue] = (),
+    *,
+    period_start: datetime,
+    period_end: datetime,
+    **kwargs: Any,
+) -> str:
+    """The report for a period, with both the period's rows and the trailing 30 days read from the
+    Parquet history (the controller's `report` command: no other input than the ledger's issues)."""
+    rows = read_history(history_path, since=period_start, until=period_end, columns=PERIOD_COLUMNS)
+    trailing = read_history(
+        history_path, since=period_start - TRAILING, until=period_start, columns=HISTORY_COLUMNS
+    )
+    return render_batch_report(
+        rows, trailing, issues, period_start=period_start, period_end=period_end, **kwargs
+    )
 
 
 def write_report(path: str | Path, html: str) -> None:

@@ -113,3 +113,17 @@ def test_empty_period_renders() -> None:
     html = br.render_batch_report([], [], period_start=START, period_end=END, now=END)
     assert 'id="no-runs"' in html
     assert 'id="no-issues"' in html
+
+
+def test_render_from_history_reads_period_and_trailing_rows(tmp_path: Path) -> None:
+    from controller.qc import history
+
+    path = tmp_path / "history.parquet"
+    old = [row(100 + i, 30.0 + i % 2, when=START - timedelta(days=2, hours=i)) for i in range(8)]
+    ancient = [row(200, 99.0, when=START - timedelta(days=40))]
+    now = [row(1, 31.0), row(2, 3.0, verdict="fail")]
+    history.append_rows(path, old + ancient + now)
+    html = br.render_from_history(path, period_start=START, period_end=END, now=END)
+    assert html.count('<tr data-run-id="') == 2
+    assert 'data-outliers="1"' in html  # S2 at 3X against a ~30X baseline of 8 samples
+    assert "n = 8" in html  # the 40-day-old row is outside the trailing window
