@@ -381,6 +381,10 @@ def parse_thresholds(text: str, path: str = "thresholds.toml") -> Thresholds:
     if not isinstance(version, str) or not version.strip():
         raise fail(lines.find_key(0, "version"), "needs a non-empty string 'version' (recorded per verdict)")
     raw_assays = doc.get("assay")
+    if isinstance(raw_assays, dict):
+        # `[assay]` instead of `[[assay]]`: a single table where an array of tables is meant.
+        line = next((n for n, t in enumerate(lines.lines, 1) if _HEADER.match(t) and "assay" in t), 1)
+        raise fail(line, "write each assay as [[assay]] (an array of tables), not [assay]")
     if not isinstance(raw_assays, list) or not raw_assays:
         raise fail(1, "needs at least one [[assay]] table")
 

@@ -10,8 +10,10 @@ cannot ship them in MultiQC's own search_patterns.yaml); the module then parses 
 that sample's row beside it (rows/*.json or table/results.jsonl) to show its qc_verdict, and adds General
 Statistics columns, a cumulative coverage plot, read/pair/base composition bar plots and an R1 vs R2 table.
 
-Sample names: the inbox key with the report suffix and a .bam/.cram/.sam extension removed (then MultiQC's
-own cleaning), so two samples of the same file name under different prefixes stay apart.
+Sample names: the inbox key without the report suffix and a .bam/.cram/.sam extension, then MultiQC's own
+cleaning, which keeps the file's base name (as every MultiQC module does). Two inbox keys with the same
+base name under different prefixes would collide: the first is kept with a warning, and
+`multiqc --dirs RESULTS` (MultiQC's prepend_dirs) tells them apart.
 """
 
 from __future__ import annotations
@@ -128,7 +130,11 @@ class MultiqcModule(BaseMultiqcModule):
             key = located[1] if located else f["fn"][: -len(rf.REPORT_SUFFIX)]
             s_name = self.clean_s_name(_sample_from_key(key), f)
             if s_name in self.reports:
-                log.debug("alignbatch: duplicate sample name %s; keeping the first", s_name)
+                log.warning(
+                    "alignbatch: two reports are both sample %s (%s); keeping the first - run multiqc --dirs",
+                    s_name,
+                    key,
+                )
                 continue
             self.add_data_source(f, s_name)
             self.reports[s_name] = report

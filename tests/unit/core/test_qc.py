@@ -240,6 +240,7 @@ def test_bound_as_a_sub_table_header_is_located() -> None:
     [
         ('[[assay]]\nname = "a"\n', "t.toml:1: needs a non-empty string 'version'"),
         ('version = "1"\n', "t.toml:1: needs at least one [[assay]] table"),
+        ('version = "1"\n\n[assay]\nname = "a"\n', "t.toml:3: write each assay as [[assay]]"),
         ('version = "1"\nverison = 2\n[[assay]]\nname = "a"\n', "t.toml:2: unknown top-level key 'verison'"),
         (
             'version = "1"\ndefault_assay = "wsg"\n[[assay]]\nname = "wgs"\n',
