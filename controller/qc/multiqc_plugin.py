@@ -222,7 +222,7 @@ class MultiqcModule(BaseMultiqcModule):
                     "read2_only_mapped": "Only read 2 mapped",
                     "neither_mapped": "Neither mapped",
                 },
-                "Read-2 records by the mapping of their pair (TotalPairs, TotalSameChrPairs, *Unpaired*).",
+                "Read-2 records by the mapping of their pair (TotalPairs, TotalSameChrPairs, Unpaired).",
             ),
             (
                 "Base composition",
