@@ -14,14 +14,10 @@ from core.objectstore import ObjectInfo
 from worker.staging import Scratch, create_scratch, ensure_space, safe_name
 from worker.transfer import (
     Crc,
-    Span,
-    _CombinedCrc,
-    _OrderedReadBack,
-    _PartMd5,
     expectation_for,
     make_digest,
-    plan_spans,
 )
+from worker.transfer.ranged import CombinedCrc, OrderedReadBack, PartMd5, Span, plan_spans
 
 LOC = Location.s3("bkt", "x.bam")
 
@@ -95,7 +91,7 @@ def test_span_crcs_combine_to_the_whole_object_crc() -> None:
     for algo in ("crc32", "crc32c", "crc64nvme"):
         whole = Crc(algo)
         whole.update(data)
-        check = _CombinedCrc(algo)
+        check = CombinedCrc(algo)
         assert check.value(_landed(data, bounds, check)) == whole.value()
 
 
@@ -103,7 +99,7 @@ def test_multipart_etag_from_part_md5s() -> None:
     data = os.urandom(300_000)
     bounds = [(0, 100_000), (100_000, 200_000), (200_000, 300_000)]
     expected = hashlib.md5(b"".join(hashlib.md5(data[a:b]).digest() for a, b in bounds)).hexdigest() + "-3"
-    check = _PartMd5()
+    check = PartMd5()
     spans = _landed(data, bounds, check)
     for span in spans:
         span.part_number = span.index + 1
@@ -116,7 +112,7 @@ def test_ordered_read_back_follows_spans_landing_out_of_order(tmp_path: Path) ->
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         spans = plan_spans(len(data), 250_000)
-        check = _OrderedReadBack("sha256", fd, spans, len(data))
+        check = OrderedReadBack("sha256", fd, spans, len(data))
         check.start()
         for span in random.Random(7).sample(spans, len(spans)):
             os.pwrite(fd, data[span.start : span.end], span.start)
