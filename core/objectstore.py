@@ -1,8 +1,9 @@
 """A narrow object-store interface with an S3 and a local-directory implementation.
 
-Both the worker and the controller use it for small objects (reports, rows, tables, ledger exports) and
-for existence checks. Bulk transfers of BAM/CRAM files go through `worker.transfer`, which uses
-s3transfer on the same client configuration.
+Both the worker and the controller use it for small objects (reports, rows, tables, ledger exports),
+existence checks and the worker's header/EOF probes (`read_range`); `local_path` says whether a location
+can be read in place. Bulk transfers of BAM/CRAM files go through `worker.transfer` on the same client
+configuration.
 
 Errors are translated into `core.errors` classes at this edge, so callers see one-line messages and
 exit codes, never botocore exceptions.
@@ -61,6 +62,16 @@ class ObjectStore(Protocol):
     def list(self, prefix: Location) -> Iterator[ObjectInfo]: ...
 
     def read_bytes(self, loc: Location) -> bytes: ...
+
+    def read_range(self, loc: Location, start: int, length: int) -> bytes:
+        """Up to `length` bytes from offset `start`; a negative `start` counts from the end (`-n`: the
+        last n bytes, without knowing the size). Fewer bytes only at the end of the object."""
+        ...
+
+    def local_path(self, loc: Location) -> str | None:
+        """The file on this host that holds `loc` (a tool can read it in place), or None when the bytes
+        must be fetched first."""
+        ...
 
     def write_bytes(
         self,
@@ -245,6 +256,20 @@ class S3ObjectStore:
         except Exception as exc:
             raise translate_error(exc, loc, "read") from None
 
+    def read_range(self, loc: Location, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        # A suffix range (`bytes=-n`) reads the tail without a HEAD for the size.
+        spec = f"bytes={start}" if start < 0 else f"bytes={start}-{start + length - 1}"
+        try:
+            resp = self.client.get_object(Bucket=loc.bucket, Key=loc.key, Range=spec)
+            return bytes(resp["Body"].read())[:length]
+        except Exception as exc:
+            raise translate_error(exc, loc, "read") from None
+
+    def local_path(self, loc: Location) -> str | None:
+        return None
+
     def write_bytes(
         self,
         loc: Location,
@@ -324,6 +349,21 @@ class LocalObjectStore:
             return Path(loc.path).read_bytes()
         except Exception as exc:
             raise translate_error(exc, loc, "read") from None
+
+    def read_range(self, loc: Location, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        try:
+            with open(loc.path, "rb") as fh:
+                if start < 0:
+                    start = max(0, os.fstat(fh.fileno()).st_size + start)
+                fh.seek(start)
+                return fh.read(length)
+        except Exception as exc:
+            raise translate_error(exc, loc, "read") from None
+
+    def local_path(self, loc: Location) -> str | None:
+        return loc.path
 
     def write_bytes(
         self,
