@@ -429,3 +429,18 @@ def store_for(loc: Location, **kw: Any) -> ObjectStore:
     if loc.is_s3:
         return S3ObjectStore(**kw)
     return LocalObjectStore()
+
+
+class Stores:
+    """The store of each kind of location, chosen once with `store_for` on first use and shared by
+    every later location of that kind (so a local-only run never builds an S3 client)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self._kw = kw
+        self._by_scheme: dict[str, ObjectStore] = {}
+
+    def for_location(self, loc: Location) -> ObjectStore:
+        store = self._by_scheme.get(loc.scheme)
+        if store is None:
+            store = self._by_scheme[loc.scheme] = store_for(loc, **self._kw)
+        return store

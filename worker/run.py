@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import BadInput, ObjectMissing, TransientIOError, UsageError, WorkerError
+from core.errors import AccessDenied, BadInput, ObjectMissing, TransientIOError, UsageError, WorkerError
 from core.locations import Location, LocationError, parse_location
-from core.objectstore import LocalObjectStore, ObjectInfo, S3ObjectStore, translate_error
+from core.objectstore import ObjectInfo, Stores, translate_error
 from core.version import __version__
 from worker import checks
 from worker.engines import Engine, resolve_engine
@@ -71,8 +71,12 @@ class Input:
     location: Location
     info: ObjectInfo
     display: str  # as the user gave it (for messages and the report)
-    local_path: str | None = None  # filled when staged (or the path itself for local files)
-    streamed: bool = False
+    host_path: str | None = None  # the store's own file on this host, read in place; None: fetch it
+    local_path: str | None = None  # where the tool reads it: host_path, the staged copy, or a link
+
+    @property
+    def needs_fetch(self) -> bool:
+        return self.host_path is None
 
 
 @dataclass(frozen=True)
@@ -112,8 +116,7 @@ class WorkerRun:
         self.scratch: Scratch | None = None
         self.child: subprocess.Popen[bytes] | None = None
         self.summary = RunSummary(tool=opts.command[0] if opts.command else "")
-        self._s3: S3ObjectStore | None = None
-        self._local = LocalObjectStore()
+        self.stores = Stores(sse_kms_key_id=opts.sse_kms_key_id)
 
     # -- entry ---------------------------------------------------------------------------------------
     def execute(self) -> int:
@@ -135,12 +138,6 @@ class WorkerRun:
         if self.scratch is not None:
             self.scratch.cleanup()
 
-    @property
-    def s3(self) -> S3ObjectStore:
-        if self._s3 is None:
-            self._s3 = S3ObjectStore(self.transfers.client, sse_kms_key_id=self.opts.sse_kms_key_id)
-        return self._s3
-
     def _execute(self) -> int:
         opts = self.opts
         cmd = parse_command(opts.command, declared_inputs=opts.inputs, declared_outputs=opts.outputs)
@@ -159,7 +156,7 @@ class WorkerRun:
         }
         main = inputs.get(main_slot.number) if main_slot is not None else None
         stream = self._decide_stream(cmd, main_slot, main)
-        self.summary.mode = "stream" if stream else ("local" if main and main.location.is_local else "stage")
+        self.summary.mode = "stream" if stream else ("local" if main and not main.needs_fetch else "stage")
         self.scratch = create_scratch(scratch_base(opts.scratch), opts.job_id, opts.attempt)
 
         # 3. check the main input before moving it
@@ -195,12 +192,12 @@ class WorkerRun:
     ) -> None:
         assert self.scratch is not None
         companions = self._companions(cmd, main_slot, main, stream)
-        to_stage = [i for i in inputs.values() if i.location.is_s3 and not (i is main and stream)]
-        to_stage += [c.input for c in companions if c.input.location.is_s3]
+        to_stage = [i for i in inputs.values() if i.needs_fetch and not (i is main and stream)]
+        to_stage += [c.input for c in companions if c.input.needs_fetch]
         ensure_space(self.scratch, sum(i.info.size for i in to_stage), f"{len(to_stage)} input file(s)")
         # Small inputs first, so the BED check fails before the large main input is fetched.
         for number, inp in inputs.items():
-            if inp is not main and inp.location.is_s3:
+            if inp is not main and inp.needs_fetch:
                 self._download(inp, self.scratch.input_dir(number) / safe_name(inp.location.name))
         if header is not None and cmd.profile.name == "alignstats":
             for slot in cmd.inputs:
@@ -208,7 +205,7 @@ class WorkerRun:
                     bed = inputs[slot.number]
                     assert bed.local_path is not None
                     checks.check_target_bed(bed.display, bed.local_path, header.contigs)
-        if main is not None and main_slot is not None and main.location.is_s3 and not stream:
+        if main is not None and main_slot is not None and main.needs_fetch and not stream:
             self._download(main, self.scratch.input_dir(main_slot.number) / safe_name(main.location.name))
         self._place_companions(inputs, companions)
 
@@ -278,28 +275,25 @@ class WorkerRun:
         return found[-1] if found else None
 
     def _resolve(self, loc: Location, display: str, what: str) -> Input:
-        if loc.is_s3:
-            info = self.s3.head(loc)
-            if info is None:
-                raise ObjectMissing(f"{what} {display} does not exist; check the bucket and key")
-            return Input(loc, info, display)
-        info = self._local.head(loc)
+        store = self.stores.for_location(loc)
+        info = store.head(loc)
+        path = store.local_path(loc)
         if info is None:
-            if os.path.isdir(loc.path):
+            if path is None:
+                raise ObjectMissing(f"{what} {display} does not exist; check the bucket and key")
+            if os.path.isdir(path):
                 raise BadInput(f"{what} {display} is a directory, not a file")
             raise ObjectMissing(f"{what} {display} does not exist")
-        if not os.access(loc.path, os.R_OK):
-            from core.errors import AccessDenied
-
+        if path is not None and not os.access(path, os.R_OK):
             raise AccessDenied(f"{what} {display} is not readable (permission denied)")
-        return Input(loc, info, display, local_path=loc.path)
+        return Input(loc, info, display, host_path=path, local_path=path)
 
     def _decide_stream(self, cmd: ParsedCommand, main_slot: Slot | None, main: Input | None) -> bool:
         mode = self.opts.mode
         possible = (
             main_slot is not None
             and main is not None
-            and main.location.is_s3
+            and main.needs_fetch
             and cmd.profile.stream_option is not None
             and not cmd.has_option("-r")
             and not self.opts.index
@@ -309,7 +303,7 @@ class WorkerRun:
                 raise UsageError(
                     "--stream is not possible with -r: region queries need the staged, indexed file"
                 )
-            if main is not None and main.location.is_local:
+            if main is not None and not main.needs_fetch:
                 self.log.info("stream_ignored", reason="the main input is a local file; it is read in place")
                 return False
             raise UsageError(
@@ -319,19 +313,15 @@ class WorkerRun:
 
     def _check_alignments(self, main: Input) -> tuple[checks.Format, checks.HeaderInfo]:
         assert self.scratch is not None
+        store = self.stores.for_location(main.location)
         size = main.info.size
-        if main.location.is_s3:
-            head = self.transfers.read_range(main.location, 0, min(size, PROBE_BYTES))
-            tail = self.transfers.read_tail(main.location, min(size, checks.TAIL_BYTES)) if size else b""
-        else:
-            with open(main.location.path, "rb") as fh:
-                head = fh.read(PROBE_BYTES)
-                fh.seek(max(0, size - checks.TAIL_BYTES))
-                tail = fh.read()
+        head = store.read_range(main.location, 0, min(size, PROBE_BYTES))
+        tail_bytes = min(size, checks.TAIL_BYTES)
+        tail = store.read_range(main.location, -tail_bytes, tail_bytes)
         fmt = checks.detect_format(head)
         checks.check_eof(main.display, fmt, tail)
-        if main.location.is_local:
-            return fmt, checks.read_header(main.display, main.location.path, fmt)
+        if main.host_path is not None:
+            return fmt, checks.read_header(main.display, main.host_path, fmt)
         probe = self.scratch.probe_path(0)
         length = len(head)
         while True:
@@ -343,7 +333,7 @@ class WorkerRun:
                 if length >= size or length >= MAX_PROBE_BYTES:
                     raise
                 length = min(size, length * 8, MAX_PROBE_BYTES)
-                head = self.transfers.read_range(main.location, 0, length)
+                head = store.read_range(main.location, 0, length)
 
     def _companions(
         self, cmd: ParsedCommand, main_slot: Slot | None, main: Input | None, stream: bool
@@ -361,7 +351,7 @@ class WorkerRun:
                     suffix = ".crai" if main.location.name.lower().endswith(".cram") else ".bai"
                 comp = self._resolve(idx_loc, self.opts.index, "index (--index)")
                 out.append(Companion(main_slot.number, suffix, comp))
-            elif main.location.is_s3 and cmd.profile.name == "alignstats":
+            elif main.needs_fetch and cmd.profile.name == "alignstats":
                 found = self._find_companion(main)
                 if found is not None:
                     out.append(Companion(main_slot.number, found[0], found[1]))
@@ -375,12 +365,13 @@ class WorkerRun:
                 continue
             for suffix in fasta_companions(slot.location):
                 comp_loc = slot.location.add_suffix(suffix)
-                info = self.s3.head(comp_loc) if comp_loc.is_s3 else self._local.head(comp_loc)
+                store = self.stores.for_location(comp_loc)
+                info = store.head(comp_loc)
                 if info is None:
                     raise BadInput(
                         f"{slot.text}: reference index {comp_loc} is missing; create it with samtools faidx"
                     )
-                if comp_loc.is_s3:
+                if store.local_path(comp_loc) is None:  # a local one already sits next to its FASTA
                     out.append(Companion(slot.number, suffix, Input(comp_loc, info, str(comp_loc))))
         return out
 
@@ -389,18 +380,19 @@ class WorkerRun:
             loc = main.location.with_suffix(suffix) if replace else main.location.add_suffix(suffix)
             if loc == main.location:
                 continue
-            info = self.s3.head(loc)
+            info = self.stores.for_location(loc).head(loc)
             if info is not None:
                 return suffix, Input(loc, info, str(loc))
         return None
 
-    @staticmethod
-    def _local_index_exists(main: Input) -> bool:
-        if not main.location.is_local:
+    def _local_index_exists(self, main: Input) -> bool:
+        if main.needs_fetch:
             return False
+        store = self.stores.for_location(main.location)
         for suffix, replace in companion_suffixes(Kind.ALIGNMENTS, main.location):
             loc = main.location.with_suffix(suffix) if replace else main.location.add_suffix(suffix)
-            if os.path.exists(loc.path):
+            path = store.local_path(loc)
+            if path is not None and os.path.exists(path):
                 return True
         return False
 
@@ -411,19 +403,19 @@ class WorkerRun:
             base = inputs[comp.attach_to]
             if base.local_path is None:
                 continue
-            if base.location.is_local:
+            if base.host_path is not None:
                 # A local file whose companion lives elsewhere: link the file into scratch so the
                 # companion can sit next to it without touching the user's directory.
                 link = self.scratch.input_dir(comp.attach_to) / safe_name(base.location.name)
                 if not link.exists():
-                    link.symlink_to(os.path.abspath(base.location.path))
+                    link.symlink_to(os.path.abspath(base.host_path))
                 base.local_path = str(link)
             target = Path(base.local_path + comp.suffix)
-            if comp.input.location.is_s3:
+            if comp.input.host_path is None:
                 self._download(comp.input, target)
             else:
                 target.unlink(missing_ok=True)
-                target.symlink_to(os.path.abspath(comp.input.location.path))
+                target.symlink_to(os.path.abspath(comp.input.host_path))
 
     def _download(self, inp: Input, dest: Path) -> None:
         expect = expectation_for(inp.info, sse=inp.info.sse)
@@ -575,14 +567,15 @@ class WorkerRun:
         return meta
 
     def _publish(self, produced: Path, slot: Slot, provenance: dict[str, str]) -> None:
-        if slot.location.is_s3:
+        dest_path = self.stores.for_location(slot.location).local_path(slot.location)
+        if dest_path is None:
             content_type = "application/json" if slot.kind is Kind.REPORT else "application/octet-stream"
             result = self.transfers.upload(
                 produced, slot.location, metadata=provenance, content_type=content_type
             )
         else:
             try:
-                result = copy_local(produced, Path(slot.location.path))
+                result = copy_local(produced, Path(dest_path))
             except OSError as exc:
                 raise translate_error(exc, slot.location, "write") from None
         self._record(result)

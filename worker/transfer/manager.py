@@ -57,25 +57,6 @@ class Transfers:
                 future.cancel()
         return future
 
-    # -- small reads for the input checks ----------------------------------------------------------
-    def read_range(self, loc: Location, start: int, length: int) -> bytes:
-        if length <= 0:
-            return b""
-        try:
-            resp = self.client.get_object(
-                Bucket=loc.bucket, Key=loc.key, Range=f"bytes={start}-{start + length - 1}"
-            )
-            return bytes(resp["Body"].read())
-        except Exception as exc:
-            raise translate_error(exc, loc, "read") from None
-
-    def read_tail(self, loc: Location, length: int) -> bytes:
-        try:
-            resp = self.client.get_object(Bucket=loc.bucket, Key=loc.key, Range=f"bytes=-{length}")
-            return bytes(resp["Body"].read())
-        except Exception as exc:
-            raise translate_error(exc, loc, "read") from None
-
     # -- downloads ---------------------------------------------------------------------------------
     def download(self, info: ObjectInfo, dest: Path, expect: Expectation) -> TransferResult:
         """Download to `dest` through a temp file renamed only after size and checksum verification."""

@@ -11,7 +11,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from core.errors import AccessDenied, ObjectMissing, TransientIOError
 from core.exitcodes import ExitCode
 from core.locations import Location, parse_location
-from core.objectstore import LocalObjectStore, S3ObjectStore, sse_arguments, store_for, translate_error
+from core.objectstore import (
+    LocalObjectStore,
+    S3ObjectStore,
+    Stores,
+    sse_arguments,
+    store_for,
+    translate_error,
+)
 from tests.support.stores import FakeS3Client
 
 
@@ -85,6 +92,15 @@ def test_s3_read_range_is_one_ranged_get() -> None:
     assert [r["Range"] for r in client.requests] == ["bytes=0-15", "bytes=1000-1099", "bytes=-38"]
     assert store.read_range(loc, 5, 0) == b"" and len(client.requests) == 3
     assert store.local_path(loc) is None
+
+
+def test_stores_choose_once_per_kind_of_location() -> None:
+    stores = Stores(client=FakeS3Client({}))
+    local = stores.for_location(parse_location("/tmp/a"))
+    assert isinstance(local, LocalObjectStore) and stores.for_location(parse_location("b")) is local
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    remote = stores.for_location(parse_location("s3://bkt/x"))
+    assert isinstance(remote, S3ObjectStore) and stores.for_location(parse_location("s3://other/y")) is remote
 
 
 def _client_error(code: str, status: int = 400) -> ClientError:
