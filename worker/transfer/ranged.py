@@ -5,10 +5,11 @@ Why our own downloader instead of s3transfer's (which still streams and uploads)
 path copies every chunk twice (http.client read, then urllib3) and queues it to a single writer thread,
 which for an in-order checksum re-reads out-of-order ranges from the page cache. Earlier sessions
 measured boto3's defaults at 533 MB/s on seaweedfs (shared 2-core host) where this module does ~1.4 GB/s
-(commit 79ca736; docs/worker.md, "Figures", compares it with s5cmd and aws). s3transfer also cannot verify a multipart ETag part by part (`?partNumber=N`) or combine
-per-span CRC64NVMEs, and its CRT manager would mean leaving botocore's endpoint/credential handling.
-The price is one reach into botocore internals (`_body_reader`: the http.client response under the
-StreamingBody), with a plain read() fallback should those layers change shape.
+(commit 79ca736; docs/worker.md, "Figures", compares it with s5cmd and aws). s3transfer also cannot
+verify a multipart ETag part by part (`?partNumber=N`) or combine per-span CRC64NVMEs, and its CRT
+manager would mean leaving botocore's endpoint and credential handling. The price is one reach into
+botocore internals (`_body_reader`: the http.client response under the StreamingBody), with a plain
+read() fallback should those layers change shape.
 """
 
 from __future__ import annotations
