@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import WorkerError
-from core.objectstore import Stores, translate_error
+from core.objectstore import Stores
+from core.s3client import translate_error
 from core.version import __version__
 from worker.argv import ArgvPlan
 from worker.engines import Engine

@@ -13,7 +13,8 @@ from typing import Any
 
 from core.errors import WorkerError
 from core.locations import Location
-from core.objectstore import ObjectInfo, default_s3_client, sse_arguments, translate_error
+from core.objectstore import ObjectInfo
+from core.s3client import default_s3_client, sse_arguments, translate_error
 from worker.transfer.ranged import PartsUnsupported, RangedDownload
 from worker.transfer.result import TransferResult, download_error, unwrap
 from worker.transfer.streams import HashingPipe, ProvideSize, StreamHandle, download_args

@@ -10,7 +10,8 @@ from typing import Any
 from core.awserrors import AwsFailure, classify
 from core.errors import TransientIOError, WorkerError
 from core.locations import Location
-from core.objectstore import ObjectInfo, translate_error
+from core.objectstore import ObjectInfo
+from core.s3client import translate_error
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,9 @@ from core.objectstore import (
     LocalObjectStore,
     S3ObjectStore,
     Stores,
-    sse_arguments,
     store_for,
-    translate_error,
 )
+from core.s3client import sse_arguments, translate_error
 from tests.support.stores import FakeS3Client
 
 
