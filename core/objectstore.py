@@ -46,6 +46,9 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     checksum_type: str | None = None  # S3's FULL_OBJECT or COMPOSITE (a checksum of part checksums)
     sse: str | None = None  # server-side encryption: "AES256", "aws:kms", "sse-c" (decides if ETag is MD5)
+    # The store's ETag follows S3's rules (single-part, not SSE-KMS/SSE-C: the MD5 of the bytes); a local
+    # file's tag says nothing about its content, so downloads may only verify what S3-style tags prove.
+    content_etag: bool = True
 
 
 class ObjectStore(Protocol):
@@ -280,6 +283,7 @@ class LocalObjectStore:
             checksum=f"sha256:{digest}",
             last_modified=info.last_modified,
             metadata=dict(metadata or {}),
+            content_etag=False,
         )
 
     def delete(self, loc: Location) -> None:
@@ -304,6 +308,7 @@ def _local_info(loc: Location, st: os.stat_result) -> ObjectInfo:
         size=st.st_size,
         etag=f"{st.st_mtime_ns}-{st.st_size}",
         last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
+        content_etag=False,
     )
 
 

@@ -106,7 +106,7 @@ def expectation_for(info: ObjectInfo, *, sse: str | None = None, streaming: bool
         full = info.checksum_type == "FULL_OBJECT" or (not multipart and info.checksum_type != "COMPOSITE")
         if full and "-" not in value and make_digest(algo) is not None:
             return Expectation(f"checksum-{algo}", algo, value)
-    if info.location.is_s3 and info.etag and not etag_not_md5:
+    if info.content_etag and info.etag and not etag_not_md5:
         if not multipart:
             return Expectation("etag-md5", "md5", info.etag)
         # A multipart ETag is the MD5 of the parts' MD5s, "-<parts>": fetching each part by number

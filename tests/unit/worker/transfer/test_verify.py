@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
+from pathlib import Path
 
 from core.locations import Location
 from core.objectstore import ObjectInfo
@@ -52,3 +53,15 @@ def test_digests_match_s3_encodings() -> None:
     assert nvme is not None
     nvme.update(b"")
     assert nvme.value() == "AAAAAAAAAAA="  # 8 bytes, S3's CRC64NVME encoding
+
+
+def test_a_local_files_tag_is_never_taken_for_an_md5(tmp_path: Path) -> None:
+    from core.objectstore import LocalObjectStore
+
+    loc = Location.file(str(tmp_path / "x.bam"))
+    info = LocalObjectStore().write_bytes(loc, b"x")
+    head = LocalObjectStore().head(loc)
+    assert head is not None and not head.content_etag and not info.content_etag
+    assert expectation_for(
+        ObjectInfo(loc, 1, "0123456789abcdef0123456789abcdef", content_etag=False)
+    ).method == ("size-only")
