@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.awserrors import error_code
+from core.awserrors import object_absent
 from core.locations import Location
 from core.s3client import default_s3_client, sse_arguments, translate_error
 
@@ -113,7 +113,7 @@ class S3ObjectStore:
         try:
             resp = self.client.head_object(Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED")
         except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if object_absent(exc):
                 return None
             raise translate_error(exc, loc, "head") from None
         except Exception as exc:

@@ -93,6 +93,19 @@ def test_s3_read_range_is_one_ranged_get() -> None:
     assert store.local_path(loc) is None
 
 
+def test_s3_head_of_an_absent_object_is_none_but_a_missing_bucket_is_an_error() -> None:
+    client = FakeS3Client({})
+    store = S3ObjectStore(client)
+    assert store.head(Location.s3("bkt", "nope")) is None
+
+    def no_bucket(**kwargs: object) -> None:
+        raise _client_error("NoSuchBucket", 404)
+
+    client.head_object = no_bucket  # type: ignore[method-assign]
+    with pytest.raises(ObjectMissing, match="bucket does not exist"):
+        store.head(Location.s3("bkt", "nope"))
+
+
 def test_stores_choose_once_per_kind_of_location() -> None:
     stores = Stores(client=FakeS3Client({}))
     local = stores.for_location(parse_location("/tmp/a"))
