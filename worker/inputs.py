@@ -1,6 +1,5 @@
-"""Input planning: what each input is (a HEAD through its store), whether the main input is read in
-place, staged or streamed, which companion files go next to it, and its header/EOF checks before any bulk
-transfer.
+"""Input planning: each input HEADed through its store; read in place, staged or streamed; companion
+files placed next to it; the main input's header/EOF checked before any bulk transfer.
 """
 
 from __future__ import annotations
