@@ -31,6 +31,8 @@ class AwsFailure(Enum):
 
 
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchVersion"})
+# The object itself is absent (a HEAD's bare 404 included), as opposed to its bucket or version.
+NO_OBJECT_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 DENIED_CODES = frozenset(
     {
         "403",
@@ -94,6 +96,11 @@ def error_code(exc: BaseException) -> str:
         return ""
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
     return str(response.get("Error", {}).get("Code", "")) or str(status)
+
+
+def object_absent(exc: BaseException) -> bool:
+    """True when an S3 request failed only because the object does not exist (a HEAD then answers None)."""
+    return error_code(exc) in NO_OBJECT_CODES
 
 
 def classify_code(code: str, status: int = 0) -> AwsFailure:

@@ -1,8 +1,9 @@
 """A narrow object-store interface with an S3 and a local-directory implementation.
 
-Both the worker and the controller use it for small objects (reports, rows, tables, ledger exports) and
-for existence checks. Bulk transfers of BAM/CRAM files go through `worker.transfer`, which uses
-s3transfer on the same client configuration.
+Both the worker and the controller use it for small objects (reports, rows, tables, ledger exports),
+existence checks and the worker's header/EOF probes (`read_range`); `local_path` says whether a location
+can be read in place. Bulk transfers of BAM/CRAM files go through `worker.transfer` on the same client
+configuration.
 
 Errors are translated into `core.errors` classes at this edge, so callers see one-line messages and
 exit codes, never botocore exceptions.
@@ -14,23 +15,15 @@ import base64
 import hashlib
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.awserrors import AwsFailure, Classified, aws_config_error, classify, error_code
-from core.errors import (
-    AccessDenied,
-    BadInput,
-    ChecksumMismatch,
-    ObjectMissing,
-    TransientIOError,
-    WorkerError,
-)
+from core.awserrors import object_absent
 from core.locations import Location
+from core.s3client import default_s3_client, sse_arguments, translate_error
 
 # Checksum algorithms S3 may return, in the order we prefer to verify them, with the response field name.
 CHECKSUM_FIELDS: tuple[tuple[str, str], ...] = (
@@ -53,6 +46,9 @@ class ObjectInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     checksum_type: str | None = None  # S3's FULL_OBJECT or COMPOSITE (a checksum of part checksums)
     sse: str | None = None  # server-side encryption: "AES256", "aws:kms", "sse-c" (decides if ETag is MD5)
+    # The store's ETag follows S3's rules (single-part, not SSE-KMS/SSE-C: the MD5 of the bytes); a local
+    # file's tag says nothing about its content, so downloads may only verify what S3-style tags prove.
+    content_etag: bool = True
 
 
 class ObjectStore(Protocol):
@@ -61,6 +57,16 @@ class ObjectStore(Protocol):
     def list(self, prefix: Location) -> Iterator[ObjectInfo]: ...
 
     def read_bytes(self, loc: Location) -> bytes: ...
+
+    def read_range(self, loc: Location, start: int, length: int) -> bytes:
+        """Up to `length` bytes from offset `start`; a negative `start` counts from the end (`-n`: the
+        last n bytes, without knowing the size). Fewer bytes only at the end of the object."""
+        ...
+
+    def local_path(self, loc: Location) -> str | None:
+        """The file on this host that holds `loc` (a tool can read it in place), or None when the bytes
+        must be fetched first."""
+        ...
 
     def write_bytes(
         self,
@@ -72,115 +78,6 @@ class ObjectStore(Protocol):
     ) -> ObjectInfo: ...
 
     def delete(self, loc: Location) -> None: ...
-
-
-# --------------------------------------------------------------------------------------------------
-# S3 client configuration (shared with worker.transfer)
-# --------------------------------------------------------------------------------------------------
-
-_client_lock = threading.Lock()
-_clients: dict[tuple[str | None, ...], Any] = {}
-
-
-def client_config(*, max_pool_connections: int = 32) -> Any:
-    """botocore configuration: standard retry mode with backoff on throttling/5xx/connection errors."""
-    from botocore.config import Config
-
-    return Config(
-        retries={"mode": "standard", "max_attempts": int(os.environ.get("ALIGNBATCH_S3_MAX_ATTEMPTS", "8"))},
-        max_pool_connections=max_pool_connections,
-        connect_timeout=10,
-        read_timeout=120,
-        tcp_keepalive=True,
-        # Integrity comes from the flexible checksums we always send, so the SHA256 of the whole body
-        # that SigV4 would otherwise compute over plain-http endpoints is pure overhead.
-        s3={"payload_signing_enabled": False},
-        request_checksum_calculation="when_supported",
-        response_checksum_validation="when_supported",
-    )
-
-
-def default_s3_client() -> Any:
-    """One client per process and AWS environment (clients are thread-safe and costly to build)."""
-    env_key = tuple(
-        os.environ.get(k)
-        for k in (
-            "AWS_ENDPOINT_URL",
-            "AWS_ENDPOINT_URL_S3",
-            "AWS_REGION",
-            "AWS_DEFAULT_REGION",
-            "AWS_ACCESS_KEY_ID",
-            "AWS_PROFILE",
-        )
-    )
-    with _client_lock:
-        client = _clients.get(env_key)
-        if client is None:
-            # botocore's session directly: boto3's would add ~0.1 s of imports (resources, injected
-            # helpers) to every worker start and nothing the worker uses.
-            import botocore.session
-
-            try:
-                client = botocore.session.get_session().create_client("s3", config=client_config())
-            except Exception as exc:
-                if (config_error := aws_config_error(exc)) is not None:
-                    raise config_error from None
-                raise
-            _clients[env_key] = client
-        return client
-
-
-def translate_error(exc: BaseException, loc: Location | str, action: str) -> WorkerError:
-    """Map a botocore/OS exception to a one-line WorkerError naming the object and the fix."""
-    where = str(loc)
-    if isinstance(exc, WorkerError):
-        return exc
-    if type(exc).__module__.startswith("botocore"):
-        return _translate_aws(classify(exc), where, action, exc)
-    if isinstance(exc, FileNotFoundError):
-        return ObjectMissing(f"{action} {where}: no such file")
-    if isinstance(exc, PermissionError):
-        return AccessDenied(f"{action} {where}: permission denied")
-    if isinstance(exc, IsADirectoryError):
-        return BadInput(f"{action} {where}: is a directory, not a file")
-    if isinstance(exc, OSError):
-        return TransientIOError(f"{action} {where}: {exc.strerror or exc}")
-    return WorkerError(f"{action} {where}: unexpected {type(exc).__name__}: {exc}")
-
-
-def _translate_aws(c: Classified, where: str, action: str, exc: BaseException) -> WorkerError:
-    from botocore import exceptions as bex
-
-    detail = f": {c.message}" if c.message else ""
-    if isinstance(exc, bex.ClientError):
-        if c.failure is AwsFailure.MISSING:
-            what = "bucket does not exist" if c.code == "NoSuchBucket" else "object does not exist"
-            return ObjectMissing(f"{action} {where}: {what} ({c.code}); check the bucket and key")
-        if c.failure is AwsFailure.DENIED:
-            return AccessDenied(
-                f"{action} {where}: access denied ({c.code}{detail}); check the job role's S3/KMS permissions"
-            )
-        if c.failure is AwsFailure.ARCHIVED:
-            return BadInput(f"{action} {where}: object is archived (InvalidObjectState); restore it first")
-        if c.failure in (AwsFailure.TRANSIENT, AwsFailure.THROTTLED):
-            return TransientIOError(f"{action} {where}: S3 error after retries ({c.code}{detail})")
-        return TransientIOError(f"{action} {where}: S3 error {c.code}{detail}")
-    if c.failure is AwsFailure.DENIED:
-        return AccessDenied(
-            f"{action} {where}: no AWS credentials found; set the job role or AWS_* variables"
-        )
-    if c.failure is AwsFailure.CHECKSUM:
-        return ChecksumMismatch(f"{action} {where}: checksum of received bytes does not match ({exc})")
-    if c.failure is AwsFailure.CONFIG:
-        return aws_config_error(exc) or WorkerError(f"{action} {where}: {exc}")
-    return TransientIOError(f"{action} {where}: {type(exc).__name__}: {exc}")
-
-
-def sse_arguments(sse_kms_key_id: str | None) -> dict[str, str]:
-    """Encryption at rest for every write: SSE-KMS with the configured key, else SSE-S3 (AES256)."""
-    if sse_kms_key_id:
-        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": sse_kms_key_id}
-    return {"ServerSideEncryption": "AES256"}
 
 
 def checksum_from_response(resp: dict[str, Any]) -> str | None:
@@ -216,7 +113,7 @@ class S3ObjectStore:
         try:
             resp = self.client.head_object(Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED")
         except ClientError as exc:
-            if error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if object_absent(exc):
                 return None
             raise translate_error(exc, loc, "head") from None
         except Exception as exc:
@@ -244,6 +141,20 @@ class S3ObjectStore:
             return bytes(resp["Body"].read())
         except Exception as exc:
             raise translate_error(exc, loc, "read") from None
+
+    def read_range(self, loc: Location, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        # A suffix range (`bytes=-n`) reads the tail without a HEAD for the size.
+        spec = f"bytes={start}" if start < 0 else f"bytes={start}-{start + length - 1}"
+        try:
+            resp = self.client.get_object(Bucket=loc.bucket, Key=loc.key, Range=spec)
+            return bytes(resp["Body"].read())[:length]
+        except Exception as exc:
+            raise translate_error(exc, loc, "read") from None
+
+    def local_path(self, loc: Location) -> str | None:
+        return None
 
     def write_bytes(
         self,
@@ -325,6 +236,21 @@ class LocalObjectStore:
         except Exception as exc:
             raise translate_error(exc, loc, "read") from None
 
+    def read_range(self, loc: Location, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        try:
+            with open(loc.path, "rb") as fh:
+                if start < 0:
+                    start = max(0, os.fstat(fh.fileno()).st_size + start)
+                fh.seek(start)
+                return fh.read(length)
+        except Exception as exc:
+            raise translate_error(exc, loc, "read") from None
+
+    def local_path(self, loc: Location) -> str | None:
+        return loc.path
+
     def write_bytes(
         self,
         loc: Location,
@@ -357,6 +283,7 @@ class LocalObjectStore:
             checksum=f"sha256:{digest}",
             last_modified=info.last_modified,
             metadata=dict(metadata or {}),
+            content_etag=False,
         )
 
     def delete(self, loc: Location) -> None:
@@ -381,6 +308,7 @@ def _local_info(loc: Location, st: os.stat_result) -> ObjectInfo:
         size=st.st_size,
         etag=f"{st.st_mtime_ns}-{st.st_size}",
         last_modified=datetime.fromtimestamp(st.st_mtime, tz=UTC),
+        content_etag=False,
     )
 
 
@@ -389,3 +317,18 @@ def store_for(loc: Location, **kw: Any) -> ObjectStore:
     if loc.is_s3:
         return S3ObjectStore(**kw)
     return LocalObjectStore()
+
+
+class Stores:
+    """The store of each kind of location, chosen once with `store_for` on first use and shared by
+    every later location of that kind (so a local-only run never builds an S3 client)."""
+
+    def __init__(self, **kw: Any) -> None:
+        self._kw = kw
+        self._by_scheme: dict[str, ObjectStore] = {}
+
+    def for_location(self, loc: Location) -> ObjectStore:
+        store = self._by_scheme.get(loc.scheme)
+        if store is None:
+            store = self._by_scheme[loc.scheme] = store_for(loc, **self._kw)
+        return store

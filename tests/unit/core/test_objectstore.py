@@ -11,7 +11,14 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from core.errors import AccessDenied, ObjectMissing, TransientIOError
 from core.exitcodes import ExitCode
 from core.locations import Location, parse_location
-from core.objectstore import LocalObjectStore, S3ObjectStore, sse_arguments, store_for, translate_error
+from core.objectstore import (
+    LocalObjectStore,
+    S3ObjectStore,
+    Stores,
+    store_for,
+)
+from core.s3client import sse_arguments, translate_error
+from tests.support.stores import FakeS3Client
 
 
 def test_local_write_is_atomic_and_readable(tmp_path: Path) -> None:
@@ -54,6 +61,58 @@ def test_store_for_picks_implementation() -> None:
     assert isinstance(store_for(parse_location("/tmp/x")), LocalObjectStore)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     assert isinstance(store_for(parse_location("s3://bkt/x"), client=object()), S3ObjectStore)
+
+
+DATA = bytes(range(256)) * 4  # 1 KiB, every offset distinguishable
+
+
+def test_local_read_range_seeks_and_reads(tmp_path: Path) -> None:
+    store = LocalObjectStore()
+    loc = Location.file(str(tmp_path / "x.bam"))
+    store.write_bytes(loc, DATA)
+    assert store.read_range(loc, 0, 16) == DATA[:16]
+    assert store.read_range(loc, 1000, 100) == DATA[1000:]  # short only at the end
+    assert store.read_range(loc, -38, 38) == DATA[-38:]
+    assert store.read_range(loc, -5000, 5000) == DATA  # a tail longer than the file: the whole file
+    assert store.read_range(loc, 5, 0) == b""
+    assert store.local_path(loc) == loc.path
+    with pytest.raises(ObjectMissing):
+        store.read_range(Location.file(str(tmp_path / "nope")), 0, 1)
+
+
+def test_s3_read_range_is_one_ranged_get() -> None:
+    client = FakeS3Client({("bkt", "x.bam"): DATA})
+    store = S3ObjectStore(client)
+    loc = Location.s3("bkt", "x.bam")
+    assert store.read_range(loc, 0, 16) == DATA[:16]
+    assert store.read_range(loc, 1000, 100) == DATA[1000:]
+    # The EOF probe is a suffix range, so it needs no size and fault proxies can tell it apart.
+    assert store.read_range(loc, -38, 38) == DATA[-38:]
+    assert [r["Range"] for r in client.requests] == ["bytes=0-15", "bytes=1000-1099", "bytes=-38"]
+    assert store.read_range(loc, 5, 0) == b"" and len(client.requests) == 3
+    assert store.local_path(loc) is None
+
+
+def test_s3_head_of_an_absent_object_is_none_but_a_missing_bucket_is_an_error() -> None:
+    client = FakeS3Client({})
+    store = S3ObjectStore(client)
+    assert store.head(Location.s3("bkt", "nope")) is None
+
+    def no_bucket(**kwargs: object) -> None:
+        raise _client_error("NoSuchBucket", 404)
+
+    client.head_object = no_bucket  # type: ignore[method-assign]
+    with pytest.raises(ObjectMissing, match="bucket does not exist"):
+        store.head(Location.s3("bkt", "nope"))
+
+
+def test_stores_choose_once_per_kind_of_location() -> None:
+    stores = Stores(client=FakeS3Client({}))
+    local = stores.for_location(parse_location("/tmp/a"))
+    assert isinstance(local, LocalObjectStore) and stores.for_location(parse_location("b")) is local
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    remote = stores.for_location(parse_location("s3://bkt/x"))
+    assert isinstance(remote, S3ObjectStore) and stores.for_location(parse_location("s3://other/y")) is remote
 
 
 def _client_error(code: str, status: int = 400) -> ClientError:
