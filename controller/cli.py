@@ -210,12 +210,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    from controller.ledger import RUN_FAILED
+    from controller.states import RunState
 
     ledger, _ = _ledger(args)
     ids = list(args.run_ids)
     if args.all_failed:
-        ids += [r.run_id for r in ledger.runs(states=[RUN_FAILED])]
+        ids += [r.run_id for r in ledger.runs(states=[RunState.FAILED])]
     if not ids:
         return _fail("give RUN_ID... or --all-failed", EXIT_USAGE)
     failed = 0

@@ -14,32 +14,22 @@ Results layout (COMMON §6), under the results root (s3://results/prefix or DIR/
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from controller.config import PipelineOptions, Tier
+from controller.model import (
+    InputObject,
+    JobSpec,
+    Plan,
+    Step,
+    job_name,
+    run_id_for,
+    sample_name,
+    tag_value,
+)
+from core.command import JobRef, WorkerCommand
 from core.locations import Location, LocationError, parse_location
-
-Step = Literal["index", "alignstats", "summary"]
-STEPS: tuple[Step, ...] = ("index", "alignstats", "summary")
-
-# A job-id placeholder in a command, filled in by the executor at submit time (upstream jobs are always
-# submitted first, so their ids are known): "{job_id:alignstats}".
-JOB_ID_TOKEN = re.compile(r"\{job_id:(index|alignstats|summary)\}")
-
-# Batch job names: up to 128 letters, digits, hyphens and underscores, starting alphanumeric.
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-# AWS tag values: unicode letters and digits, spaces and _ . : / = + - @ (no '%', '#', ',' ...), ≤ 256.
-_TAG_UNSAFE = re.compile(r"[^\w .:/=+\-@]")
-
-
-def tag_value(text: str) -> str:
-    return _TAG_UNSAFE.sub("_", text)[:256]
-
 
 MAX_S3_KEY_BYTES = 1024
 MAX_LOCAL_NAME_BYTES = 255
@@ -47,23 +37,6 @@ MAX_LOCAL_NAME_BYTES = 255
 
 class PlanError(ValueError):
     """The object cannot be planned (e.g. a CRAM without a configured reference); one line, names the fix."""
-
-
-@dataclass(frozen=True)
-class InputObject:
-    """The object a run is for: identity (bucket, key, version) plus what planning needs to know."""
-
-    bucket: str  # the S3 bucket, or the local inbox directory
-    key: str  # full object key (local: path relative to the inbox directory)
-    size: int
-    etag: str
-    version_id: str | None
-    index_present: bool  # an index already exists next to the object (or an index event was recorded)
-    event_time: datetime | None = None
-
-    @property
-    def identity_version(self) -> str:
-        return self.version_id or self.etag
 
 
 @dataclass(frozen=True)
@@ -79,56 +52,6 @@ class PlanContext:
     summary_vcpus: int = 1
     summary_memory_mib: int = 512
     summary_timeout_seconds: int = 900
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    step: Step
-    name: str
-    command: tuple[str, ...]  # may contain {job_id:STEP} tokens; see render_command()
-    depends_on: tuple[Step, ...]
-    vcpus: int
-    memory_mib: int
-    timeout_seconds: int
-    tags: Mapping[str, str] = field(default_factory=dict)
-    outputs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Plan:
-    run_id: str
-    sample: str
-    input_uri: str
-    inbox_key: str
-    report_uri: str
-    row_uri: str
-    index_uri: str | None  # set when the plan makes an index
-    jobs: tuple[JobSpec, ...]
-
-    def job(self, step: str) -> JobSpec | None:
-        return next((j for j in self.jobs if j.step == step), None)
-
-
-def run_id_for(bucket: str, key: str, version: str) -> str:
-    """Deterministic run id for an object identity (bucket, key, versionId or ETag)."""
-    digest = hashlib.sha256(f"{bucket}\0{key}\0{version}".encode()).hexdigest()
-    return "r" + digest[:16]
-
-
-def sample_name(key: str) -> str:
-    """`dir/NA12878.final.bam` → `NA12878.final`."""
-    base = key.rsplit("/", 1)[-1]
-    for suffix in (".bam", ".cram"):
-        if base.lower().endswith(suffix):
-            return base[: -len(suffix)] or base
-    return base
-
-
-def job_name(sample: str, run_id: str, step: str, attempt: int = 1) -> str:
-    slug = _NAME_UNSAFE.sub("-", sample).strip("-_")[:60] or "sample"
-    if not slug[0].isalnum():
-        slug = "s" + slug
-    return f"{slug}-{run_id}-{step}-a{attempt}"[:128]
 
 
 def relative_key(key: str, inbox_root: str) -> str:
@@ -209,63 +132,55 @@ def plan_run(obj: InputObject, ctx: PlanContext, *, attempt: int = 1) -> Plan:
         return {
             "alignbatch:sample": tag_value(sample),
             "alignbatch:run-id": run_id,
-            "alignbatch:step": step,
+            "alignbatch:step": str(step),
             "alignbatch:pipeline-version": ctx.pipeline_version,
         }
 
     jobs: list[JobSpec] = []
     index_uri: str | None = None
-    worker_opts: list[str] = []
+    worker_index: str | None = None
     if not obj.index_present:
         index_uri = _join(ctx.results_root, f"indexes/{inbox_key}{index_suffix(obj.key)}")
-        index_cmd = ["alignbatch-worker", "--", "alignbatch-index", "-i", input_uri]
+        index_args = ["-i", input_uri]
         if is_cram:
-            index_cmd += ["-T", opts.reference_fasta]
-        index_cmd += ["-o", index_uri]
+            index_args += ["-T", opts.reference_fasta]
+        index_args += ["-o", index_uri]
         jobs.append(
             JobSpec(
-                step="index",
-                name=job_name(sample, run_id, "index", attempt),
-                command=tuple(index_cmd),
+                step=Step.INDEX,
+                name=job_name(sample, run_id, Step.INDEX, attempt),
+                worker=WorkerCommand("alignbatch-index", tuple(index_args)),
                 depends_on=(),
                 vcpus=ctx.index_vcpus,
                 memory_mib=ctx.index_memory_mib,
                 timeout_seconds=tier.timeout_seconds,
-                tags=tags("index"),
+                tags=tags(Step.INDEX),
                 outputs=(index_uri,),
             )
         )
-        worker_opts = ["--index", index_uri]
+        worker_index = index_uri
 
-    stats_cmd = [
-        "alignbatch-worker",
-        *worker_opts,
-        "--",
-        "alignstats",
-        *opts.alignstats_args,
-        "-i",
-        input_uri,
-    ]
+    stats_args = [*opts.alignstats_args, "-i", input_uri]
     if opts.target_bed:
-        stats_cmd += ["-t", opts.target_bed]
+        stats_args += ["-t", opts.target_bed]
     if opts.reference_fasta:
-        stats_cmd += ["-T", opts.reference_fasta]
-    stats_cmd += ["-o", report_uri]
+        stats_args += ["-T", opts.reference_fasta]
+    stats_args += ["-o", report_uri]
     jobs.append(
         JobSpec(
-            step="alignstats",
-            name=job_name(sample, run_id, "alignstats", attempt),
-            command=tuple(stats_cmd),
-            depends_on=("index",) if index_uri else (),
+            step=Step.ALIGNSTATS,
+            name=job_name(sample, run_id, Step.ALIGNSTATS, attempt),
+            worker=WorkerCommand("alignstats", tuple(stats_args), index=worker_index),
+            depends_on=(Step.INDEX,) if index_uri else (),
             vcpus=tier.vcpus,
             memory_mib=tier.memory_mib,
             timeout_seconds=tier.timeout_seconds,
-            tags=tags("alignstats"),
+            tags=tags(Step.ALIGNSTATS),
             outputs=(report_uri,),
         )
     )
 
-    meta = {
+    meta: dict[str, str | JobRef] = {
         "run_id": run_id,
         "sample": sample,
         "inbox_key": inbox_key,
@@ -279,32 +194,25 @@ def plan_run(obj: InputObject, ctx: PlanContext, *, attempt: int = 1) -> Plan:
         "target_bed": opts.target_bed,
         "reference_fasta": opts.reference_fasta,
         "event_time": obj.event_time.isoformat() if obj.event_time else "",
-        "job_id_alignstats": "{job_id:alignstats}",
+        "job_id_alignstats": JobRef(Step.ALIGNSTATS),
     }
     if index_uri:
-        meta["job_id_index"] = "{job_id:index}"
+        meta["job_id_index"] = JobRef(Step.INDEX)
         meta["index_uri"] = index_uri
-    summary_cmd = [
-        "alignbatch-worker",
-        "--",
-        "alignbatch-summary",
-        "--report",
-        report_uri,
-        "--output",
-        row_uri,
-    ]
+    summary_args: list[str | JobRef] = ["--report", report_uri, "--output", row_uri]
     for k, v in meta.items():
-        summary_cmd += ["--meta", f"{k}={v}"]
+        # An upstream job id is a typed part, so no text in a key or path can ever be taken for one.
+        summary_args += ["--meta", JobRef(v.step, f"{k}=") if isinstance(v, JobRef) else f"{k}={v}"]
     jobs.append(
         JobSpec(
-            step="summary",
-            name=job_name(sample, run_id, "summary", attempt),
-            command=tuple(summary_cmd),
-            depends_on=("alignstats",),
+            step=Step.SUMMARY,
+            name=job_name(sample, run_id, Step.SUMMARY, attempt),
+            worker=WorkerCommand("alignbatch-summary", tuple(summary_args)),
+            depends_on=(Step.ALIGNSTATS,),
             vcpus=ctx.summary_vcpus,
             memory_mib=ctx.summary_memory_mib,
             timeout_seconds=ctx.summary_timeout_seconds,
-            tags=tags("summary"),
+            tags=tags(Step.SUMMARY),
             outputs=(row_uri,),
         )
     )
@@ -318,11 +226,6 @@ def plan_run(obj: InputObject, ctx: PlanContext, *, attempt: int = 1) -> Plan:
         index_uri=index_uri,
         jobs=tuple(jobs),
     )
-
-
-def render_command(command: Sequence[str], job_ids: Mapping[str, str]) -> list[str]:
-    """Fill {job_id:STEP} tokens with the upstream jobs' ids ('' for a step that was not run)."""
-    return [JOB_ID_TOKEN.sub(lambda m: job_ids.get(m.group(1), ""), arg) for arg in command]
 
 
 def resolve_path(value: str, *, reference_root: str = "") -> str:

@@ -20,39 +20,22 @@ from typing import Any
 from controller.config import ControllerConfig
 from controller.events import MalformedMessage, ObjectEvent, ObjectKind, parse_message
 from controller.executors.base import Executor, ExecutorError, JobStatus, SubmitRequest
-from controller.ledger import (
-    BATCH_ACTIVE,
-    CANCELLED,
-    FAILED,
-    INTENT,
-    JOB_TERMINAL,
-    LOST,
-    PLANNED,
-    RUN_ACTIVE,
-    RUN_CANCELLED,
-    RUN_FAILED,
-    RUN_SUCCEEDED,
-    SUCCEEDED,
-    JobRow,
-    Ledger,
-)
-from controller.metrics import Metrics
+from controller.ledger import JobRow, Ledger
+from controller.metrics import JOB_GAUGE_STATES, Metrics
+from controller.model import InputObject, Rejection, run_id_for, sample_name, submission_order
 from controller.planner import (
-    InputObject,
     PlanContext,
     PlanError,
     index_candidates,
     object_uri,
     plan_run,
     relative_key,
-    render_command,
     resolve_path,
-    run_id_for,
-    sample_name,
     validate_key,
 )
 from controller.results_table import write_table
 from controller.sources.base import EventSource, Message
+from controller.states import BATCH_ACTIVE, JOB_DEAD, JOB_TERMINAL, UNSUBMITTED, JobState, RunState
 from controller.stopflag import StopFlag
 from core.errors import AccessDenied, WorkerError
 from core.locations import Location, LocationError, parse_location
@@ -317,7 +300,8 @@ class Controller:
                 uri = object_uri(obj, local=self.cfg.is_local)
             except (PlanError, LocationError):
                 uri = f"{ev.bucket}/{ev.key}"
-            if self.ledger.create_rejected(run_id, obj, sample_name(ev.key), uri, str(exc)):
+            rejection = Rejection(run_id, sample_name(ev.key), uri, ev.key, str(exc))
+            if self.ledger.create_rejected(obj, rejection):
                 self.log.warning("event.rejected", run_id=run_id, key=ev.key, reason=str(exc))
             return "ignored"
         if not self.ledger.create_run(obj, plan):
@@ -380,34 +364,36 @@ class Controller:
 
     def _fail_unsubmittable(self, run_id: str, reason: str) -> None:
         for job in self.ledger.jobs_for_run(run_id):
-            if job.state in (PLANNED, INTENT):
+            if job.state in UNSUBMITTED:
                 # An INTENT here never reached Batch as a job (the request was refused): safe to close.
-                self.ledger.update_job(run_id, job.step, state=FAILED, reason=f"submission refused: {reason}")
+                self.ledger.update_job(
+                    run_id, job.step, state=JobState.FAILED, reason=f"submission refused: {reason}"
+                )
         self.log.error("job.submit_refused", run_id=run_id, error=reason)
         self._evaluate_run(run_id)
 
     def _submit_run(self, run_id: str) -> int:
         jobs = {j.step: j for j in self.ledger.jobs_for_run(run_id)}
         count = 0
-        for step in ("index", "alignstats", "summary"):
-            job = jobs.get(step)
-            if job is None or job.state not in (PLANNED, INTENT):
+        specs = {step: job.job_spec for step, job in jobs.items()}
+        for spec in submission_order(specs.values()):
+            step, job = spec.step, jobs[spec.step]
+            if job.state not in UNSUBMITTED:
                 continue
-            spec = job.job_spec
             upstream = [jobs[d] for d in spec.depends_on if d in jobs]
-            if any(u.state in (FAILED, LOST, CANCELLED) for u in upstream):
+            if any(u.state in JOB_DEAD for u in upstream):
                 return count
             if any(u.job_id is None for u in upstream):
                 return count  # wait for the upstream submission
             log = self.log.bind(
                 run_id=run_id, sample=spec.tags.get("alignbatch:sample"), step=step, job_name=job.name
             )
-            if job.state == INTENT:
+            if job.state == JobState.INTENT:
                 # A crash may have happened between SubmitJob and recording its id: look before resubmitting.
                 found = self.executor.find_by_name(job.name)
                 if found is not None:
                     self.ledger.mark_submitted(run_id, step, found.job_id)
-                    jobs[step] = replace(job, state="SUBMITTED", job_id=found.job_id)
+                    jobs[step] = replace(job, state=JobState.SUBMITTED, job_id=found.job_id)
                     log.info("job.intent_resolved", job_id=found.job_id)
                     self.metrics.submissions.labels(step=step, outcome="recovered").inc()
                     continue
@@ -417,10 +403,10 @@ class Controller:
             request = SubmitRequest(
                 name=job.name,
                 step=step,
-                command=tuple(render_command(spec.command, ids)),
+                command=spec.worker.argv(ids),
                 # Only upstream jobs that have not finished: Batch forgets finished jobs after a day, and a
                 # retried run reuses succeeded steps whose ids may be gone.
-                depends_on=tuple(u.job_id for u in upstream if u.job_id and u.state != SUCCEEDED),
+                depends_on=tuple(u.job_id for u in upstream if u.job_id and u.state != JobState.SUCCEEDED),
                 vcpus=spec.vcpus,
                 memory_mib=spec.memory_mib,
                 timeout_seconds=spec.timeout_seconds,
@@ -432,7 +418,7 @@ class Controller:
                 self.metrics.submissions.labels(step=step, outcome="error").inc()
                 raise
             self.ledger.mark_submitted(run_id, step, job_id)
-            jobs[step] = replace(job, state="SUBMITTED", job_id=job_id)
+            jobs[step] = replace(job, state=JobState.SUBMITTED, job_id=job_id)
             self.metrics.submissions.labels(step=step, outcome="submitted").inc()
             log.info("job.submitted", job_id=job_id, depends_on=list(request.depends_on))
             count += 1
@@ -493,7 +479,7 @@ class Controller:
                 continue
             if self._apply_status(job, status):
                 changes += 1
-                if status.state in ("SUCCEEDED", "FAILED"):
+                if status.state in (JobState.SUCCEEDED, JobState.FAILED):
                     changed_runs.add(job.run_id)
                     ended.add(job.job_id or "")
         return ended, changes
@@ -512,7 +498,7 @@ class Controller:
         if not changed:
             return False
         log = self._job_log(job)
-        if status.state not in ("SUCCEEDED", "FAILED"):
+        if status.state not in (JobState.SUCCEEDED, JobState.FAILED):
             log.info("job.state", state=status.state)
             return True
         outcome = status.state.lower()
@@ -546,7 +532,9 @@ class Controller:
         """The executor no longer knows this job: decide from its outputs, never poll it forever."""
         log = self._job_log(job)
         if self._outputs_exist(job):
-            self.ledger.update_job(job.run_id, job.step, state=SUCCEEDED, reason="resolved by its outputs")
+            self.ledger.update_job(
+                job.run_id, job.step, state=JobState.SUCCEEDED, reason="resolved by its outputs"
+            )
             self.metrics.completions.labels(step=job.step, outcome="succeeded").inc()
             log.info("job.resolved_by_outputs")
             return True
@@ -555,7 +543,7 @@ class Controller:
             log.warning("job.requeued", reason="executor does not know the job (controller restarted)")
             return False
         self.ledger.update_job(
-            job.run_id, job.step, state=LOST, reason="job unknown to the executor, no outputs"
+            job.run_id, job.step, state=JobState.LOST, reason="job unknown to the executor, no outputs"
         )
         self.metrics.completions.labels(step=job.step, outcome="lost").inc()
         log.error("job.lost")
@@ -563,10 +551,10 @@ class Controller:
 
     def _evaluate_run(self, run_id: str) -> None:
         run = self.ledger.get_run(run_id)
-        if run is None or run.state != RUN_ACTIVE:
+        if run is None or run.state != RunState.ACTIVE:
             return
         jobs = self.ledger.jobs_for_run(run_id)
-        bad = [j for j in jobs if j.state in (FAILED, LOST)]
+        bad = [j for j in jobs if j.state in (JobState.FAILED, JobState.LOST)]
         log = self.log.bind(run_id=run_id, sample=run.sample)
         if bad:
             first = bad[0]
@@ -583,19 +571,19 @@ class Controller:
                         log.warning("job.cancel_failed", error=str(exc))
                 for j in pending:
                     self.ledger.update_job(
-                        run_id, j.step, state=CANCELLED, reason=f"upstream {first.step} failed"
+                        run_id, j.step, state=JobState.CANCELLED, reason=f"upstream {first.step} failed"
                     )
-            if self.ledger.finish_run(run_id, RUN_FAILED, reason):
+            if self.ledger.finish_run(run_id, RunState.FAILED, reason):
                 self.metrics.runs.labels(outcome="failed").inc()
                 log.error("run.failed", reason=reason, log_stream=first.log_stream, key=run.key)
             return
-        if jobs and all(j.state == SUCCEEDED for j in jobs):
+        if jobs and all(j.state == JobState.SUCCEEDED for j in jobs):
             try:
                 row = json.loads(self.store.read_bytes(parse_location(run.row_uri or "")))
                 if not isinstance(row, dict):
                     raise ValueError("row is not a JSON object")
             except (WorkerError, LocationError, ValueError) as exc:
-                if self.ledger.finish_run(run_id, RUN_FAILED, f"summary row unreadable: {exc}"):
+                if self.ledger.finish_run(run_id, RunState.FAILED, f"summary row unreadable: {exc}"):
                     self.metrics.runs.labels(outcome="failed").inc()
                     log.error("run.failed", reason=f"summary row unreadable: {exc}")
                 return
@@ -606,7 +594,7 @@ class Controller:
                     self.ledger.record_output(run_id, "index", j.job_spec.outputs[0])
             self.ledger.upsert_result(run.inbox_key, run_id, now, row)
             self._table_dirty.set()
-            if self.ledger.finish_run(run_id, RUN_SUCCEEDED):
+            if self.ledger.finish_run(run_id, RunState.SUCCEEDED):
                 self.metrics.runs.labels(outcome="succeeded").inc()
                 self.metrics.input_bytes.inc(run.size)
                 summary = next((j for j in jobs if j.step == "summary"), None)
@@ -632,7 +620,7 @@ class Controller:
         oldest: float | None = None
         limit = self.cfg.batch.runnable_alarm_seconds
         still_runnable: set[str] = set()
-        for job in (j for page in self.ledger.job_pages(["RUNNABLE"], ACTIVE_JOB_PAGE) for j in page):
+        for job in (j for page in self.ledger.job_pages([JobState.RUNNABLE], ACTIVE_JOB_PAGE) for j in page):
             oldest = job.updated_at if oldest is None else min(oldest, job.updated_at)
             key = f"{job.job_id}"
             still_runnable.add(key)
@@ -653,7 +641,7 @@ class Controller:
 
     def refresh_gauges(self) -> None:
         counts = self.ledger.job_counts()
-        for state in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"):
+        for state in JOB_GAUGE_STATES:
             self.metrics.jobs.labels(state=state).set(counts.get(state, 0))
         try:
             depth = self.source.depth() if self.source is not None else {}
@@ -672,8 +660,8 @@ class Controller:
             self.executor.cancel(ids, reason)
         for j in jobs:
             if j.state not in JOB_TERMINAL:
-                self.ledger.update_job(run_id, j.step, state=CANCELLED, reason=reason)
-        return self.ledger.finish_run(run_id, RUN_CANCELLED, reason)
+                self.ledger.update_job(run_id, j.step, state=JobState.CANCELLED, reason=reason)
+        return self.ledger.finish_run(run_id, RunState.CANCELLED, reason)
 
     def status_line(self) -> str:
         runs = self.ledger.run_counts()
@@ -687,7 +675,7 @@ class Controller:
     def idle(self) -> bool:
         """Nothing left to do: no unsubmitted or in-flight jobs (used by --once)."""
         counts = self.ledger.job_counts()
-        busy = sum(counts.get(s, 0) for s in (PLANNED, INTENT, *BATCH_ACTIVE))
+        busy = sum(counts.get(s, 0) for s in (*UNSUBMITTED, *BATCH_ACTIVE))
         return busy == 0 and self.executor.active_count() == 0
 
     def describe(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from controller.aws import aws_client, count_throttles
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+from controller.model import Step
 from controller.ratelimit import TokenBucket
 from core.awserrors import AwsFailure, classify
 
@@ -164,10 +165,11 @@ class BatchExecutor:
 
 
 def job_definitions_from_config(batch: Any) -> dict[str, str]:
+    """Step name -> job definition, one per step of the plan (controller.model.Step)."""
     return {
-        "index": batch.job_definition_index,
-        "alignstats": batch.job_definition_alignstats,
-        "summary": batch.job_definition_summary,
+        Step.INDEX: batch.job_definition_index,
+        Step.ALIGNSTATS: batch.job_definition_alignstats,
+        Step.SUMMARY: batch.job_definition_summary,
     }
 
 

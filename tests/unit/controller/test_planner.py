@@ -9,18 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.config import DEFAULT_TIERS, PipelineOptions
-from controller.planner import (
-    InputObject,
-    PlanContext,
-    PlanError,
-    job_name,
-    plan_run,
-    render_command,
-    run_id_for,
-    sample_name,
-    tier_for,
-    validate_key,
-)
+from controller.model import InputObject, job_name, run_id_for, sample_name
+from controller.planner import PlanContext, PlanError, plan_run, tier_for, validate_key
 
 CTX = PlanContext(
     inbox_root="s3://inbox-bucket/incoming",
@@ -75,7 +65,7 @@ def test_index_present_skips_index_step() -> None:
 
 def test_render_command_fills_job_ids() -> None:
     plan = plan_run(obj(), CTX)
-    cmd = render_command(plan.jobs[2].command, {"index": "J1", "alignstats": "J2"})
+    cmd = plan.jobs[2].worker.argv({"index": "J1", "alignstats": "J2"})
     assert "job_id_alignstats=J2" in cmd and "job_id_index=J1" in cmd
     assert not any("{job_id" in a for a in cmd)
 
@@ -141,3 +131,22 @@ def test_tags_are_in_the_aws_tag_charset() -> None:
     sample_tag = plan.jobs[0].tags["alignbatch:sample"]
     assert sample_tag == "plus+and_ _1_ü"
     assert all(c.isalnum() or c in " _.:/=+-@" for v in plan.jobs[0].tags.values() for c in v)
+
+
+def test_a_key_that_looks_like_a_job_id_token_is_passed_verbatim() -> None:
+    """Job ids of upstream steps are typed parts of the command: text in a key is never substituted."""
+    plan = plan_run(obj("incoming/x{job_id:summary}{job_id:index}.bam"), CTX)
+    argv = plan.job("summary").worker.argv({"index": "J1", "alignstats": "J2", "summary": "J3"})
+    assert "sample=x{job_id:summary}{job_id:index}" in argv
+    assert "inbox_key=x{job_id:summary}{job_id:index}.bam" in argv
+    assert "job_id_index=J1" in argv and "job_id_alignstats=J2" in argv
+    assert not any("J3" in a for a in argv)
+
+
+def test_submission_order_follows_depends_on() -> None:
+    from controller.model import submission_order
+
+    plan = plan_run(obj(), CTX)
+    assert [s.step for s in submission_order(reversed(plan.jobs))] == ["index", "alignstats", "summary"]
+    without_index = plan_run(obj(index=True), CTX).jobs
+    assert [s.step for s in submission_order(without_index[::-1])] == ["alignstats", "summary"]
