@@ -83,17 +83,18 @@ def seed_demo(inbox: Path) -> list[str]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.daemon import Daemon, build_controller, human_summary, start_metrics
+    from controller.factory import mode_for
 
     cfg = _config_from(args)
-    if not cfg.is_local:
-        problems = validate_aws(cfg)
-        if problems:
-            raise ConfigError(f"{args.config}: " + "; ".join(problems))
-    if args.demo and not cfg.is_local:
+    mode = mode_for(cfg)
+    problems = mode.problems(cfg)
+    if problems:
+        raise ConfigError(f"{args.config}: " + "; ".join(problems))
+    if args.demo and mode.demo_inbox is None:
         return _fail("--demo needs --local DIR", EXIT_USAGE)
     level = args.log_level or cfg.logging.level
     shipper = None
-    if cfg.logging.cloudwatch_group and not cfg.is_local:
+    if cfg.logging.cloudwatch_group and mode.ships_logs:
         from controller.cloudwatch import install_cloudwatch_shipping
 
         # CloudWatch gets JSON lines whatever --log-format says (Logs Insights parses them).
@@ -105,8 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     for warning in warnings(cfg):
         get_logger(component="config").warning("config.warning", detail=warning)
-    if args.demo:
-        seed_demo(Path(cfg.local_dir or ".") / "inbox")
+    if args.demo and mode.demo_inbox is not None:
+        seed_demo(mode.demo_inbox)
     ctl = build_controller(cfg, once=args.once, slots=args.slots)
     daemon = Daemon(ctl)
     daemon.install_signals()

@@ -1,5 +1,8 @@
 """Pure planning: one inbox object → a small job DAG (index when missing → alignstats → summary).
 
+Planning returns a Plan or a Rejection (with its reason), never raises for a bad object. It is two pure
+steps so that intake can probe for an index between them without validating twice: `admit` checks the
+key once and names the run (the inbox's key rules); `build_plan` makes the jobs. `plan_run` is both.
 Nothing here does I/O: whether an index already exists is decided by the caller and passed in. Every
 name is deterministic (derived from the object's identity), so a duplicate event, a restart or a crash
 between "intent" and "submitted" always lands on the same run id and the same Batch job names.
@@ -15,13 +18,15 @@ Results layout (COMMON §6), under the results root (s3://results/prefix or DIR/
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.config import PipelineOptions, Tier
+from controller.inbox import Inbox, inbox_at
 from controller.model import (
     InputObject,
     JobSpec,
     Plan,
+    Rejection,
     Step,
     job_name,
     run_id_for,
@@ -29,14 +34,11 @@ from controller.model import (
     tag_value,
 )
 from core.command import JobRef, WorkerCommand
-from core.locations import Location, LocationError, parse_location
-
-MAX_S3_KEY_BYTES = 1024
-MAX_LOCAL_NAME_BYTES = 255
+from core.locations import LocationError, parse_location
 
 
 class PlanError(ValueError):
-    """The object cannot be planned (e.g. a CRAM without a configured reference); one line, names the fix."""
+    """Why an object cannot be planned (one line, names the fix); becomes the Rejection's reason."""
 
 
 @dataclass(frozen=True)
@@ -46,36 +48,47 @@ class PlanContext:
     pipeline: PipelineOptions  # already chosen for the key's prefix, paths resolved to URIs
     tiers: Sequence[Tier]
     pipeline_version: str
-    local: bool = False
     index_vcpus: int = 1
     index_memory_mib: int = 2048
     summary_vcpus: int = 1
     summary_memory_mib: int = 512
     summary_timeout_seconds: int = 900
+    # The inbox's key rules; the controller passes its own, a bare root gets the rules its form names.
+    inbox: Inbox = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.inbox is None:
+            object.__setattr__(self, "inbox", inbox_at(self.inbox_root))
 
 
-def relative_key(key: str, inbox_root: str) -> str:
-    """The inbox key: `key` without the inbox prefix (when it has it)."""
-    root = parse_location(inbox_root, allow_prefix=True)
-    prefix = root.key if root.is_s3 else ""
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    return key[len(prefix) :] if prefix and key.startswith(prefix) else key
+@dataclass(frozen=True)
+class Admission:
+    """An object whose key is safe, with its run's names (the half of planning before the index probe)."""
+
+    obj: InputObject
+    run_id: str
+    sample: str
+    inbox_key: str
+    input_uri: str
+
+    def reject(self, reason: str) -> Rejection:
+        return Rejection(self.run_id, self.sample, self.input_uri, self.obj.key, reason)
 
 
-def validate_key(key: str, *, local: bool) -> str | None:
-    """Why a key cannot be processed safely, or None. Keys with '.'/'..'/empty segments would map
-    outside (or ambiguously into) the results layout; over-long keys could not hold the report suffix."""
-    segments = key.split("/")
-    if any(seg in (".", "..") for seg in segments):
-        return "key has a '.' or '..' path segment; rename the object without it"
-    if any(seg == "" for seg in segments):
-        return "key has an empty path segment ('//' or a leading/trailing '/'); rename the object"
-    if len(("reports/" + key + ".alignstats.json").encode()) > MAX_S3_KEY_BYTES - 64:
-        return "key is too long to hold the results layout (limit about 940 bytes); shorten it"
-    if local and any(len(seg.encode()) > MAX_LOCAL_NAME_BYTES - 20 for seg in segments):
-        return "a path component is too long for a local file name (limit 235 bytes); shorten it"
-    return None
+def admit(obj: InputObject, inbox: Inbox) -> Admission | Rejection:
+    """Validate the key (once) and name the run; an unsafe key is rejected before any I/O with it."""
+    run_id = run_id_for(obj.bucket, obj.key, obj.identity_version)
+    sample = sample_name(obj.key)
+    problem = inbox.validate_key(obj.key)
+    reason = f"{obj.key!r}: {problem}" if problem else ""
+    try:
+        input_uri = inbox.object_uri(obj.bucket, obj.key)
+    except LocationError as exc:
+        reason = reason or str(exc)
+        input_uri = f"{obj.bucket}/{obj.key}"
+    if reason:
+        return Rejection(run_id, sample, input_uri, obj.key, reason)
+    return Admission(obj, run_id, sample, inbox.inbox_key(obj.key), input_uri)
 
 
 def tier_for(size: int, tiers: Sequence[Tier]) -> Tier:
@@ -103,26 +116,31 @@ def _join(root: str, rel: str) -> str:
         raise PlanError(str(exc)) from None
 
 
-def object_uri(obj: InputObject, *, local: bool) -> str:
-    if local:
-        return _join(obj.bucket, obj.key)
-    return str(Location.s3(obj.bucket, obj.key))
+def plan_run(obj: InputObject, ctx: PlanContext, *, attempt: int = 1) -> Plan | Rejection:
+    """The job DAG for one object, or why there is none (pure)."""
+    admission = admit(obj, ctx.inbox)
+    if isinstance(admission, Rejection):
+        return admission
+    return build_plan(admission, ctx, attempt=attempt)
 
 
-def plan_run(obj: InputObject, ctx: PlanContext, *, attempt: int = 1) -> Plan:
-    """The job DAG for one object (pure)."""
-    problem = validate_key(obj.key, local=ctx.local)
-    if problem:
-        raise PlanError(f"{obj.key!r}: {problem}")
+def build_plan(admission: Admission, ctx: PlanContext, *, attempt: int = 1) -> Plan | Rejection:
+    """The jobs for an admitted object (its `index_present` already decided by the caller)."""
+    try:
+        return _build(admission, ctx, attempt)
+    except PlanError as exc:
+        return admission.reject(str(exc))
+
+
+def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
+    obj = admission.obj
     is_cram = obj.key.lower().endswith(".cram")
     opts = ctx.pipeline
     if is_cram and not opts.reference_fasta:
         raise PlanError(f"{obj.key!r}: CRAM input needs a reference; set [pipeline] reference_fasta")
 
-    run_id = run_id_for(obj.bucket, obj.key, obj.identity_version)
-    sample = sample_name(obj.key)
-    inbox_key = relative_key(obj.key, ctx.inbox_root) if not ctx.local else obj.key
-    input_uri = object_uri(obj, local=ctx.local)
+    run_id, sample = admission.run_id, admission.sample
+    inbox_key, input_uri = admission.inbox_key, admission.input_uri
     report_uri = _join(ctx.results_root, f"reports/{inbox_key}.alignstats.json")
     row_uri = _join(ctx.results_root, f"rows/{run_id}.json")
     tier = tier_for(obj.size, ctx.tiers)

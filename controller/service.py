@@ -20,27 +20,19 @@ from typing import Any
 from controller.config import ControllerConfig
 from controller.events import MalformedMessage, ObjectEvent, ObjectKind, parse_message
 from controller.executors.base import Executor, ExecutorError, JobStatus, SubmitRequest
+from controller.inbox import Inbox, inbox_for
 from controller.ledger import JobRow, Ledger
 from controller.metrics import JOB_GAUGE_STATES, Metrics
-from controller.model import InputObject, Rejection, run_id_for, sample_name, submission_order
-from controller.planner import (
-    PlanContext,
-    PlanError,
-    index_candidates,
-    object_uri,
-    plan_run,
-    relative_key,
-    resolve_path,
-    validate_key,
-)
+from controller.model import InputObject, Plan, Rejection, submission_order
+from controller.planner import Admission, PlanContext, admit, build_plan, index_candidates, resolve_path
 from controller.results_table import write_table
 from controller.sources.base import EventSource, Message
 from controller.states import BATCH_ACTIVE, JOB_DEAD, JOB_TERMINAL, UNSUBMITTED, JobState, RunState
 from controller.stopflag import StopFlag
-from core.errors import AccessDenied, WorkerError
-from core.locations import Location, LocationError, parse_location
+from core.errors import WorkerError
+from core.locations import LocationError, parse_location
 from core.logs import get_logger
-from core.objectstore import LocalObjectStore, ObjectStore, S3ObjectStore
+from core.objectstore import ObjectStore
 from core.version import __version__
 
 # Jobs per ledger page in the reconcile and RUNNABLE walks: ten DescribeJobs calls' worth, about 1 MB.
@@ -86,6 +78,7 @@ class Controller:
         source: EventSource | None,
         metrics: Metrics | None = None,
         store: ObjectStore | None = None,
+        inbox: Inbox | None = None,
         io_threads: int = 8,
         submit_threads: int = 8,
     ) -> None:
@@ -94,13 +87,8 @@ class Controller:
         self.executor = executor
         self.source = source
         self.metrics = metrics or Metrics()
-        if store is None:
-            store = (
-                LocalObjectStore()
-                if cfg.is_local
-                else S3ObjectStore(sse_kms_key_id=cfg.storage.kms_key_id or None)
-            )
-        self.store = store
+        self.inbox = inbox or inbox_for(cfg)
+        self.store = store or self.inbox.object_store()
         self.log = get_logger(component="controller")
         self._in_flight: dict[str, Message] = {}
         self._in_flight_lock = threading.Lock()
@@ -115,8 +103,6 @@ class Controller:
         self._submit_pool = ThreadPoolExecutor(
             max_workers=submit_threads, thread_name_prefix="controller-submit"
         )
-        reference_root = f"s3://{cfg.storage.reference_bucket}" if cfg.storage.reference_bucket else ""
-        self._reference_root = "" if cfg.is_local else reference_root
 
     # -- events -------------------------------------------------------------------------------------
     def poll(self, max_messages: int = 10) -> PollResult:
@@ -145,9 +131,8 @@ class Controller:
             with self._in_flight_lock:
                 for m in messages:
                     self._in_flight.pop(m.message_id, None)
-            release = getattr(self.source, "release", None)
-            if release and left:
-                release(left)
+            if left:
+                self.source.release(left)
         result.acked, result.left = len(done), len(left)
         self.metrics.loop_ok("poll")
         return result
@@ -189,17 +174,11 @@ class Controller:
                 return False
         return True
 
-    def _in_inbox(self, ev: ObjectEvent) -> bool:
-        if self.cfg.is_local:
-            return True
-        prefix = self.cfg.storage.inbox_prefix
-        return ev.bucket == self.cfg.storage.inbox_bucket and ev.key.startswith(prefix)
-
     def handle_event(self, ev: ObjectEvent) -> str:
         """Record one object event; returns the outcome label counted."""
         kind = ev.kind
         outcome: str
-        if not self._in_inbox(ev) or kind is ObjectKind.OTHER:
+        if not self.inbox.owns(ev.bucket, ev.key) or kind is ObjectKind.OTHER:
             outcome = "ignored"
             self.log.info(
                 "event.ignored", bucket=ev.bucket, key=ev.key, reason="not a BAM/CRAM/index in the inbox"
@@ -220,51 +199,17 @@ class Controller:
         candidates = index_candidates(ev.key)
         if self.ledger.has_index(ev.bucket, candidates):
             return True
-        if not self.cfg.is_local:
-            try:
-                found = self._index_listed(ev.bucket, candidates)
-            except AccessDenied as exc:
-                # Without list rights under this prefix we cannot tell; making an index is always safe.
-                self.log.warning("event.index_check_denied", key=ev.key, error=str(exc))
-                return False
-            if found is not None:
-                return found
-        for key in candidates:
-            try:
-                loc = (
-                    Location.file(str(parse_location(ev.bucket, allow_prefix=True).join(key)))
-                    if self.cfg.is_local
-                    else Location.s3(ev.bucket, key)
-                )
-            except LocationError:
-                continue
-            try:
-                if self.store.head(loc) is not None:
-                    return True
-            except AccessDenied:
-                return False  # as above: unknown, so let the index step make one
-        return False
-
-    def _index_listed(self, bucket: str, candidates: Sequence[str]) -> bool | None:
-        """One LIST of the candidates' common stem (x.bai, x.bam.bai, x.csi, ...). A LIST, not HEADs: the
-        controller's role may list only under the inbox prefix (an `s3:prefix` condition), and S3 answers
-        a HEAD of a missing key with 403 to a caller without list rights. None when the stem is shared by
-        so many keys that HEADs are cheaper."""
-        stem = min(candidates, key=len).rsplit(".", 1)[0]
-        wanted = set(candidates)
-        for listed, info in enumerate(self.store.list(Location.s3(bucket, stem)), start=1):
-            if info.location.key in wanted:
-                return True
-            if listed >= 1000:
-                return None
-        return False
+        try:
+            return self.inbox.index_present(ev.bucket, candidates, self.store)
+        except LocationError:
+            return False  # not a name the store can look up: let the index step make one
 
     def plan_context(self, key: str) -> PlanContext:
         opts = self.cfg.pipeline.for_key(key)
         opts = replace(
             opts,
-            target_bed=resolve_path(opts.target_bed, reference_root=self._reference_root),
-            reference_fasta=resolve_path(opts.reference_fasta, reference_root=self._reference_root),
+            target_bed=resolve_path(opts.target_bed, reference_root=self.inbox.reference_root),
+            reference_fasta=resolve_path(opts.reference_fasta, reference_root=self.inbox.reference_root),
         )
         return PlanContext(
             inbox_root=self.cfg.inbox_root,
@@ -272,37 +217,22 @@ class Controller:
             pipeline=opts,
             tiers=self.cfg.tiers,
             pipeline_version=__version__,
-            local=self.cfg.is_local,
+            inbox=self.inbox,
         )
 
     def _accept(self, ev: ObjectEvent) -> str:
-        # An unsafe key is rejected before any I/O is attempted with it (plan_run says why).
-        try:
-            index_present = validate_key(ev.key, local=self.cfg.is_local) is None and self._index_present(ev)
-        except LocationError:
-            index_present = False
-        obj = InputObject(
-            bucket=ev.bucket,
-            key=ev.key,
-            size=ev.size,
-            etag=ev.etag,
-            version_id=ev.version_id,
-            index_present=index_present,
-            event_time=ev.event_time,
-        )
-        # [[pipeline.prefix]] matches the key as the results layout names it (plan_run's inbox_key).
-        inbox_rel = ev.key if self.cfg.is_local else relative_key(ev.key, self.cfg.inbox_root)
-        try:
-            plan = plan_run(obj, self.plan_context(inbox_rel))
-        except PlanError as exc:
-            run_id = run_id_for(ev.bucket, ev.key, ev.identity_version)
-            try:
-                uri = object_uri(obj, local=self.cfg.is_local)
-            except (PlanError, LocationError):
-                uri = f"{ev.bucket}/{ev.key}"
-            rejection = Rejection(run_id, sample_name(ev.key), uri, ev.key, str(exc))
-            if self.ledger.create_rejected(obj, rejection):
-                self.log.warning("event.rejected", run_id=run_id, key=ev.key, reason=str(exc))
+        obj = InputObject(ev.bucket, ev.key, ev.size, ev.etag, ev.version_id, False, ev.event_time)
+        # The key is checked (once) before any I/O is attempted with it.
+        admission = admit(obj, self.inbox)
+        plan: Plan | Rejection = admission
+        if isinstance(admission, Admission):
+            obj = replace(obj, index_present=self._index_present(ev))
+            admission = replace(admission, obj=obj)
+            # [[pipeline.prefix]] matches the key as the results layout names it (the inbox key).
+            plan = build_plan(admission, self.plan_context(admission.inbox_key))
+        if isinstance(plan, Rejection):
+            if self.ledger.create_rejected(obj, plan):
+                self.log.warning("event.rejected", run_id=plan.run_id, key=ev.key, reason=plan.reason)
             return "ignored"
         if not self.ledger.create_run(obj, plan):
             self.log.info("event.duplicate", run_id=plan.run_id, key=ev.key)
@@ -360,7 +290,7 @@ class Controller:
 
     def _stop_submitting(self) -> bool:
         # Local jobs are run to the end on shutdown, so local submission goes on.
-        return self.stopping.is_set() and not self.cfg.is_local
+        return self.stopping.is_set() and not self.executor.submits_while_stopping
 
     def _fail_unsubmittable(self, run_id: str, reason: str) -> None:
         for job in self.ledger.jobs_for_run(run_id):

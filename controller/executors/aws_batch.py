@@ -55,6 +55,7 @@ def status_from_description(job: dict[str, Any]) -> JobStatus:
 class BatchExecutor:
     kind = "aws_batch"
     requeue_missing = False  # a job Batch forgot is resolved by its outputs or marked lost
+    submits_while_stopping = False  # the rest stays PLANNED and is submitted after the restart
 
     def __init__(
         self,

@@ -63,6 +63,7 @@ class LocalExecutor:
     kind = "local"
     requeue_missing = True  # a restart forgets local jobs: submit them again rather than mark them lost
     missing_grace_seconds = 0.0
+    submits_while_stopping = True  # close(wait=True) runs every job to the end, downstream ones included
 
     def __init__(
         self,

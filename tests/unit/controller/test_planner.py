@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -9,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.config import DEFAULT_TIERS, PipelineOptions
-from controller.model import InputObject, job_name, run_id_for, sample_name
-from controller.planner import PlanContext, PlanError, plan_run, tier_for, validate_key
+from controller.inbox import S3Inbox
+from controller.model import InputObject, Plan, Rejection, job_name, run_id_for, sample_name
+from controller.planner import PlanContext, plan_run, tier_for
 
 CTX = PlanContext(
     inbox_root="s3://inbox-bucket/incoming",
@@ -29,6 +31,7 @@ def obj(
 
 def test_missing_index_gives_three_chained_steps() -> None:
     plan = plan_run(obj(), CTX)
+    assert isinstance(plan, Plan)
     assert [j.step for j in plan.jobs] == ["index", "alignstats", "summary"]
     index, stats, summary = plan.jobs
     assert stats.depends_on == ("index",) and summary.depends_on == ("alignstats",)
@@ -85,8 +88,8 @@ def test_tiers_by_size() -> None:
 
 
 def test_cram_needs_reference() -> None:
-    with pytest.raises(PlanError, match="reference"):
-        plan_run(obj("incoming/x.cram"), CTX)
+    rejected = plan_run(obj("incoming/x.cram"), CTX)
+    assert isinstance(rejected, Rejection) and "reference" in rejected.reason
     ctx = PlanContext(**{**CTX.__dict__, "pipeline": PipelineOptions(reference_fasta="s3://ref/g.fa")})
     plan = plan_run(obj("incoming/x.cram"), ctx)
     assert plan.index_uri.endswith("x.cram.crai")
@@ -95,15 +98,16 @@ def test_cram_needs_reference() -> None:
 
 @pytest.mark.parametrize("key", ["a/../b.bam", "./x.bam", "a//b.bam", "/abs.bam", "x" * 1000 + ".bam"])
 def test_unsafe_keys_rejected_with_reason(key: str) -> None:
-    assert validate_key(key, local=False)
-    with pytest.raises(PlanError, match=r"rename|shorten"):
-        plan_run(obj(key), CTX)
+    assert S3Inbox("inbox-bucket").validate_key(key)
+    rejected = plan_run(obj(key), CTX)
+    assert isinstance(rejected, Rejection) and re.search(r"rename|shorten", rejected.reason)
+    assert rejected.run_id == run_id_for("inbox-bucket", key, "etag1") and rejected.inbox_key == key
 
 
 def test_local_plan_uses_paths(tmp_path) -> None:
     ctx = PlanContext(
         inbox_root=str(tmp_path / "inbox"), results_root=str(tmp_path / "results"),
-        pipeline=PipelineOptions(), tiers=DEFAULT_TIERS, pipeline_version="0.1.0", local=True,
+        pipeline=PipelineOptions(), tiers=DEFAULT_TIERS, pipeline_version="0.1.0",
     )  # fmt: skip
     o = InputObject(str(tmp_path / "inbox"), "sub dir/ünï code.bam", 10, "1-10", None, True)
     plan = plan_run(o, ctx)

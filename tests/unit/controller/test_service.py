@@ -13,14 +13,19 @@ import pytest
 
 from controller import service as service_module
 from controller.config import ControllerConfig, local_config
-from controller.daemon import build_controller
 from controller.events import ObjectEvent, s3_notification_body
-from controller.executors.base import JobStatus, SubmitRequest
+from controller.factory import build_controller
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.service import Controller
-from controller.sources.base import Message
 from core.objectstore import LocalObjectStore
+from tests.support.fakes import (
+    DescribingExecutor,
+    ForgetfulExecutor,
+    HeldExecutor,
+    ListSource,
+    ScriptedExecutor,
+)
 
 
 @pytest.fixture()
@@ -96,61 +101,6 @@ def test_runnable_watchdog_and_cancel(ctl) -> None:
     assert "runs active=0" in ctl.status_line()
 
 
-class _HeldExecutor:
-    """Executor whose SubmitJob does not return until released (a token bucket or Batch being slow)."""
-
-    kind = "held"
-    requeue_missing = False
-    missing_grace_seconds = 120.0
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.started = threading.Event()
-        self.submitted: list[str] = []
-
-    def submit(self, request: SubmitRequest) -> str:
-        self.started.set()
-        self.release.wait(timeout=60)
-        self.submitted.append(request.name)
-        return f"job-{len(self.submitted)}"
-
-    def describe(self, job_ids):
-        return {}
-
-    def find_by_name(self, name: str):
-        return None
-
-    def cancel(self, job_ids, reason: str) -> None:
-        return None
-
-    def active_count(self) -> int:
-        return 0
-
-    def close(self, *, wait: bool) -> None:
-        return None
-
-
-class _ListSource:
-    kind = "list"
-
-    def __init__(self, bodies: list[str]) -> None:
-        self.pending = [Message(message_id=str(i), body=b, receipt=i) for i, b in enumerate(bodies)]
-        self.acked: list[Message] = []
-
-    def receive(self, max_messages: int = 10) -> list[Message]:
-        batch, self.pending = self.pending[:max_messages], self.pending[max_messages:]
-        return batch
-
-    def ack(self, messages) -> None:
-        self.acked += messages
-
-    def extend(self, messages, seconds: int) -> None:
-        return None
-
-    def depth(self):
-        return {}
-
-
 def _burst(cfg: ControllerConfig, n: int) -> list[str]:
     """SQS bodies for `n` distinct BAMs put into the inbox, one event each."""
     return [
@@ -167,7 +117,7 @@ def test_polling_goes_on_while_a_submission_pass_waits(tmp_path: Path) -> None:
     (tmp_path / "inbox").mkdir()
     cfg = local_config(tmp_path)
     bodies = _burst(cfg, 40)
-    source, executor = _ListSource(bodies), _HeldExecutor()
+    source, executor = ListSource(bodies), HeldExecutor()
     ctl = Controller(
         cfg, ledger=Ledger(tmp_path / "state.db"), executor=executor, source=source, metrics=Metrics()
     )
@@ -192,9 +142,9 @@ def test_sigterm_stops_a_submission_pass_between_runs(tmp_path: Path) -> None:
     (tmp_path / "inbox").mkdir()
     cfg = local_config(tmp_path)
     bodies = _burst(cfg, 40)
-    executor = _HeldExecutor()
+    executor = HeldExecutor()
     ledger = Ledger(tmp_path / "state.db")
-    local = Controller(cfg, ledger=ledger, executor=executor, source=_ListSource(bodies), metrics=Metrics())
+    local = Controller(cfg, ledger=ledger, executor=executor, source=ListSource(bodies), metrics=Metrics())
     while local.poll().received:
         pass
     # The same ledger under an AWS-mode controller (local mode finishes everything on shutdown).
@@ -217,22 +167,10 @@ def test_sigterm_stops_a_submission_pass_between_runs(tmp_path: Path) -> None:
     assert len(ledger.runs_with_unsubmitted_jobs()) >= 40 - 8
 
 
-class _DescribingExecutor(_HeldExecutor):
-    """Batch as reconcile sees it: every described job is RUNNING; records each DescribeJobs batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[list[str]] = []
-
-    def describe(self, job_ids):
-        self.batches.append(list(job_ids))
-        return {j: JobStatus(j, "n", "RUNNING") for j in job_ids}
-
-
 def test_reconcile_walks_active_jobs_a_page_at_a_time(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(service_module, "ACTIVE_JOB_PAGE", 2)
     cfg = local_config(tmp_path)
-    executor = _DescribingExecutor()
+    executor = DescribingExecutor()
     ctl = Controller(
         cfg, ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None, metrics=Metrics()
     )
@@ -245,20 +183,7 @@ def test_reconcile_walks_active_jobs_a_page_at_a_time(tmp_path: Path, monkeypatc
     assert sum(len(page) for page in ctl.ledger.job_pages(["RUNNING"])) == 5
 
 
-class _ScriptedExecutor(_HeldExecutor):
-    """Batch with a state per job id (default PENDING); records each DescribeJobs batch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.batches: list[list[str]] = []
-        self.states: dict[str, str] = {}
-
-    def describe(self, job_ids):
-        self.batches.append(sorted(job_ids))
-        return {j: JobStatus(j, "n", self.states.get(j, "PENDING")) for j in job_ids}
-
-
-def _scripted_controller(tmp_path: Path, executor: _HeldExecutor) -> Controller:
+def _scripted_controller(tmp_path: Path, executor: HeldExecutor) -> Controller:
     return Controller(
         local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
         metrics=Metrics(),
@@ -276,7 +201,7 @@ def _submit_run(ctl: Controller, key: str, prefix: str, steps=("index", "alignst
 
 
 def test_reconcile_does_not_describe_jobs_held_by_an_active_upstream(tmp_path: Path) -> None:
-    executor = _ScriptedExecutor()
+    executor = ScriptedExecutor()
     ctl = _scripted_controller(tmp_path, executor)
     for sample in ("a", "b"):
         _submit_run(ctl, f"{sample}.bam", sample)
@@ -305,7 +230,7 @@ def test_reconcile_does_not_describe_jobs_held_by_an_active_upstream(tmp_path: P
 def test_held_by_upstream_only_holds_children_of_an_upstream_active_in_the_same_page(
     tmp_path: Path,
 ) -> None:
-    executor = _ScriptedExecutor()
+    executor = ScriptedExecutor()
     ctl = _scripted_controller(tmp_path, executor)
     _submit_run(ctl, "c.bam", "c")
     [page] = ctl.ledger.job_pages(["SUBMITTED"], 10)
@@ -322,19 +247,8 @@ def test_held_by_upstream_only_holds_children_of_an_upstream_active_in_the_same_
     assert held == {"d-summary": "d-alignstats"}
 
 
-class _ForgetfulExecutor(_ScriptedExecutor):
-    """A local executor after a controller restart: it knows none of the old job ids."""
-
-    requeue_missing = True
-    missing_grace_seconds = 0.0
-
-    def describe(self, job_ids):
-        self.batches.append(sorted(job_ids))
-        return {j: JobStatus(j, "n", self.states[j]) for j in job_ids if j in self.states}
-
-
 def test_jobs_the_executor_forgot_are_all_requeued_in_one_pass(tmp_path: Path) -> None:
-    executor = _ForgetfulExecutor()
+    executor = ForgetfulExecutor()
     ctl = _scripted_controller(tmp_path, executor)
     run_id = _submit_run(ctl, "r.bam", "old")
     ctl.reconcile()
