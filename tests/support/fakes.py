@@ -1,12 +1,18 @@
 """Shared fakes for controller unit tests: executors and event sources that implement the Executor and
-EventSource protocols in full (every declared capability), scripted for one behaviour each."""
+EventSource protocols in full (every declared capability), scripted for one behaviour each; and the
+helpers that drive a Controller with them."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
+from controller.config import ControllerConfig
+from controller.events import ObjectEvent, s3_notification_body
 from controller.executors.base import JobStatus, SubmitRequest
+from controller.service import Controller
 from controller.sources.base import Message
 
 
@@ -117,3 +123,45 @@ class ListSource:
 
     def depth(self) -> dict[tuple[str, str], int]:
         return {}
+
+
+# -- helpers for tests that drive a Controller ------------------------------------------------------------
+def inbox_event(ctl: Controller, key: str, etag: str = "1-10") -> ObjectEvent:
+    """An ObjectCreated event for `key` in `ctl`'s inbox."""
+    return ObjectEvent(ctl.cfg.inbox_root, key, 10, etag, None, "ObjectCreated:Put", datetime.now(UTC))
+
+
+def event_count(ctl: Controller, outcome: str) -> float:
+    return ctl.metrics.registry.get_sample_value("alignbatch_events_total", {"outcome": outcome}) or 0.0
+
+
+def burst(cfg: ControllerConfig, n: int) -> list[str]:
+    """SQS bodies for `n` distinct BAMs put into the inbox, one event each."""
+    return [
+        s3_notification_body(
+            [ObjectEvent(cfg.inbox_root, f"s{i}.bam", 10, f"{i}-1", None, "ObjectCreated:Put", None)]
+        )
+        for i in range(n)
+    ]
+
+
+def local_controller(tmp_path: Path, executor: HeldExecutor, source: ListSource | None = None) -> Controller:
+    """A Controller on a local profile under `tmp_path` with a fake executor (and source)."""
+    from controller.config import local_config
+    from controller.ledger import Ledger
+    from controller.metrics import Metrics
+
+    return Controller(
+        local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=source,
+        metrics=Metrics(),
+    )  # fmt: skip
+
+
+def submit_run(ctl: Controller, key: str, prefix: str, steps=("index", "alignstats", "summary")) -> str:
+    """Plan a run for `key` and mark its `steps` submitted, in that order, as job ids `<prefix>-<step>`."""
+    if not [r for r in ctl.ledger.runs() if r.key == key]:
+        ctl.handle_event(inbox_event(ctl, key))
+    [run] = [r for r in ctl.ledger.runs() if r.key == key]
+    for step in steps:
+        ctl.ledger.mark_submitted(run.run_id, step, f"{prefix}-{step}")
+    return run.run_id
