@@ -33,6 +33,7 @@ from controller.model import (
     sample_name,
     tag_value,
 )
+from core import rows
 from core.command import JobRef, WorkerCommand
 from core.locations import LocationError, parse_location
 
@@ -198,25 +199,27 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
         )
     )
 
-    meta: dict[str, str | JobRef] = {
-        "run_id": run_id,
-        "sample": sample,
-        "inbox_key": inbox_key,
-        "input_uri": input_uri,
-        "input_etag": obj.etag,
-        "input_version_id": obj.version_id or "",
-        "input_size": str(obj.size),
-        "report_uri": report_uri,
-        "pipeline_version": ctx.pipeline_version,
-        "alignstats_args": " ".join(opts.alignstats_args),
-        "target_bed": opts.target_bed,
-        "reference_fasta": opts.reference_fasta,
-        "event_time": obj.event_time.isoformat() if obj.event_time else "",
-        "job_id_alignstats": JobRef(Step.ALIGNSTATS),
-    }
-    if index_uri:
-        meta["job_id_index"] = JobRef(Step.INDEX)
-        meta["index_uri"] = index_uri
+    # The row's planner fields (core.rows has the schema and their order).
+    index_fields: dict[str, str | JobRef] = (
+        {"job_id_index": JobRef(Step.INDEX), "index_uri": index_uri} if index_uri else {}
+    )
+    meta: dict[str, str | JobRef] = rows.planner_meta(
+        run_id=run_id,
+        sample=sample,
+        inbox_key=inbox_key,
+        input_uri=input_uri,
+        input_etag=obj.etag,
+        input_version_id=obj.version_id or "",
+        input_size=str(obj.size),
+        report_uri=report_uri,
+        pipeline_version=ctx.pipeline_version,
+        alignstats_args=" ".join(opts.alignstats_args),
+        target_bed=opts.target_bed,
+        reference_fasta=opts.reference_fasta,
+        event_time=obj.event_time.isoformat() if obj.event_time else "",
+        job_id_alignstats=JobRef(Step.ALIGNSTATS),
+        **index_fields,
+    )
     summary_args: list[str | JobRef] = ["--report", report_uri, "--output", row_uri]
     for k, v in meta.items():
         # An upstream job id is a typed part, so no text in a key or path can ever be taken for one.
