@@ -19,6 +19,7 @@ from controller.aws import aws_client, count_throttles
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
 from controller.model import Step
 from controller.ratelimit import TokenBucket
+from controller.states import JobState
 from core.awserrors import AwsFailure, classify
 
 DESCRIBE_BATCH = 100
@@ -42,7 +43,7 @@ def status_from_description(job: dict[str, Any]) -> JobStatus:
     return JobStatus(
         job_id=job["jobId"],
         name=job.get("jobName", ""),
-        state=job.get("status", "SUBMITTED"),
+        state=job.get("status", JobState.SUBMITTED),
         exit_code=int(exit_code) if isinstance(exit_code, int) else None,
         reason=job.get("statusReason") or container.get("reason") or last.get("reason"),
         log_stream=container.get("logStreamName") or last.get("logStreamName"),

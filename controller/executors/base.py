@@ -28,7 +28,7 @@ class SubmitRequest:
 class JobStatus:
     job_id: str
     name: str
-    state: str  # SUBMITTED PENDING RUNNABLE STARTING RUNNING SUCCEEDED FAILED
+    state: str  # a Batch state (controller.states.JobState): SUBMITTED ... RUNNING, SUCCEEDED, FAILED
     exit_code: int | None = None
     reason: str | None = None
     log_stream: str | None = None
