@@ -26,9 +26,20 @@ INDEX_LIST_LIMIT = 1000
 
 
 class Inbox(Protocol):
-    kind: str  # "s3" or "local": log field and metric label, never branched on
-    root: str  # what inbox keys are relative to: s3://bucket/prefix or a directory
-    reference_root: str  # where a bare BED/FASTA key in the config lives ('' = none)
+    @property
+    def kind(self) -> str:
+        """ "s3" or "local": a log field, never branched on."""
+        ...
+
+    @property
+    def root(self) -> str:
+        """What inbox keys are relative to: s3://bucket/prefix or a directory."""
+        ...
+
+    @property
+    def reference_root(self) -> str:
+        """Where a bare BED/FASTA key in the config lives ('' = used as given)."""
+        ...
 
     def owns(self, bucket: str, key: str) -> bool:
         """The event is for an object in this inbox."""

@@ -198,6 +198,3 @@ class Intake:
             steps=[str(j.step) for j in plan.jobs],
         )
         return "accepted"
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)

@@ -147,6 +147,3 @@ class Submitter:
             log.info("job.submitted", job_id=job_id, depends_on=list(request.depends_on))
             count += 1
         return count
-
-    def close(self) -> None:
-        self._submit_pool.shutdown(wait=False)

@@ -9,6 +9,7 @@ merely contains "{job_id:summary}" (an object key can) is passed through verbati
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,7 +45,9 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see alignbatch-worker --help)")
 
 
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    # Built once: parse_args keeps no state, and an old ledger parses every job row's command.
     # Keep in step with worker/cli.py's build_parser (defaults from the environment stay the worker's).
     p = _Parser(prog=WORKER_PROGRAM, add_help=False)
     mode = p.add_mutually_exclusive_group()
@@ -88,13 +91,13 @@ class WorkerCommand:
             out += ["--input", value]
         for value in self.outputs:
             out += ["--output", value]
-        for flag, value in (
+        for flag, option in (
             ("--scratch", self.scratch),
             ("--sse-kms-key-id", self.sse_kms_key_id),
             ("--log-level", self.log_level),
         ):
-            if value is not None:
-                out += [flag, value]
+            if option is not None:
+                out += [flag, option]
         out += ["--", self.tool]
         out += [a.render(ids) if isinstance(a, JobRef) else a for a in self.tool_args]
         return tuple(out)

@@ -154,3 +154,18 @@ def test_submission_order_follows_depends_on() -> None:
     assert [s.step for s in submission_order(reversed(plan.jobs))] == ["index", "alignstats", "summary"]
     without_index = plan_run(obj(index=True), CTX).jobs
     assert [s.step for s in submission_order(without_index[::-1])] == ["alignstats", "summary"]
+
+
+def test_admit_then_build_is_plan_run_with_the_probe_in_between() -> None:
+    """Intake validates once (admit), probes for an index, then builds; the result equals plan_run's."""
+    from dataclasses import replace
+
+    from controller.planner import Admission, admit, build_plan
+
+    o = obj()
+    admission = admit(o, CTX.inbox)
+    assert isinstance(admission, Admission) and admission.inbox_key == "NA12878.bam"
+    with_index = replace(admission, obj=replace(o, index_present=True))
+    assert build_plan(with_index, CTX) == plan_run(obj(index=True), CTX)
+    rejected = admit(obj("incoming/a//b.bam"), CTX.inbox)
+    assert isinstance(rejected, Rejection) and rejected.input_uri == "s3://inbox-bucket/incoming/a//b.bam"
