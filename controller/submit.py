@@ -101,7 +101,7 @@ class Submitter:
         count = 0
         specs = {step: job.job_spec for step, job in jobs.items()}
         for spec in submission_order(specs.values()):
-            step, job = spec.step, jobs[spec.step]
+            step, job = str(spec.step), jobs[spec.step]
             if job.state not in UNSUBMITTED:
                 continue
             upstream = [jobs[d] for d in spec.depends_on if d in jobs]
