@@ -106,6 +106,8 @@ class RunQueries(LedgerDb):
             row = db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 return False
+            if row["state"] == state:
+                return False  # already there: a repeat, not news
             if row["state"] != RunState.ACTIVE or not run_move_allowed(row["state"], state):
                 self._refused("run", row["state"], state, run_id=run_id)
                 return False

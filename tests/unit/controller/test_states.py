@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
 from controller.config import DEFAULT_TIERS, PipelineOptions
@@ -55,9 +53,8 @@ def _state(led: Ledger, run_id: str, step: str) -> str:
     return next(j.state for j in led.jobs_for_run(run_id) if j.step == step)
 
 
-def test_ledger_refuses_and_logs_a_move_the_table_forbids(led, caplog) -> None:
+def test_ledger_refuses_a_move_the_table_forbids(led) -> None:
     led, run_id = led
-    caplog.set_level(logging.WARNING)
     assert not led.update_job(run_id, "index", state="RUNNING")  # PLANNED -> RUNNING: never submitted
     assert _state(led, run_id, "index") == "PLANNED"
     led.mark_submitted(run_id, "index", "J1")
@@ -85,3 +82,18 @@ def test_finish_run_only_from_active(led) -> None:
     assert led.finish_run(run_id, RunState.CANCELLED, "operator")
     assert not led.finish_run(run_id, RunState.SUCCEEDED)
     assert led.get_run(run_id).state == "cancelled"
+
+
+def test_repeats_are_quiet_and_refusals_are_logged(led, monkeypatch) -> None:
+    led, run_id = led
+    seen: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(led, "_refused", lambda what, old, new, **ids: seen.append((what, old, new)))
+    led.mark_submitted(run_id, "index", "J1")
+    led.mark_submitted(run_id, "index", "J2")  # a repeat: quiet, the first id stands
+    assert led.finish_run(run_id, RunState.FAILED, "x")
+    assert not led.finish_run(run_id, RunState.FAILED, "x")  # a repeat: quiet
+    assert seen == []
+    assert not led.finish_run(run_id, RunState.SUCCEEDED)
+    led.update_job(run_id, "index", state="SUCCEEDED")
+    assert not led.update_job(run_id, "index", state="RUNNING")
+    assert seen == [("run", "failed", "succeeded"), ("job", "SUCCEEDED", "RUNNING")]
