@@ -25,16 +25,15 @@ from controller.intake import Intake, PollResult
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.planner import PlanContext
-from controller.reconcile import Reconciler, held_by_upstream
+from controller.reconcile import Reconciler
 from controller.sources.base import EventSource, Message
 from controller.states import BATCH_ACTIVE, UNSUBMITTED
 from controller.stopflag import StopFlag
 from controller.submit import Submitter
 from controller.watch import Watch
-from core.logs import get_logger
 from core.objectstore import ObjectStore
 
-__all__ = ["Controller", "PollResult", "held_by_upstream"]
+__all__ = ["Controller", "PollResult"]
 
 
 class Controller:
@@ -58,7 +57,6 @@ class Controller:
         self.metrics = metrics or Metrics()
         self.inbox = inbox or inbox_for(cfg)
         self.store = store or self.inbox.object_store()
-        self.log = get_logger(component="controller")
         self.stopping = StopFlag()  # set by the daemon's signal handler: no locks (see stopflag)
         self.intake = Intake(
             cfg, ledger=ledger, inbox=self.inbox, store=self.store, source=source, metrics=self.metrics,
