@@ -1,1 +1,2 @@
-"""alignbatch controller: inbox events -> ledger -> job DAG -> executor -> results table."""
+"""alignbatch controller: inbox events → ledger → planner → executor → reconcile → results table.
+Stages are modules (intake, submit, reconcile, finish) behind the `service.Controller` facade."""

@@ -38,7 +38,9 @@ def count_throttles(client: Any, on_throttle: Callable[[str], None]) -> None:
             return
         parsed = response[1] if isinstance(response, tuple) and len(response) > 1 else None
         code = (parsed or {}).get("Error", {}).get("Code") if isinstance(parsed, dict) else None
-        status = getattr(response[0], "status_code", None) if isinstance(response, tuple) else None
+        # needs-retry passes (http_response, parsed) when a response arrived (None on a connection error).
+        http = response[0] if isinstance(response, tuple) and response else None
+        status = http.status_code if http is not None else None
         if classify_code(str(code or ""), int(status or 0)) is AwsFailure.THROTTLED:
             on_throttle(operation.name)
 

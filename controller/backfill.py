@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 from controller.config import ControllerConfig
 from controller.events import ObjectEvent, ObjectKind, classify_key
+from controller.inbox import inbox_for
 from core.locations import LocationError, parse_location
 from core.objectstore import ObjectInfo, store_for
 
@@ -50,30 +50,23 @@ def _event(bucket: str, key: str, info: ObjectInfo) -> ObjectEvent:
 
 
 def backfill(cfg: ControllerConfig, prefix: str, *, progress: bool = True) -> int:
-    from controller.daemon import build_controller
+    from controller.factory import build_controller
 
     try:
         loc = parse_location(prefix, allow_prefix=True)
     except LocationError as exc:
         print(f"alignbatch-controller: {exc}", file=sys.stderr)
         return 2
-    store = store_for(loc)
+    inbox = inbox_for(cfg)
+    if inbox.backfill_object(loc) is None:
+        where = "needs --config (AWS mode)" if loc.is_s3 else f"must be under the inbox {inbox.root}"
+        print(f"alignbatch-controller: {'s3://' if loc.is_s3 else 'local'} backfill {where}", file=sys.stderr)
+        return 2
     events: list[ObjectEvent] = []
-    if loc.is_s3:
-        if cfg.is_local:
-            print("alignbatch-controller: s3:// backfill needs --config (AWS mode)", file=sys.stderr)
-            return 2
-        for info in store.list(loc):
-            events.append(_event(loc.bucket, info.location.key, info))
-    else:
-        inbox = Path(cfg.inbox_root).resolve()
-        root = Path(loc.path).resolve()
-        if not cfg.is_local or not (root == inbox or inbox in root.parents):
-            print(f"alignbatch-controller: local backfill must be under the inbox {inbox}", file=sys.stderr)
-            return 2
-        for info in store.list(loc):
-            key = Path(info.location.path).resolve().relative_to(inbox).as_posix()
-            events.append(_event(str(inbox), key, info))
+    for info in store_for(loc).list(loc):
+        found = inbox.backfill_object(info.location)
+        if found is not None:  # e.g. a symlink out of the inbox: not an inbox object
+            events.append(_event(*found, info))
     # Indexes first: an index that already sits next to a BAM must be known before the BAM is planned.
     events.sort(key=lambda e: (classify_key(e.key) is not ObjectKind.INDEX, e.key))
     ctl = build_controller(cfg, with_source=False)

@@ -11,6 +11,7 @@ from typing import Any
 
 from controller.aws import aws_client
 from controller.config import ControllerConfig
+from controller.executors.aws_batch import job_definitions_from_config
 
 Result = tuple[bool, str, str]
 
@@ -84,8 +85,7 @@ def check_resources(cfg: ControllerConfig) -> list[Result]:
         return f"{q.get('state')}/{q.get('status')}"
 
     results.append(_try(f"job queue {cfg.batch.job_queue}", job_queue))
-    for step in ("index", "alignstats", "summary"):
-        name = getattr(cfg.batch, f"job_definition_{step}")
+    for step, name in job_definitions_from_config(cfg.batch).items():
 
         def job_def(name: str = name) -> str:
             kwargs: dict[str, Any] = (

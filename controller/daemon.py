@@ -21,75 +21,19 @@ import signal
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from controller.config import ControllerConfig
-from controller.executors.base import Executor
-from controller.ledger import Ledger
-from controller.metrics import Metrics, MetricsServer
+from controller.factory import build_controller, mode_for
+from controller.metrics import MetricsServer
 from controller.service import Controller
-from controller.sources.base import EventSource
 from controller.stopflag import StopFlag
 from controller.systemd import notify, watchdog_interval
 from core.logs import get_logger
 
+__all__ = ["Daemon", "build_controller", "human_summary", "start_metrics"]
+
 # How soon the main thread notices a stop request (the signal handler only raises a flag).
 STOP_CHECK_SECONDS = 0.2
-
-
-def build_controller(
-    cfg: ControllerConfig,
-    *,
-    metrics: Metrics | None = None,
-    once: bool = False,
-    slots: int | None = None,
-    with_source: bool = True,
-) -> Controller:
-    metrics = metrics or Metrics()
-    ledger = Ledger(cfg.state.ledger_path)
-    executor: Executor
-    source: EventSource | None = None
-    if cfg.is_local:
-        from controller.executors.local import LocalExecutor
-        from controller.sources.local_inbox import LocalInboxSource
-
-        root = Path(cfg.local_dir or ".")
-        executor = LocalExecutor(root / "logs", slots=slots)
-        if with_source:
-            source = LocalInboxSource(root / "inbox", settle_seconds=1.0, poll_seconds=0.2 if once else 1.0)
-        (root / "results").mkdir(parents=True, exist_ok=True)
-    else:
-        from controller.executors.aws_batch import (
-            BatchExecutor,
-            forwarded_environment,
-            job_definitions_from_config,
-        )
-        from controller.sources.sqs import SqsSource
-
-        def throttled(api: str) -> None:
-            metrics.throttled.labels(api=api).inc()
-
-        region = cfg.aws.region or None
-        executor = BatchExecutor(
-            job_queue=cfg.batch.job_queue,
-            job_definitions=job_definitions_from_config(cfg.batch),
-            submit_rate_per_second=cfg.batch.submit_rate_per_second,
-            region=region,
-            on_throttle=throttled,
-            environment=forwarded_environment(),
-            missing_grace_seconds=cfg.batch.missing_job_grace_seconds,
-        )
-        if with_source:
-            source = SqsSource(
-                cfg.queue.url,
-                dlq_url=cfg.queue.dlq_url,
-                wait_seconds=min(cfg.queue.wait_seconds, 1) if once else cfg.queue.wait_seconds,
-                visibility_timeout=cfg.queue.visibility_timeout,
-                region=region,
-                on_throttle=throttled,
-            )
-    return Controller(cfg, ledger=ledger, executor=executor, source=source, metrics=metrics)
 
 
 class _QuietSkips(logging.Filter):
@@ -189,7 +133,7 @@ class Daemon:
             received = self._step(lambda: self.ctl.poll().received, "poll") or 0
             self._step(self.ctl.submit_ready, "submit")
             changes = self._step(self.ctl.reconcile, "reconcile") or 0
-            unsettled = getattr(self.ctl.source, "unsettled", 0)
+            unsettled = self.ctl.source.unsettled if self.ctl.source is not None else 0
             if received == 0 and unsettled == 0 and self.ctl.idle():
                 quiet_passes += 1
                 if quiet_passes >= 2:
@@ -216,7 +160,7 @@ class Daemon:
     def run_forever(self) -> int:
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        local = self.cfg.is_local
+        mode = mode_for(self.cfg)
         for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
             logging.getLogger(name).addFilter(_QuietSkips())
         sched = BackgroundScheduler(
@@ -238,14 +182,14 @@ class Daemon:
         sched.add_job(
             self._guard("gauges", self.ctl.refresh_gauges),
             "interval",
-            seconds=5 if local else 15,
+            seconds=mode.gauge_seconds,
             id="gauges",
         )
         sched.start()
         self.started = True
         self._guard("gauges", self.ctl.refresh_gauges)()
         notify("READY=1")
-        self.log.info("daemon.ready", mode="local" if local else "aws", status=self.ctl.status_line())
+        self.log.info("daemon.ready", mode=mode.name, status=self.ctl.status_line())
         beat = min(1.0, watchdog_interval() or 10.0)
         last_status = ""
         next_beat = 0.0
@@ -303,7 +247,7 @@ def human_summary(ctl: Controller) -> str:
         for run, job in failures:
             where = f" (log: {job.log_stream})" if job and job.log_stream else ""
             lines.append(f"    {run.key}: {run.reason}{where}")
-    where = f"--local {ctl.cfg.local_dir}" if ctl.cfg.is_local else "--config FILE"
+    where = mode_for(ctl.cfg).where
     lines.append(f"  details: alignbatch-controller status {where}   (runs {where} --json)")
     return "\n".join(lines) + "\n"
 

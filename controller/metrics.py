@@ -22,13 +22,18 @@ from prometheus_client import (
     make_wsgi_app,
 )
 
+from controller.model import Step
+from controller.states import BATCH_ACTIVE, JobState
 from core.version import __version__
 
 EVENT_OUTCOMES = ("accepted", "duplicate", "ignored", "index_recorded", "test_event", "malformed")
 RUN_OUTCOMES = ("created", "succeeded", "failed")
 COMPLETION_OUTCOMES = ("succeeded", "failed", "lost")
-STEPS = ("index", "alignstats", "summary")
-JOB_GAUGE_STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+STEPS: tuple[str, ...] = tuple(str(s) for s in Step)
+# The states a dashboard shows: Batch's own (ours - PLANNED, INTENT, LOST, CANCELLED - are in `status`).
+JOB_GAUGE_STATES: tuple[str, ...] = tuple(
+    str(s) for s in (*BATCH_ACTIVE, JobState.SUCCEEDED, JobState.FAILED)
+)
 LOOPS = ("poll", "reconcile", "runnable", "gauges")
 DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800, 57600)
 

@@ -2,8 +2,8 @@
 
 Rendering is pure (rows → CSV / JSON Lines bytes); `write_table` puts both objects under
 `<results root>/table/` through the object store (atomic on local disks, SSE + checksum on S3).
-Columns: the provenance fields first in a fixed order, then every metric key in the order first seen,
-so a table mixing WGS and capture reports keeps one header.
+Columns: the provenance fields first in the order core.rows gives, then every metric key in the order
+first seen, so a table mixing WGS and capture reports keeps one header.
 """
 
 from __future__ import annotations
@@ -16,28 +16,7 @@ from typing import Any
 
 from core.locations import parse_location
 from core.objectstore import ObjectStore
-
-PROVENANCE_COLUMNS: tuple[str, ...] = (
-    "sample",
-    "inbox_key",
-    "run_id",
-    "input_uri",
-    "input_etag",
-    "input_version_id",
-    "input_size",
-    "report_uri",
-    "engine",
-    "engine_version",
-    "pipeline_version",
-    "alignstats_args",
-    "target_bed",
-    "reference_fasta",
-    "job_id_index",
-    "job_id_alignstats",
-    "job_id_summary",
-    "event_time",
-    "written_at",
-)
+from core.rows import PROVENANCE_COLUMNS
 
 
 def columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:

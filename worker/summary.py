@@ -21,6 +21,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from core import rows
 from core.errors import BadInput, UsageError, WorkerError
 from core.exitcodes import ExitCode
 from core.version import __version__
@@ -84,9 +85,8 @@ def build_row(report: dict[str, Any], meta: dict[str, str], *, now: datetime | N
         "engine": meta.pop("engine", engine),
         "engine_version": meta.pop("engine_version", version),
     }
-    row.update(meta)
-    if str(row.get("input_size", "")).isdigit():
-        row["input_size"] = int(row["input_size"])
+    # The planner's fields, typed as the row schema (core.rows) says.
+    row.update({key: rows.typed(key, value) for key, value in meta.items()})
     job_id = os.environ.get("AWS_BATCH_JOB_ID")
     if job_id:
         row.setdefault("job_id_summary", job_id)

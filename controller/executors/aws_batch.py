@@ -17,7 +17,9 @@ from typing import Any
 
 from controller.aws import aws_client, count_throttles
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+from controller.model import Step
 from controller.ratelimit import TokenBucket
+from controller.states import JobState
 from core.awserrors import AwsFailure, classify
 
 DESCRIBE_BATCH = 100
@@ -41,7 +43,7 @@ def status_from_description(job: dict[str, Any]) -> JobStatus:
     return JobStatus(
         job_id=job["jobId"],
         name=job.get("jobName", ""),
-        state=job.get("status", "SUBMITTED"),
+        state=job.get("status", JobState.SUBMITTED),
         exit_code=int(exit_code) if isinstance(exit_code, int) else None,
         reason=job.get("statusReason") or container.get("reason") or last.get("reason"),
         log_stream=container.get("logStreamName") or last.get("logStreamName"),
@@ -54,6 +56,7 @@ def status_from_description(job: dict[str, Any]) -> JobStatus:
 class BatchExecutor:
     kind = "aws_batch"
     requeue_missing = False  # a job Batch forgot is resolved by its outputs or marked lost
+    submits_while_stopping = False  # the rest stays PLANNED and is submitted after the restart
 
     def __init__(
         self,
@@ -164,10 +167,11 @@ class BatchExecutor:
 
 
 def job_definitions_from_config(batch: Any) -> dict[str, str]:
+    """Step name -> job definition, one per step of the plan (controller.model.Step)."""
     return {
-        "index": batch.job_definition_index,
-        "alignstats": batch.job_definition_alignstats,
-        "summary": batch.job_definition_summary,
+        Step.INDEX: batch.job_definition_index,
+        Step.ALIGNSTATS: batch.job_definition_alignstats,
+        Step.SUMMARY: batch.job_definition_summary,
     }
 
 

@@ -28,7 +28,7 @@ class SubmitRequest:
 class JobStatus:
     job_id: str
     name: str
-    state: str  # SUBMITTED PENDING RUNNABLE STARTING RUNNING SUCCEEDED FAILED
+    state: str  # a Batch state (controller.states.JobState): SUBMITTED ... RUNNING, SUCCEEDED, FAILED
     exit_code: int | None = None
     reason: str | None = None
     log_stream: str | None = None
@@ -48,7 +48,18 @@ class ExecutorError(RuntimeError):
 
 
 class Executor(Protocol):
+    """What the controller relies on, every capability declared (no probing for optional attributes)."""
+
     kind: str
+    # How long a submitted job may be absent from describe() before it counts as missing (DescribeJobs
+    # can lag SubmitJob).
+    missing_grace_seconds: float
+    # A job the executor does not know (any more): True, submit it again (a restarted local executor
+    # forgot it); False, resolve it by its outputs or mark it LOST (Batch forgets finished jobs).
+    requeue_missing: bool
+    # On SIGTERM, keep submitting: True when close(wait=True) runs jobs to the end anyway, so their
+    # downstream jobs must be submitted too (local); False when submission can resume after a restart.
+    submits_while_stopping: bool
 
     def submit(self, request: SubmitRequest) -> str:
         """Submit a job; returns its id. Raises ExecutorError when the executor refused or is unreachable."""

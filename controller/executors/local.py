@@ -23,16 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+from controller.states import JobState
 from core.programs import find_program
 
-_FINAL = ("SUCCEEDED", "FAILED")
+_FINAL = (JobState.SUCCEEDED, JobState.FAILED)  # the executor's own ends (LOST/CANCELLED are ours)
 
 
 @dataclass
 class _LocalJob:
     job_id: str
     request: SubmitRequest
-    state: str = "SUBMITTED"
+    state: JobState = JobState.SUBMITTED
     exit_code: int | None = None
     reason: str | None = None
     created_at: float = field(default_factory=time.time)
@@ -63,6 +64,7 @@ class LocalExecutor:
     kind = "local"
     requeue_missing = True  # a restart forgets local jobs: submit them again rather than mark them lost
     missing_grace_seconds = 0.0
+    submits_while_stopping = True  # close(wait=True) runs every job to the end, downstream ones included
 
     def __init__(
         self,
@@ -94,7 +96,7 @@ class LocalExecutor:
             for dep in request.depends_on:
                 if dep not in self._jobs:
                     raise ExecutorError(f"job {request.name}: dependency {dep} is unknown to this executor")
-            job = _LocalJob(job_id=str(uuid.uuid4()), request=request, state="PENDING")
+            job = _LocalJob(job_id=str(uuid.uuid4()), request=request, state=JobState.PENDING)
             self._jobs[job.job_id] = job
             self._by_name[request.name] = job.job_id
             self._advance(job)
@@ -126,8 +128,8 @@ class LocalExecutor:
                 if job.proc is not None and job.proc.poll() is None:
                     job.proc.send_signal(signal.SIGTERM)
                     job.reason = reason
-                elif job.state != "RUNNING":
-                    self._finish(job, "FAILED", None, reason)
+                elif job.state != JobState.RUNNING:
+                    self._finish(job, JobState.FAILED, None, reason)
 
     def active_count(self) -> int:
         with self._lock:
@@ -185,21 +187,21 @@ class LocalExecutor:
 
     def _advance(self, job: _LocalJob) -> None:
         """Move a PENDING job on: fail it if an upstream failed, queue it when all upstreams succeeded."""
-        if job.state != "PENDING":
+        if job.state != JobState.PENDING:
             return
         deps = [self._jobs[d] for d in job.request.depends_on]
-        if any(d.state == "FAILED" for d in deps):
-            self._finish(job, "FAILED", None, "Dependent job failed")
-        elif all(d.state == "SUCCEEDED" for d in deps):
-            job.state = "RUNNABLE"
+        if any(d.state == JobState.FAILED for d in deps):
+            self._finish(job, JobState.FAILED, None, "Dependent job failed")
+        elif all(d.state == JobState.SUCCEEDED for d in deps):
+            job.state = JobState.RUNNABLE
             self._pool.submit(self._run, job)
 
     def _run(self, job: _LocalJob) -> None:
         req = job.request
         with self._lock:
-            if job.state != "RUNNABLE":
+            if job.state != JobState.RUNNABLE:
                 return
-            job.state = "RUNNING"
+            job.state = JobState.RUNNING
             job.started_at = time.time()
         env = dict(self.env)
         # The same variables Batch sets, so the worker logs and provenance carry the job id.
@@ -224,16 +226,16 @@ class LocalExecutor:
                     job.reason = f"Job attempt duration exceeded timeout ({req.timeout_seconds} s)"
         except (OSError, ExecutorError) as exc:
             with self._lock:
-                self._finish(job, "FAILED", None, f"could not start {req.command[0]}: {exc}")
+                self._finish(job, JobState.FAILED, None, f"could not start {req.command[0]}: {exc}")
             return
         with self._lock:
             if code == 0 and not job.cancelled:
-                self._finish(job, "SUCCEEDED", 0, "Essential container in task exited")
+                self._finish(job, JobState.SUCCEEDED, 0, "Essential container in task exited")
             else:
                 why = job.reason or (f"Essential container in task exited (exit code {code})")
-                self._finish(job, "FAILED", code, why)
+                self._finish(job, JobState.FAILED, code, why)
 
-    def _finish(self, job: _LocalJob, state: str, code: int | None, reason: str) -> None:
+    def _finish(self, job: _LocalJob, state: JobState, code: int | None, reason: str) -> None:
         job.state, job.exit_code, job.reason = state, code, reason
         job.stopped_at = time.time()
         job.proc = None

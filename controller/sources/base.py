@@ -17,7 +17,14 @@ class Message:
 
 
 class EventSource(Protocol):
+    """What the controller relies on, every capability declared (no probing for optional attributes)."""
+
     kind: str
+
+    @property
+    def unsettled(self) -> int:
+        """Objects seen but not yet handed out (still being written); `run --once` waits for them."""
+        ...
 
     def receive(self, max_messages: int = 10) -> list[Message]:
         """Up to `max_messages` messages; may block up to the source's wait time when there are none."""
@@ -25,6 +32,10 @@ class EventSource(Protocol):
 
     def ack(self, messages: Sequence[Message]) -> None:
         """The messages' events are committed to the ledger: remove them from the source."""
+        ...
+
+    def release(self, messages: Sequence[Message]) -> None:
+        """The messages were not acknowledged (processing failed): let them be received again."""
         ...
 
     def extend(self, messages: Sequence[Message], seconds: int) -> None:

@@ -18,6 +18,7 @@ def sqs_client(region: str | None = None) -> Any:
 
 class SqsSource:
     kind = "sqs"
+    unsettled = 0  # S3 notifies once an object is complete: nothing is held back
 
     def __init__(
         self,
@@ -74,6 +75,10 @@ class SqsSource:
                 raise RuntimeError(
                     f"SQS delete failed for {len(failed)} message(s): {failed[0].get('Message')}"
                 )
+
+    def release(self, messages: Sequence[Message]) -> None:
+        # An unacknowledged message reappears when its visibility timeout ends (the redrive counts it).
+        return None
 
     def extend(self, messages: Sequence[Message], seconds: int) -> None:
         for i in range(0, len(messages), 10):

@@ -5,18 +5,14 @@ from __future__ import annotations
 import threading
 
 from controller.config import DEFAULT_TIERS, PipelineOptions
-from controller.ledger import (
-    FAILED,
-    INTENT,
-    PLANNED,
-    RUN_ACTIVE,
-    RUN_FAILED,
-    SUBMITTED,
-    SUCCEEDED,
-    JobRow,
-    Ledger,
-)
-from controller.planner import InputObject, PlanContext, plan_run
+from controller.ledger import JobRow, Ledger
+from controller.model import InputObject
+from controller.planner import PlanContext, plan_run
+from controller.states import JobState, RunState
+
+PLANNED, INTENT, SUBMITTED = JobState.PLANNED, JobState.INTENT, JobState.SUBMITTED
+SUCCEEDED, FAILED = JobState.SUCCEEDED, JobState.FAILED
+RUN_ACTIVE, RUN_FAILED = RunState.ACTIVE, RunState.FAILED
 
 CTX = PlanContext("s3://inbox", "s3://results", PipelineOptions(), DEFAULT_TIERS, "0.1.0")
 
@@ -128,3 +124,22 @@ def test_job_pages_walk_each_job_once_while_states_change(tmp_path) -> None:
     assert seen == ["J0", "J1", "J2", "J3", "J4", "J6"]  # J5 finished before its page; J6 once
     assert [j.job_id for j in jobs_in(led, ["RUNNING"])] == ["J6"]
     assert list(led.job_pages(["RUNNABLE"])) == []
+
+
+def test_a_ledger_written_before_typed_commands_still_loads(tmp_path) -> None:
+    """Old specs hold the command as a plain argv with {job_id:STEP} tokens in the planner's meta."""
+    import json
+
+    led, o, plan = make(tmp_path)
+    led.create_run(o, plan)
+    old = list(plan.job("summary").worker.argv())
+    old = [a + "{job_id:alignstats}" if a == "job_id_alignstats=" else a for a in old]
+    old = [a + "{job_id:index}" if a == "job_id_index=" else a for a in old]
+    spec = json.loads(plan.job("summary").to_json())
+    spec["command"] = old
+    with led._tx() as db:
+        db.execute("UPDATE jobs SET spec = ? WHERE step = 'summary'", (json.dumps(spec),))
+    job = next(j for j in led.jobs_for_run(plan.run_id) if j.step == "summary")
+    assert job.job_spec.worker == plan.job("summary").worker
+    argv = job.job_spec.worker.argv({"index": "J1", "alignstats": "J2"})
+    assert "job_id_alignstats=J2" in argv and "job_id_index=J1" in argv

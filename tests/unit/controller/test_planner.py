@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -9,18 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.config import DEFAULT_TIERS, PipelineOptions
-from controller.planner import (
-    InputObject,
-    PlanContext,
-    PlanError,
-    job_name,
-    plan_run,
-    render_command,
-    run_id_for,
-    sample_name,
-    tier_for,
-    validate_key,
-)
+from controller.inbox import S3Inbox
+from controller.model import InputObject, Plan, Rejection, job_name, run_id_for, sample_name
+from controller.planner import PlanContext, plan_run, tier_for
 
 CTX = PlanContext(
     inbox_root="s3://inbox-bucket/incoming",
@@ -39,6 +31,7 @@ def obj(
 
 def test_missing_index_gives_three_chained_steps() -> None:
     plan = plan_run(obj(), CTX)
+    assert isinstance(plan, Plan)
     assert [j.step for j in plan.jobs] == ["index", "alignstats", "summary"]
     index, stats, summary = plan.jobs
     assert stats.depends_on == ("index",) and summary.depends_on == ("alignstats",)
@@ -75,7 +68,7 @@ def test_index_present_skips_index_step() -> None:
 
 def test_render_command_fills_job_ids() -> None:
     plan = plan_run(obj(), CTX)
-    cmd = render_command(plan.jobs[2].command, {"index": "J1", "alignstats": "J2"})
+    cmd = plan.jobs[2].worker.argv({"index": "J1", "alignstats": "J2"})
     assert "job_id_alignstats=J2" in cmd and "job_id_index=J1" in cmd
     assert not any("{job_id" in a for a in cmd)
 
@@ -95,8 +88,8 @@ def test_tiers_by_size() -> None:
 
 
 def test_cram_needs_reference() -> None:
-    with pytest.raises(PlanError, match="reference"):
-        plan_run(obj("incoming/x.cram"), CTX)
+    rejected = plan_run(obj("incoming/x.cram"), CTX)
+    assert isinstance(rejected, Rejection) and "reference" in rejected.reason
     ctx = PlanContext(**{**CTX.__dict__, "pipeline": PipelineOptions(reference_fasta="s3://ref/g.fa")})
     plan = plan_run(obj("incoming/x.cram"), ctx)
     assert plan.index_uri.endswith("x.cram.crai")
@@ -105,15 +98,16 @@ def test_cram_needs_reference() -> None:
 
 @pytest.mark.parametrize("key", ["a/../b.bam", "./x.bam", "a//b.bam", "/abs.bam", "x" * 1000 + ".bam"])
 def test_unsafe_keys_rejected_with_reason(key: str) -> None:
-    assert validate_key(key, local=False)
-    with pytest.raises(PlanError, match=r"rename|shorten"):
-        plan_run(obj(key), CTX)
+    assert S3Inbox("inbox-bucket").validate_key(key)
+    rejected = plan_run(obj(key), CTX)
+    assert isinstance(rejected, Rejection) and re.search(r"rename|shorten", rejected.reason)
+    assert rejected.run_id == run_id_for("inbox-bucket", key, "etag1") and rejected.inbox_key == key
 
 
 def test_local_plan_uses_paths(tmp_path) -> None:
     ctx = PlanContext(
         inbox_root=str(tmp_path / "inbox"), results_root=str(tmp_path / "results"),
-        pipeline=PipelineOptions(), tiers=DEFAULT_TIERS, pipeline_version="0.1.0", local=True,
+        pipeline=PipelineOptions(), tiers=DEFAULT_TIERS, pipeline_version="0.1.0",
     )  # fmt: skip
     o = InputObject(str(tmp_path / "inbox"), "sub dir/ünï code.bam", 10, "1-10", None, True)
     plan = plan_run(o, ctx)
@@ -141,3 +135,37 @@ def test_tags_are_in_the_aws_tag_charset() -> None:
     sample_tag = plan.jobs[0].tags["alignbatch:sample"]
     assert sample_tag == "plus+and_ _1_ü"
     assert all(c.isalnum() or c in " _.:/=+-@" for v in plan.jobs[0].tags.values() for c in v)
+
+
+def test_a_key_that_looks_like_a_job_id_token_is_passed_verbatim() -> None:
+    """Job ids of upstream steps are typed parts of the command: text in a key is never substituted."""
+    plan = plan_run(obj("incoming/x{job_id:summary}{job_id:index}.bam"), CTX)
+    argv = plan.job("summary").worker.argv({"index": "J1", "alignstats": "J2", "summary": "J3"})
+    assert "sample=x{job_id:summary}{job_id:index}" in argv
+    assert "inbox_key=x{job_id:summary}{job_id:index}.bam" in argv
+    assert "job_id_index=J1" in argv and "job_id_alignstats=J2" in argv
+    assert not any("J3" in a for a in argv)
+
+
+def test_submission_order_follows_depends_on() -> None:
+    from controller.model import submission_order
+
+    plan = plan_run(obj(), CTX)
+    assert [s.step for s in submission_order(reversed(plan.jobs))] == ["index", "alignstats", "summary"]
+    without_index = plan_run(obj(index=True), CTX).jobs
+    assert [s.step for s in submission_order(without_index[::-1])] == ["alignstats", "summary"]
+
+
+def test_admit_then_build_is_plan_run_with_the_probe_in_between() -> None:
+    """Intake validates once (admit), probes for an index, then builds; the result equals plan_run's."""
+    from dataclasses import replace
+
+    from controller.planner import Admission, admit, build_plan
+
+    o = obj()
+    admission = admit(o, CTX.inbox)
+    assert isinstance(admission, Admission) and admission.inbox_key == "NA12878.bam"
+    with_index = replace(admission, obj=replace(o, index_present=True))
+    assert build_plan(with_index, CTX) == plan_run(obj(index=True), CTX)
+    rejected = admit(obj("incoming/a//b.bam"), CTX.inbox)
+    assert isinstance(rejected, Rejection) and rejected.input_uri == "s3://inbox-bucket/incoming/a//b.bam"

@@ -1,0 +1,147 @@
+"""The controller's settings as frozen records, one per TOML section, with their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A one-line, operator-facing description of what is wrong in the config and where."""
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    region: str = ""
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    url: str = ""
+    dlq_url: str = ""
+    wait_seconds: int = 20
+    visibility_timeout: int = 900
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    inbox_bucket: str = ""
+    inbox_prefix: str = ""
+    results_bucket: str = ""
+    results_prefix: str = ""
+    reference_bucket: str = ""
+    kms_key_id: str = ""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    job_queue: str = ""
+    job_definition_index: str = ""
+    job_definition_alignstats: str = ""
+    job_definition_summary: str = ""
+    submit_rate_per_second: float = 10.0
+    runnable_alarm_seconds: int = 3600
+    reconcile_seconds: int = 30
+    # How long a submitted job may be absent from DescribeJobs before it is resolved by its outputs or
+    # marked LOST (DescribeJobs can lag SubmitJob; Batch forgets finished jobs after about a day).
+    missing_job_grace_seconds: int = 120
+
+
+@dataclass(frozen=True)
+class Tier:
+    """Resources for inputs up to `max_bytes` (0 = no upper bound)."""
+
+    max_bytes: int
+    vcpus: int
+    memory_mib: int
+    timeout_seconds: int = 6 * 3600
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    alignstats_args: tuple[str, ...] = ("-C",)
+    target_bed: str = ""
+    reference_fasta: str = ""
+
+
+@dataclass(frozen=True)
+class PrefixOptions:
+    prefix: str
+    options: PipelineOptions
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    default: PipelineOptions = field(default_factory=PipelineOptions)
+    prefixes: tuple[PrefixOptions, ...] = ()
+
+    def for_key(self, key: str) -> PipelineOptions:
+        """Options for an inbox key: the longest matching `[[pipeline.prefix]]` wins."""
+        best: PrefixOptions | None = None
+        for entry in self.prefixes:
+            if key.startswith(entry.prefix) and (best is None or len(entry.prefix) > len(best.prefix)):
+                best = entry
+        return best.options if best else self.default
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    address: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "INFO"
+    cloudwatch_group: str = ""
+    cloudwatch_stream: str = ""
+    cloudwatch_retention_days: int = 0
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    ledger_path: str = "/var/lib/alignbatch/state.db"
+
+
+DEFAULT_TIERS: tuple[Tier, ...] = (
+    Tier(max_bytes=2 * 1024**3, vcpus=1, memory_mib=2048, timeout_seconds=2 * 3600),
+    Tier(max_bytes=20 * 1024**3, vcpus=2, memory_mib=4096, timeout_seconds=6 * 3600),
+    Tier(max_bytes=0, vcpus=4, memory_mib=8192, timeout_seconds=12 * 3600),
+)
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    aws: AwsConfig = field(default_factory=AwsConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    tiers: tuple[Tier, ...] = DEFAULT_TIERS
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    # Set by local_config(): the directory of `run --local DIR` (None in AWS mode).
+    local_dir: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.local_dir is not None
+
+    @property
+    def inbox_root(self) -> str:
+        """Where inbox keys are relative to: `s3://bucket/prefix` or a local directory."""
+        if self.local_dir is not None:
+            return str(Path(self.local_dir, "inbox"))
+        return _s3_root(self.storage.inbox_bucket, self.storage.inbox_prefix)
+
+    @property
+    def results_root(self) -> str:
+        if self.local_dir is not None:
+            return str(Path(self.local_dir, "results"))
+        return _s3_root(self.storage.results_bucket, self.storage.results_prefix)
+
+
+def _s3_root(bucket: str, prefix: str) -> str:
+    prefix = prefix.strip("/")
+    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"

@@ -1,0 +1,111 @@
+"""Finishing, the last stage: a run's verdict once all its jobs have ended, and the results table.
+
+A failed or lost job fails its run (its pending jobs are cancelled, with the reason); when every job
+succeeded, the summary row is read back and upserted into the ledger's results (latest run per inbox
+key wins), and the combined table under `<results root>/table/` is rewritten on the next flush.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from controller.executors.base import Executor, ExecutorError
+from controller.ledger import Ledger
+from controller.metrics import Metrics
+from controller.model import Step
+from controller.results_table import write_table
+from controller.states import JOB_BAD, JOB_TERMINAL, JobState, RunState
+from core.errors import WorkerError
+from core.locations import LocationError, parse_location
+from core.logs import get_logger
+from core.objectstore import ObjectStore
+
+
+class Finisher:
+    def __init__(
+        self, *, results_root: str, ledger: Ledger, executor: Executor, store: ObjectStore, metrics: Metrics
+    ) -> None:
+        self.results_root = results_root
+        self.ledger, self.executor, self.store, self.metrics = ledger, executor, store, metrics
+        self.log = get_logger(component="controller")
+        self._table_dirty = threading.Event()
+
+    def evaluate_run(self, run_id: str) -> None:
+        """Decide an active run whose jobs have all ended; nothing while any job is still to run."""
+        run = self.ledger.get_run(run_id)
+        if run is None or run.state != RunState.ACTIVE:
+            return
+        jobs = self.ledger.jobs_for_run(run_id)
+        bad = [j for j in jobs if j.state in JOB_BAD]
+        log = self.log.bind(run_id=run_id, sample=run.sample)
+        if bad:
+            first = bad[0]
+            reason = f"{first.step} {first.state.lower()}: {first.reason or ''}".strip()
+            if first.exit_code is not None:
+                reason += f" (exit {first.exit_code})"
+            pending = [j for j in jobs if j.state not in JOB_TERMINAL]
+            if pending:
+                ids = [j.job_id for j in pending if j.job_id]
+                if ids:
+                    try:
+                        self.executor.cancel(ids, f"upstream {first.step} failed")
+                    except ExecutorError as exc:
+                        log.warning("job.cancel_failed", error=str(exc))
+                for j in pending:
+                    self.ledger.update_job(
+                        run_id, j.step, state=JobState.CANCELLED, reason=f"upstream {first.step} failed"
+                    )
+            if self.ledger.finish_run(run_id, RunState.FAILED, reason):
+                self.metrics.runs.labels(outcome="failed").inc()
+                log.error("run.failed", reason=reason, log_stream=first.log_stream, key=run.key)
+            return
+        if not jobs or any(j.state != JobState.SUCCEEDED for j in jobs):
+            return
+        try:
+            row = json.loads(self.store.read_bytes(parse_location(run.row_uri or "")))
+            if not isinstance(row, dict):
+                raise ValueError("row is not a JSON object")
+        except (WorkerError, LocationError, ValueError) as exc:
+            if self.ledger.finish_run(run_id, RunState.FAILED, f"summary row unreadable: {exc}"):
+                self.metrics.runs.labels(outcome="failed").inc()
+                log.error("run.failed", reason=f"summary row unreadable: {exc}")
+            return
+        now = time.time()
+        self.ledger.record_output(run_id, "row", run.row_uri or "")
+        for j in jobs:
+            if j.step == Step.INDEX:
+                self.ledger.record_output(run_id, "index", j.job_spec.outputs[0])
+        self.ledger.upsert_result(run.inbox_key, run_id, now, row)
+        self._table_dirty.set()
+        if self.ledger.finish_run(run_id, RunState.SUCCEEDED):
+            self.metrics.runs.labels(outcome="succeeded").inc()
+            self.metrics.input_bytes.inc(run.size)
+            summary = next((j for j in jobs if j.step == Step.SUMMARY), None)
+            written = (summary.stopped_at if summary and summary.stopped_at else None) or now
+            if run.event_time:
+                self.metrics.end_to_end.observe(max(0.0, written - run.event_time))
+            log.info("run.succeeded", report=run.report_uri, row=run.row_uri, key=run.key)
+
+    def flush_table(self) -> None:
+        """Rewrite the combined table when a run succeeded since the last flush (retried on failure)."""
+        if not self._table_dirty.is_set():
+            return
+        self._table_dirty.clear()
+        try:
+            csv_uri, jsonl_uri = write_table(self.store, self.results_root, self.ledger.result_rows())
+            self.log.info("table.written", csv=csv_uri, jsonl=jsonl_uri)
+        except (WorkerError, LocationError) as exc:
+            self._table_dirty.set()
+            self.log.error("table.write_failed", error=str(exc))
+
+    def cancel_run(self, run_id: str, reason: str = "cancelled by operator") -> bool:
+        jobs = self.ledger.jobs_for_run(run_id)
+        ids = [j.job_id for j in jobs if j.job_id and j.state not in JOB_TERMINAL]
+        if ids:
+            self.executor.cancel(ids, reason)
+        for j in jobs:
+            if j.state not in JOB_TERMINAL:
+                self.ledger.update_job(run_id, j.step, state=JobState.CANCELLED, reason=reason)
+        return self.ledger.finish_run(run_id, RunState.CANCELLED, reason)

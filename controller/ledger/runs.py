@@ -1,0 +1,151 @@
+"""Runs: one per object identity (UNIQUE on bucket, key, version), created with their planned jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from controller.ledger.db import LedgerDb
+from controller.ledger.rows import RunRow
+from controller.model import InputObject, Plan, Rejection, job_name
+from controller.states import JobState, RunState, job_move_allowed, run_move_allowed
+
+
+class RunQueries(LedgerDb):
+    def create_run(self, obj: InputObject, plan: Plan, *, now: float | None = None) -> bool:
+        """Record a run and its planned jobs; False (and nothing written) when the identity exists."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            cur = db.execute(
+                """INSERT OR IGNORE INTO runs (run_id, bucket, key, version, etag, version_id, size, sample,
+                   input_uri, inbox_key, report_uri, row_uri, state, attempt, event_time, created_at,
+                   updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)""",
+                (
+                    plan.run_id, obj.bucket, obj.key, obj.identity_version, obj.etag, obj.version_id,
+                    obj.size, plan.sample, plan.input_uri, plan.inbox_key, plan.report_uri, plan.row_uri,
+                    RunState.ACTIVE,
+                    obj.event_time.timestamp() if obj.event_time else None, now, now,
+                ),
+            )  # fmt: skip
+            if cur.rowcount == 0:
+                return False
+            for spec in plan.jobs:
+                db.execute(
+                    "INSERT INTO jobs (run_id, step, name, state, spec, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (plan.run_id, spec.step, spec.name, JobState.PLANNED, spec.to_json(), now),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO outputs (run_id, kind, uri, recorded_at) VALUES (?, 'report', ?, ?)",
+                (plan.run_id, plan.report_uri, now),
+            )
+        return True
+
+    def create_rejected(self, obj: InputObject, rejection: Rejection, *, now: float | None = None) -> bool:
+        """Record an object that cannot be processed, so operators see it and it is not retried blindly."""
+        now = time.time() if now is None else now
+        r = rejection
+        with self._tx() as db:
+            cur = db.execute(
+                """INSERT OR IGNORE INTO runs (run_id, bucket, key, version, etag, version_id, size, sample,
+                   input_uri, inbox_key, state, reason, event_time, created_at, updated_at, finished_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    r.run_id, obj.bucket, obj.key, obj.identity_version, obj.etag, obj.version_id, obj.size,
+                    r.sample, r.input_uri, r.inbox_key, RunState.REJECTED, r.reason,
+                    obj.event_time.timestamp() if obj.event_time else None, now, now, now,
+                ),
+            )  # fmt: skip
+            return cur.rowcount > 0
+
+    def run_exists(self, bucket: str, key: str, version: str) -> bool:
+        rows = self._query(
+            "SELECT 1 FROM runs WHERE bucket = ? AND key = ? AND version = ?", (bucket, key, version)
+        )
+        return bool(rows)
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return RunRow(**dict(rows[0])) if rows else None
+
+    def runs(
+        self,
+        *,
+        states: Iterable[str] | None = None,
+        sample: str | None = None,
+        key_prefix: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunRow]:
+        sql = "SELECT * FROM runs WHERE 1=1"
+        params: list[Any] = []
+        if states:
+            states = list(states)
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            params += states
+        if sample:
+            sql += " AND sample = ?"
+            params.append(sample)
+        if key_prefix:
+            sql += " AND substr(key, 1, ?) = ?"
+            params += [len(key_prefix), key_prefix]
+        sql += " ORDER BY created_at DESC, run_id"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [RunRow(**dict(r)) for r in self._query(sql, params)]
+
+    def finish_run(
+        self, run_id: str, state: str, reason: str | None = None, *, now: float | None = None
+    ) -> bool:
+        """Move an active run to a final state; False when it was not active (idempotent)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = db.execute("SELECT state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return False
+            if row["state"] == state:
+                return False  # already there: a repeat, not news
+            if row["state"] != RunState.ACTIVE or not run_move_allowed(row["state"], state):
+                self._refused("run", row["state"], state, run_id=run_id)
+                return False
+            db.execute(
+                "UPDATE runs SET state = ?, reason = ?, updated_at = ?, finished_at = ? WHERE run_id = ?",
+                (state, reason, now, now, run_id),
+            )
+            return True
+
+    def retry_run(self, run_id: str, *, now: float | None = None) -> list[str]:
+        """Re-activate a failed/cancelled run: steps that did not succeed go back to PLANNED under a new
+        attempt name; succeeded upstream steps are reused. Returns the steps that will run again."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = db.execute("SELECT state, attempt, sample FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None or not run_move_allowed(row["state"], RunState.ACTIVE):
+                return []
+            attempt = int(row["attempt"]) + 1
+            steps = []
+            for job in db.execute(
+                "SELECT step, state, spec FROM jobs WHERE run_id = ?", (run_id,)
+            ).fetchall():
+                if not job_move_allowed(job["state"], JobState.PLANNED):
+                    continue  # SUCCEEDED: reused by the new attempt
+                name = job_name(row["sample"], run_id, job["step"], attempt)
+                spec = json.loads(job["spec"])
+                spec["name"] = name
+                db.execute(
+                    """UPDATE jobs SET name = ?, job_id = NULL, state = ?, exit_code = NULL, reason = NULL,
+                       log_stream = NULL, spec = ?, intent_at = NULL, submitted_at = NULL, started_at = NULL,
+                       stopped_at = NULL, updated_at = ? WHERE run_id = ? AND step = ?""",
+                    (name, JobState.PLANNED, json.dumps(spec, sort_keys=True), now, run_id, job["step"]),
+                )
+                steps.append(job["step"])
+            if steps:
+                db.execute(
+                    """UPDATE runs SET state = ?, attempt = ?, reason = NULL, finished_at = NULL,
+                       updated_at = ? WHERE run_id = ?""",
+                    (RunState.ACTIVE, attempt, now, run_id),
+                )
+            return steps

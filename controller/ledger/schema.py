@@ -1,0 +1,70 @@
+"""The ledger's SQLite schema (created on first open; `schema_version` in `meta`)."""
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    version_id TEXT,
+    size INTEGER NOT NULL,
+    sample TEXT NOT NULL,
+    input_uri TEXT NOT NULL,
+    inbox_key TEXT NOT NULL,
+    report_uri TEXT,
+    row_uri TEXT,
+    state TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    reason TEXT,
+    event_time REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    finished_at REAL,
+    UNIQUE (bucket, key, version)
+);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+CREATE TABLE IF NOT EXISTS jobs (
+    run_id TEXT NOT NULL REFERENCES runs (run_id),
+    step TEXT NOT NULL,
+    name TEXT NOT NULL,
+    job_id TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    exit_code INTEGER,
+    reason TEXT,
+    log_stream TEXT,
+    spec TEXT NOT NULL,
+    intent_at REAL,
+    submitted_at REAL,
+    started_at REAL,
+    stopped_at REAL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_job_id ON jobs (job_id);
+CREATE TABLE IF NOT EXISTS outputs (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (run_id, kind)
+);
+CREATE TABLE IF NOT EXISTS index_objects (
+    bucket TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE TABLE IF NOT EXISTS results (
+    inbox_key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    finished_at REAL NOT NULL,
+    row TEXT NOT NULL
+);
+"""

@@ -1,0 +1,182 @@
+"""Reconcile, the third stage: the executor's view of active jobs → the ledger, then finished runs to
+the finish stage.
+
+Active jobs are walked a page at a time (one DescribeJobs batch per 100 of them). A job whose upstream is
+active in the same page is not described (Batch holds it PENDING). A job the executor no longer knows is
+resolved by its outputs, submitted again (an executor that forgets on restart) or marked LOST.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from controller.executors.base import Executor, JobStatus
+from controller.finish import Finisher
+from controller.ledger import JobRow, Ledger
+from controller.metrics import Metrics
+from controller.states import BATCH_ACTIVE, JobState
+from core.errors import WorkerError
+from core.locations import LocationError, parse_location
+from core.logs import get_logger
+from core.objectstore import ObjectStore
+
+# Jobs per ledger page in the reconcile and RUNNABLE walks: ten DescribeJobs calls' worth, about 1 MB.
+ACTIVE_JOB_PAGE = 1000
+
+
+def held_by_upstream(page: Sequence[JobRow]) -> dict[str, str]:
+    """Active jobs whose upstream job (same run, `depends_on`) is active in the same page: child job id
+    -> that upstream's job id. Batch holds such a child PENDING until its upstream ends, so describing it
+    sooner tells nothing; in a burst this skips about two thirds of DescribeJobs (every run has 2-3 jobs
+    and only the first can be past PENDING). An upstream on another page is not known to be active, so
+    its children are described as before."""
+    active = {(j.run_id, j.step): j for j in page if j.job_id}
+    runs = Counter(j.run_id for j in page if j.job_id)
+    held: dict[str, str] = {}
+    for job in page:
+        if not job.job_id or runs[job.run_id] < 2:
+            continue  # alone in its run: nothing upstream of it is active
+        for step in job.job_spec.depends_on:
+            upstream = active.get((job.run_id, step))
+            # A child submitted before this upstream (a requeued upstream after a restart) does not
+            # depend on it in Batch: never hold it behind a job it does not wait for.
+            if upstream and upstream.job_id and (job.submitted_at or 0) >= (upstream.submitted_at or 0):
+                held[job.job_id] = upstream.job_id
+                break
+    return held
+
+
+class Reconciler:
+    def __init__(
+        self, *, ledger: Ledger, executor: Executor, store: ObjectStore, metrics: Metrics, finisher: Finisher
+    ) -> None:
+        self.ledger, self.executor, self.store, self.metrics = ledger, executor, store, metrics
+        self.finisher = finisher
+        self.log = get_logger(component="controller")
+
+    def reconcile(self) -> int:
+        """Bring job states in the ledger up to date with the executor; finish runs. Returns changes.
+
+        Active jobs are walked a page at a time (one DescribeJobs batch per 100 of them), so a burst of
+        thousands of files does not hold every active job and its status in memory at once."""
+        changes = 0
+        for page in self.ledger.job_pages(BATCH_ACTIVE, ACTIVE_JOB_PAGE):
+            ids = {j.job_id: j for j in page if j.job_id}
+            if not ids:
+                continue
+            held = held_by_upstream(page)
+            changed_runs: set[str] = set()
+            finished, n = self._describe_and_apply([j for i, j in ids.items() if i not in held], changed_runs)
+            changes += n
+            # Children whose upstream job finished in this very pass are described now (and theirs in
+            # turn, down the chain), so holding them back never delays noticing their own end.
+            while released := [child for child, parent in held.items() if parent in finished]:
+                for child in released:
+                    del held[child]
+                ended, n = self._describe_and_apply([ids[c] for c in released], changed_runs)
+                finished |= ended
+                changes += n
+            self.metrics.reconcile_jobs.labels(outcome="held").inc(len(held))
+            # A run's jobs may sit on different pages; _evaluate_run reads them all from the ledger and
+            # does nothing until every one has finished, so evaluating per page is safe.
+            for run_id in changed_runs:
+                self.finisher.evaluate_run(run_id)
+        self.finisher.flush_table()
+        self.metrics.loop_ok("reconcile")
+        return changes
+
+    def _describe_and_apply(self, jobs: list[JobRow], changed_runs: set[str]) -> tuple[set[str], int]:
+        """One DescribeJobs round for `jobs`; record what changed. Returns the ids of jobs that are
+        no longer active (finished, or resolved after going missing) and the number of changes."""
+        if not jobs:
+            return set(), 0
+        self.metrics.reconcile_jobs.labels(outcome="described").inc(len(jobs))
+        statuses = self.executor.describe([j.job_id for j in jobs if j.job_id])
+        ended: set[str] = set()
+        changes = 0
+        now = time.time()
+        for job in jobs:
+            status = statuses.get(job.job_id or "")
+            if status is None:
+                submitted = job.submitted_at if job.submitted_at is not None else now
+                if now - submitted < self.executor.missing_grace_seconds:
+                    continue
+                if self._resolve_missing(job):
+                    changed_runs.add(job.run_id)
+                    changes += 1
+                ended.add(job.job_id or "")  # resolved, or requeued: this job id is no longer active
+                continue
+            if self._apply_status(job, status):
+                changes += 1
+                if status.state in (JobState.SUCCEEDED, JobState.FAILED):
+                    changed_runs.add(job.run_id)
+                    ended.add(job.job_id or "")
+        return ended, changes
+
+    def _apply_status(self, job: JobRow, status: JobStatus) -> bool:
+        changed = self.ledger.update_job(
+            job.run_id,
+            job.step,
+            state=status.state,
+            exit_code=status.exit_code,
+            reason=status.reason,
+            log_stream=status.log_stream,
+            started_at=status.started_at,
+            stopped_at=status.stopped_at,
+        )
+        if not changed:
+            return False
+        log = self._job_log(job)
+        if status.state not in (JobState.SUCCEEDED, JobState.FAILED):
+            log.info("job.state", state=status.state)
+            return True
+        outcome = status.state.lower()
+        self.metrics.completions.labels(step=job.step, outcome=outcome).inc()
+        if status.started_at and status.stopped_at:
+            self.metrics.job_duration.labels(step=job.step).observe(
+                max(0.0, status.stopped_at - status.started_at)
+            )
+        if outcome == "succeeded":
+            log.info("job.succeeded", log_stream=status.log_stream)
+        else:
+            log.warning(
+                "job.failed", exit_code=status.exit_code, reason=status.reason, log_stream=status.log_stream
+            )
+        return True
+
+    def _job_log(self, job: JobRow) -> Any:
+        sample = job.job_spec.tags.get("alignbatch:sample")
+        return self.log.bind(run_id=job.run_id, sample=sample, step=job.step, job_id=job.job_id)
+
+    def _outputs_exist(self, job: JobRow) -> bool:
+        outputs = job.job_spec.outputs
+        if not outputs:
+            return False
+        try:
+            return all(self.store.head(parse_location(uri)) is not None for uri in outputs)
+        except (WorkerError, LocationError):
+            return False
+
+    def _resolve_missing(self, job: JobRow) -> bool:
+        """The executor no longer knows this job: decide from its outputs, never poll it forever."""
+        log = self._job_log(job)
+        if self._outputs_exist(job):
+            self.ledger.update_job(
+                job.run_id, job.step, state=JobState.SUCCEEDED, reason="resolved by its outputs"
+            )
+            self.metrics.completions.labels(step=job.step, outcome="succeeded").inc()
+            log.info("job.resolved_by_outputs")
+            return True
+        if self.executor.requeue_missing:
+            self.ledger.requeue_job(job.run_id, job.step)
+            log.warning("job.requeued", reason="executor does not know the job (controller restarted)")
+            return False
+        self.ledger.update_job(
+            job.run_id, job.step, state=JobState.LOST, reason="job unknown to the executor, no outputs"
+        )
+        self.metrics.completions.labels(step=job.step, outcome="lost").inc()
+        log.error("job.lost")
+        return True

@@ -1,0 +1,88 @@
+"""The summary row's schema, in one place: its provenance columns (name, type, who writes them) in table
+order, and the order the planner passes its part to the summary step.
+
+A row is these provenance fields followed by every metric of the alignstats report in report order. The
+planner passes its fields as `--meta KEY=VALUE` (worker/summary.py checks and types them), the summary
+step adds the engine, its own job id and the time, the controller's results table puts the columns below
+first. Keys outside the schema are passed through (a newer planner's, or a report metric).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: type  # str or int: what the value is in the row JSON
+    origin: Literal["planner", "summary"]  # planner: a --meta of the summary step; summary: the tool's own
+    in_table: bool = True  # among the results table's leading columns
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("sample", str, "planner"),
+    Column("inbox_key", str, "planner"),
+    Column("run_id", str, "planner"),
+    Column("input_uri", str, "planner"),
+    Column("input_etag", str, "planner"),
+    Column("input_version_id", str, "planner"),
+    Column("input_size", int, "planner"),
+    Column("report_uri", str, "planner"),
+    Column("engine", str, "summary"),
+    Column("engine_version", str, "summary"),
+    Column("pipeline_version", str, "planner"),
+    Column("alignstats_args", str, "planner"),
+    Column("target_bed", str, "planner"),
+    Column("reference_fasta", str, "planner"),
+    Column("job_id_index", str, "planner"),
+    Column("job_id_alignstats", str, "planner"),
+    Column("job_id_summary", str, "summary"),
+    Column("event_time", str, "planner"),
+    Column("written_at", str, "summary"),
+    Column("index_uri", str, "planner", in_table=False),
+)
+BY_NAME: Mapping[str, Column] = {c.name: c for c in COLUMNS}
+
+# The results table's leading columns, in order.
+PROVENANCE_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.in_table)
+
+# The order the planner's fields appear in a row (they are passed, and kept, in this order).
+META_ORDER: tuple[str, ...] = (
+    "run_id",
+    "sample",
+    "inbox_key",
+    "input_uri",
+    "input_etag",
+    "input_version_id",
+    "input_size",
+    "report_uri",
+    "pipeline_version",
+    "alignstats_args",
+    "target_bed",
+    "reference_fasta",
+    "event_time",
+    "job_id_alignstats",
+    "job_id_index",
+    "index_uri",
+)
+
+
+def planner_meta(**values: V) -> dict[str, V]:
+    """The planner's fields in row order; a name outside the schema is a bug (KeyError)."""
+    unknown = sorted(k for k in values if k not in META_ORDER)
+    if unknown:
+        raise KeyError(f"not planner columns of the summary row: {', '.join(unknown)}")
+    return {k: values[k] for k in META_ORDER if k in values}
+
+
+def typed(name: str, value: str) -> object:
+    """A --meta value as the row holds it (an int column's digits become an int; anything else as is)."""
+    column = BY_NAME.get(name)
+    if column is not None and column.type is int and value.isdigit():
+        return int(value)
+    return value
