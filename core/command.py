@@ -79,9 +79,13 @@ class WorkerCommand:
         """Upstream steps whose job ids this command carries."""
         return tuple(a.step for a in self.tool_args if isinstance(a, JobRef))
 
+    def tool_command(self, job_ids: Mapping[str, str] | None = None) -> tuple[str, ...]:
+        """The tool and its arguments (what follows `--`), with JobRefs filled from `job_ids`."""
+        ids = job_ids or {}
+        return (self.tool, *(a.render(ids) if isinstance(a, JobRef) else a for a in self.tool_args))
+
     def args(self, job_ids: Mapping[str, str] | None = None) -> tuple[str, ...]:
         """The arguments after the program name, with JobRefs filled from `job_ids`."""
-        ids = job_ids or {}
         out: list[str] = []
         if self.mode:
             out.append(f"--{self.mode}")
@@ -98,9 +102,7 @@ class WorkerCommand:
         ):
             if option is not None:
                 out += [flag, option]
-        out += ["--", self.tool]
-        out += [a.render(ids) if isinstance(a, JobRef) else a for a in self.tool_args]
-        return tuple(out)
+        return (*out, "--", *self.tool_command(job_ids))
 
     def argv(self, job_ids: Mapping[str, str] | None = None) -> tuple[str, ...]:
         return (self.program, *self.args(job_ids))

@@ -14,9 +14,11 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from types import FrameType
 from typing import Any, NoReturn
 
+from core.command import WorkerCommand
 from core.errors import Interrupted, UsageError, WorkerError
 from core.exitcodes import ExitCode, is_retryable
 from core.logs import LOG_LEVELS, configure_logging
@@ -79,17 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: Sequence[str]) -> WorkerCommand:
+    """The worker's options and the tool's command line, parsed by core.command (the form the planner
+    renders); --help/--version and the defaults taken from the environment are the worker's own."""
     argv = list(argv)
-    if "--" in argv:
-        cut = argv.index("--")
-        own, command = argv[:cut], argv[cut + 1 :]
-    else:
-        own, command = argv, []
-    ns = build_parser().parse_args(own)
-    if not command:
-        raise UsageError("no tool given: alignbatch-worker [options] -- TOOL ARGS...")
-    return ns, command
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    if {"-h", "--help", "--version"} & set(own):
+        build_parser().parse_args(own)  # prints the help or the version and exits
+    cmd = WorkerCommand.parse(argv)
+    return replace(
+        cmd,
+        sse_kms_key_id=cmd.sse_kms_key_id or os.environ.get("ALIGNBATCH_SSE_KMS_KEY_ID") or None,
+        log_level=cmd.log_level or os.environ.get("ALIGNBATCH_LOG_LEVEL", "INFO").upper(),
+    )
 
 
 class _Signals:
@@ -132,17 +136,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"ALIGNBATCH_LOG_LEVEL={os.environ['ALIGNBATCH_LOG_LEVEL']!r} is not a log level; "
                 f"use one of {', '.join(LOG_LEVELS)}"
             )
-        ns, command = parse_args(sys.argv[1:] if argv is None else argv)
-        if ns.log_level != log_level:  # logging started before the arguments were parsed
-            log = configure_logging(stream=sys.stderr, level=ns.log_level, job_id=job_id, attempt=attempt)
+        cmd = parse_args(sys.argv[1:] if argv is None else argv)
+        if cmd.log_level and cmd.log_level != log_level:  # logging started before the arguments were parsed
+            log = configure_logging(stream=sys.stderr, level=cmd.log_level, job_id=job_id, attempt=attempt)
         opts = WorkerOptions(
-            command=tuple(command),
-            mode=ns.mode or "auto",
-            index=ns.index,
-            inputs=tuple(ns.input),
-            outputs=tuple(ns.output),
-            scratch=ns.scratch,
-            sse_kms_key_id=ns.sse_kms_key_id,
+            command=cmd.tool_command(),
+            mode=cmd.mode or "auto",
+            index=cmd.index,
+            inputs=cmd.inputs,
+            outputs=cmd.outputs,
+            scratch=cmd.scratch,
+            sse_kms_key_id=cmd.sse_kms_key_id,
             job_id=job_id,
             attempt=attempt,
         )

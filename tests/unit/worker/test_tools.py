@@ -124,7 +124,7 @@ def test_bad_locations_and_missing_values() -> None:
 def test_worker_log_level_option_is_validated_and_normalised() -> None:
     from worker.cli import parse_args
 
-    ns, command = parse_args(["--log-level", "debug", "--", "alignstats", "-i", "x.bam"])
-    assert ns.log_level == "DEBUG" and command == ["alignstats", "-i", "x.bam"]
+    cmd = parse_args(["--log-level", "debug", "--", "alignstats", "-i", "x.bam"])
+    assert cmd.log_level == "DEBUG" and list(cmd.tool_command()) == ["alignstats", "-i", "x.bam"]
     with pytest.raises(UsageError, match="--log-level"):  # exit 64, not a logging KeyError
         parse_args(["--log-level", "loud", "--", "alignstats"])
