@@ -230,7 +230,8 @@ def test_sigterm_stops_the_tool_and_aborts_uploads(
             waited = podman("wait", name, timeout=30, check=False)
             if waited.returncode != 0 or not waited.stdout.strip():
                 top = podman("top", name, "pid", "args", check=False).stdout
-                raise AssertionError(f"still running 30 s after SIGTERM:\n{top}\n{podman('logs', name).stderr}")
+                logs_text = podman("logs", name).stderr
+                raise AssertionError(f"still running 30 s after SIGTERM:\n{top}\n{logs_text}")
             code = int(waited.stdout.strip())
             logs = _logs(podman("logs", name).stderr)
         finally:
