@@ -107,6 +107,16 @@ def wheelhouse() -> Path:
     return target
 
 
+def base_image() -> str:
+    """The debootstrapped bookworm base (scripts/make-base-image.sh: cached tarball, then podman import)."""
+    base = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "make-base-image.sh")],
+        capture_output=True, text=True, timeout=900, env=podman_env(), check=False,
+    )  # fmt: skip
+    assert base.returncode == 0, f"make-base-image.sh failed:\n{base.stderr[-3000:]}"
+    return base.stdout.strip().splitlines()[-1]
+
+
 @dataclass(frozen=True)
 class WorkerImage:
     name: str
@@ -125,17 +135,13 @@ def worker_image() -> WorkerImage:
         if not VENDOR_TARBALL.is_file():
             pytest.skip(f"{VENDOR_TARBALL} is absent and GitHub cannot be reached from here")
         started = time.monotonic()
-        base = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "make-base-image.sh")],
-            capture_output=True, text=True, timeout=900, env=podman_env(), check=False,
-        )  # fmt: skip
-        assert base.returncode == 0, f"make-base-image.sh failed:\n{base.stderr[-3000:]}"
+        base = base_image()
         log = cache_dir() / f"build-{tag}.log"
         with open(log, "w") as fh:
             proc = subprocess.run(
                 [
                     "bash", str(ROOT / "deploy" / "build-image.sh"), "--no-push", "--tag", tag,
-                    "--base-image", base.stdout.strip().splitlines()[-1],
+                    "--base-image", base,
                     "--alignstats-tarball", str(VENDOR_TARBALL), "--wheelhouse", str(wheelhouse()),
                     "--", "--network", "host",
                 ],
