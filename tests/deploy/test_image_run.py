@@ -254,8 +254,8 @@ def test_sigterm_stops_the_tool_and_aborts_uploads(
         pytest.param(
             "512k",
             marks=pytest.mark.xfail(
-                reason="worker/run.py _check_alignments writes the header probe to scratch and reports its "
-                "ENOSPC as 70 INTERNAL, not 73 SCRATCH_FULL (a worker fix, see deploy/README.md)",
+                reason="the worker writes the 1 MiB header probe to scratch (check_alignments) and reports "
+                "its ENOSPC as 70 INTERNAL, not 73 SCRATCH_FULL (a worker fix, see deploy/README.md)",
                 strict=False,
             ),
         ),
@@ -307,9 +307,9 @@ def test_builtin_engine_runs_from_the_numba_cache_built_into_the_image(
 
 
 @pytest.mark.xfail(
-    reason="worker/run.py _find_companion lets the 403 of a missing `sample.bam.bai` become exit 77; with "
-    "the job role's prefix-limited ListBucket S3 answers every missing key with 403 (fix: `except "
-    "AccessDenied: continue` around self.s3.head(loc), see deploy/README.md)",
+    reason="the worker's companion lookup (_find_companion) lets the 403 of a missing `sample.bam.bai` "
+    "become exit 77; with the job role's prefix-limited ListBucket S3 answers every missing key with 403 "
+    "(fix: `except AccessDenied: continue` around its head(loc), see deploy/README.md)",
     strict=False,
 )
 def test_index_named_sample_bai_is_found_when_s3_answers_403_for_missing_keys(
