@@ -155,7 +155,12 @@ def worker_image() -> WorkerImage:
 
 
 def _remove_older_test_images(keep: str) -> None:
-    listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO, check=False).stdout
+    """Older test images (one per tree the suite ran on) go once a day old: never one a concurrent run on
+    the same machine, e.g. another checkout's, may still be using."""
+    listed = podman(
+        "images", "--filter", f"reference={IMAGE_REPO}", "--filter", "until=24h",
+        "--format", "{{.Repository}}:{{.Tag}}", check=False,
+    ).stdout  # fmt: skip
     for ref in listed.split():
         if ref != keep and ":test-" in ref:
             podman("rmi", ref, check=False)
