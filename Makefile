@@ -12,8 +12,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The report extra (jinja2, matplotlib, pyarrow) writes the QC history and batch report the demo ends with.
 setup: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[report]'
 
 setup-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'

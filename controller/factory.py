@@ -14,6 +14,7 @@ from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.service import Controller
 from controller.sources.base import EventSource
+from core.qc import Thresholds
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,19 @@ def build_controller(
     once: bool = False,
     slots: int | None = None,
     with_source: bool = True,
+    thresholds: Thresholds | None = None,
 ) -> Controller:
     metrics = metrics or Metrics()
     ledger = Ledger(cfg.state.ledger_path)
     executor = build_executor(cfg, metrics, slots=slots)
     source = build_source(cfg, metrics, once=once) if with_source else None
     inbox = inbox_for(cfg)
-    return Controller(cfg, ledger=ledger, executor=executor, source=source, metrics=metrics, inbox=inbox)
+    return Controller(
+        cfg,
+        ledger=ledger,
+        executor=executor,
+        source=source,
+        metrics=metrics,
+        inbox=inbox,
+        thresholds=thresholds,
+    )
