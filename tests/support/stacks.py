@@ -114,13 +114,14 @@ def batch_service_role() -> dict[str, str]:
     name it (the template accepts exactly that role)."""
     import boto3
 
-    iam = boto3.client("iam")
+    return {"BatchServiceRoleArn": batch_service_role_arn(boto3.client("iam"))}
+
+
+def batch_service_role_arn(iam: Any) -> str:
     roles = iam.list_roles(PathPrefix="/aws-service-role/batch.amazonaws.com/")["Roles"]
     if roles:  # moto may already hold it (spelt AWSServiceRoleForbatch)
-        arn = roles[0]["Arn"]
-    else:
-        arn = iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]["Arn"]
-    return {"BatchServiceRoleArn": arn}
+        return str(roles[0]["Arn"])
+    return str(iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]["Arn"])
 
 
 def _resolve(node: Any, values: Mapping[str, str]) -> Any:
