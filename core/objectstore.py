@@ -293,12 +293,31 @@ class LocalObjectStore:
             raise translate_error(exc, loc, "delete") from None
 
 
+def _read_umask() -> int:
+    """The process umask, read without changing it where the kernel allows (/proc/self/status has had
+    a `Umask:` line since Linux 4.7); elsewhere by setting and restoring it, once, at import."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+# Read once: os.umask() can only be read by setting it, and a umask of 0 even for an instant is seen by
+# every other thread creating files then (upload threads, the tool's stderr reader), which would make
+# their files world-writable. Nothing in alignbatch changes the umask after start-up.
+_UMASK = _read_umask()
+
+
 def replace_into(tmp: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Rename a finished temp file onto `dest`, first giving it the mode a plain open() would have
     (0666 & ~umask): mkstemp makes 0600 files, and results must be readable like any other file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, dest)
 
 

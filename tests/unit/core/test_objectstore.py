@@ -144,3 +144,30 @@ def test_translate_error(exc: BaseException, cls: type, code: ExitCode) -> None:
 def test_sse_arguments() -> None:
     assert sse_arguments(None) == {"ServerSideEncryption": "AES256"}
     assert sse_arguments("alias/k") == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/k"}
+
+
+def test_replace_into_never_changes_the_process_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Setting the umask, even to restore it at once, races every other thread creating files: the
+    # umask must be read once at import, never per rename.
+    from core import objectstore
+
+    calls: list[int] = []
+    real_umask = os.umask
+
+    def counting_umask(mask: int) -> int:
+        calls.append(mask)
+        return real_umask(mask)
+
+    monkeypatch.setattr(objectstore.os, "umask", counting_umask)
+    for n in range(3):
+        tmp = tmp_path / f".tmp{n}"
+        tmp.write_bytes(b"x")
+        tmp.chmod(0o600)
+        objectstore.replace_into(tmp, tmp_path / f"out{n}")
+    assert calls == []
+    umask = real_umask(0)
+    real_umask(umask)
+    assert umask == objectstore._UMASK
+    assert all((tmp_path / f"out{n}").stat().st_mode & 0o777 == 0o666 & ~umask for n in range(3))
