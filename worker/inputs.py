@@ -28,9 +28,18 @@ class Input:
 
     location: Location
     info: ObjectInfo
-    display: str  # as the user gave it (for messages and the report)
+    display: str  # as the user gave it, pin included (for messages; the report names `report_name`)
     host_path: str | None = None  # the store's own file on this host, read in place; None: fetch it
     local_path: str | None = None  # where the tool reads it: host_path, the staged copy, or a link
+
+    @property
+    def report_name(self) -> str:
+        """The name a report shows: as given, minus a `?versionId=`/`?etag=` pin, so the report of a
+        pinned run is byte-identical to the unpinned one (the version is in the transfer log line)."""
+        if not self.location.pinned:
+            return self.display
+        pin = self.location.pin
+        return self.display[: -len(pin)] if self.display.endswith(pin) else str(self.location.unpinned())
 
     @property
     def needs_fetch(self) -> bool:
@@ -67,6 +76,11 @@ class InputPlanner:
         info = store.head(loc)
         path = store.local_path(loc)
         if info is None:
+            if loc.version_id is not None:
+                raise ObjectMissing(
+                    f"{what} {display}: version {loc.version_id} no longer exists (or is not a version of "
+                    "this key); it was deleted or expired, nothing to redo for it"
+                )
             if path is None:
                 raise ObjectMissing(f"{what} {display} does not exist; check the bucket and key")
             if os.path.isdir(path):

@@ -54,6 +54,7 @@ class RunSummary:
     exit_code: int | None = None  # the tool's, once it ran
     bytes_in: int = 0
     bytes_out: int = 0
+    input_version_id: str | None = None  # the main input's version, as its store reported it
     transfers: list[TransferResult] = field(default_factory=list)
 
 
@@ -102,6 +103,8 @@ class WorkerRun:
             if not slot.is_stdio
         }
         main = inputs.get(main_slot.number) if main_slot is not None else None
+        if main is not None and main.info.version_id not in (None, "null"):
+            self.summary.input_version_id = main.info.version_id
         stream = planner.decide_stream(cmd, main_slot, main)
         self.summary.mode = "stream" if stream else ("local" if main and not main.needs_fetch else "stage")
         self.scratch = create_scratch(scratch_base(opts.scratch), opts.job_id, opts.attempt)
