@@ -91,7 +91,7 @@ def _translate_aws(
     if isinstance(exc, bex.ClientError) and loc is not None and loc.pinned:
         # The content the event announced is gone: no retry brings it back, and the object's newer
         # content has its own event (and run). Both are INPUT_MISSING (66), never 75.
-        if loc.version_id is not None and c.failure is AwsFailure.MISSING:
+        if loc.version_id is not None and c.failure is AwsFailure.MISSING and c.code != "NoSuchBucket":
             return ObjectMissing(
                 f"{action} {where}: version {loc.version_id} no longer exists ({c.code}); "
                 "it was deleted or expired, nothing to redo for it"
