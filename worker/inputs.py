@@ -4,13 +4,14 @@ files placed next to it; the main input's header/EOF checked before any bulk tra
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import AccessDenied, BadInput, ObjectMissing, UsageError
+from core.errors import AccessDenied, BadInput, ObjectMissing, ScratchFull, UsageError
 from core.locations import Location, LocationError, parse_location
 from core.objectstore import ObjectInfo, Stores
 from worker import checks
@@ -126,7 +127,15 @@ class InputPlanner:
         probe = scratch.probe_path(0)
         length = len(head)
         while True:
-            probe.write_bytes(head)
+            try:
+                probe.write_bytes(head)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise ScratchFull(
+                        f"{main.display}: no room on the scratch volume for the {len(head)}-byte header probe "
+                        f"({probe.parent}); give the job a larger scratch volume"
+                    ) from None
+                raise
             try:
                 return fmt, checks.read_header(main.display, probe, fmt)
             except BadInput:

@@ -251,14 +251,7 @@ def test_sigterm_stops_the_tool_and_aborts_uploads(
     "size",
     [
         "4m",  # room for the numba seed and the header probe, not for the input: refused before staging
-        pytest.param(
-            "512k",
-            marks=pytest.mark.xfail(
-                reason="the worker writes the 1 MiB header probe to scratch (check_alignments) and reports "
-                "its ENOSPC as 70 INTERNAL, not 73 SCRATCH_FULL (a worker fix, see deploy/README.md)",
-                strict=False,
-            ),
-        ),
+        "512k",  # not even room for the 1 MiB header probe: 73 too, not 70
     ],
 )
 def test_full_scratch_volume_is_exit_73(
@@ -306,12 +299,6 @@ def test_builtin_engine_runs_from_the_numba_cache_built_into_the_image(
     assert any((tmp_path / "host-scratch" / ".alignbatch-numba").iterdir())
 
 
-@pytest.mark.xfail(
-    reason="the worker's companion lookup (_find_companion) lets the 403 of a missing `sample.bam.bai` "
-    "become exit 77; with the job role's prefix-limited ListBucket S3 answers every missing key with 403 "
-    "(fix: `except AccessDenied: continue` around its head(loc), see deploy/README.md)",
-    strict=False,
-)
 def test_index_named_sample_bai_is_found_when_s3_answers_403_for_missing_keys(
     image: WorkerImage, buckets: Any, aws: str, tmp_path: Path
 ) -> None:
