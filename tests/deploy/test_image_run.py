@@ -304,7 +304,7 @@ def test_index_named_sample_bai_is_found_when_s3_answers_403_for_missing_keys(
 ) -> None:
     buckets.upload_file(str(DATA / "i_edge.bam"), "inbox", "sample.bam")
     buckets.upload_file(str(DATA / "i_edge.bam.bai"), "inbox", "sample.bai")
-    buckets.upload_file(str(DATA / "regions.bed"), "refs", "references/regions.bed")
+    buckets.upload_file(str(DATA / "i_edge_targets.bed"), "refs", "references/regions.bed")
     command = ["alignbatch-worker", "--", "alignstats", "-C", "-r", "s3://refs/references/regions.bed"]
     command += ["-i", "s3://inbox/sample.bam", "-o", "s3://results/sample.json"]
     with S3Proxy(aws, forbid_missing=True) as proxy:
@@ -315,7 +315,7 @@ def test_index_named_sample_bai_is_found_when_s3_answers_403_for_missing_keys(
     # proxy (like S3 for a role without list rights on the key) would answer with 403.
     assert "HEAD /inbox/sample.bai 200" in proxy.requests, proxy.requests
     assert not any(r.startswith("HEAD /inbox/sample.bam.bai") for r in proxy.requests), proxy.requests
-    assert code == 0, logs[-1]
+    assert code == 0, logs
 
 
 def test_build_refuses_alignstats_sources_that_are_not_the_pinned_tree(
