@@ -72,7 +72,11 @@ class Inbox(Protocol):
 
 def _segment_problem(key: str) -> str | None:
     """Keys with '.'/'..'/empty segments would map outside (or ambiguously into) the results layout;
-    over-long keys could not hold the report suffix."""
+    over-long keys could not hold the report suffix; control characters (S3 allows '\\n', '\\t', even
+    NUL) split log lines, table rows and shell-pasted commands, and no s3:// location accepts them."""
+    bad = next((c for c in key if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        return f"key contains the control character {bad!r}; rename the object without control characters"
     segments = key.split("/")
     if any(seg in (".", "..") for seg in segments):
         return "key has a '.' or '..' path segment; rename the object without it"

@@ -55,6 +55,14 @@ def test_local_inbox_key_rules(tmp_path: Path) -> None:
     assert inbox_at(str(tmp_path)) == inbox
 
 
+def test_control_characters_are_refused_in_both_inboxes(tmp_path: Path) -> None:
+    # S3 allows them in keys; a '\n' splits a log line or a table row, and NUL ends a C string.
+    for inbox in (S3Inbox("inbox", "incoming/"), LocalInbox(str(tmp_path))):
+        for char in ("\n", "\t", "\r", "\x00", "\x1b", "\x7f"):
+            assert "control character" in (inbox.validate_key(f"incoming/a{char}b.bam") or ""), (inbox, char)
+        assert inbox.validate_key("incoming/ü é+%{x}.bam") is None
+
+
 def test_inbox_is_chosen_once_from_the_config(tmp_path: Path) -> None:
     assert isinstance(inbox_for(local_config(tmp_path)), LocalInbox)
     cfg = ControllerConfig(
