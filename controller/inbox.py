@@ -8,6 +8,7 @@ The key rules (owns, inbox_key, object_uri, validate_key) are pure, so the plann
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,13 @@ class LocalInbox:
             try:
                 loc = Location.file(str(parse_location(bucket, allow_prefix=True).join(key)))
             except LocationError:
+                continue
+            if os.path.islink(loc.path):
+                # The inbox source never reads a link (it may point out of the inbox): an index that is
+                # one does not count, and the index step makes a real one under the results.
+                get_logger(component="inbox").warning(
+                    "inbox.skipped", file=key, reason="index is a symbolic link; the index step makes one"
+                )
                 continue
             try:
                 if store.head(loc) is not None:

@@ -105,3 +105,12 @@ def test_backfill_objects(tmp_path: Path) -> None:
     assert local.backfill_object(parse_location("s3://bkt/p/", allow_prefix=True)) is None
     assert S3Inbox("bkt").backfill_object(parse_location("s3://bkt/p/a.bam")) == ("bkt", "p/a.bam")
     assert S3Inbox("bkt").backfill_object(parse_location(str(tmp_path))) is None
+
+
+def test_a_local_index_that_is_a_link_does_not_count(tmp_path: Path) -> None:
+    (tmp_path / "outside.bai").write_bytes(b"x")
+    (tmp_path / "a.bam.bai").symlink_to(tmp_path / "outside.bai")
+    (tmp_path / "b.bam.bai").write_bytes(b"x")
+    inbox = LocalInbox(str(tmp_path))
+    assert not inbox.index_present(str(tmp_path), ["a.bam.bai", "a.bai"], LocalObjectStore())
+    assert inbox.index_present(str(tmp_path), ["b.bam.bai"], LocalObjectStore())
