@@ -25,7 +25,7 @@ from controller.service import Controller
 from controller.states import BATCH_ACTIVE
 
 LOG_NAME = "controller.jsonl"
-VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red"}  # nosec B105 # colours, not secrets
 # The closing table's columns: header, row keys tried in order (capture assays report Cap*), format.
 COLUMNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("mapped %", ("MappedReadsPct",), "{:.2f}"),

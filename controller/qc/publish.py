@@ -150,7 +150,8 @@ class QcPublisher:
         return True
 
     def _write_day(self, batch_report: Any, day: date, now: datetime) -> str:
-        assert self.paths.history is not None
+        if self.paths.history is None:  # publish() writes days only when a history file is configured
+            raise RuntimeError("no history file configured")
         start = datetime.combine(day, time(), tzinfo=UTC)
         end = start + timedelta(days=1)
         html = batch_report.render_from_history(
