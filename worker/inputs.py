@@ -132,8 +132,8 @@ class InputPlanner:
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise ScratchFull(
-                        f"{main.display}: no room on the scratch volume for the {len(head)}-byte header probe "
-                        f"({probe.parent}); give the job a larger scratch volume"
+                        f"{main.display}: no room on the scratch volume for the {len(head)}-byte header "
+                        f"probe ({probe.parent}); give the job a larger scratch volume"
                     ) from None
                 raise
             try:
