@@ -122,7 +122,7 @@ def _run_on_terminal(ctl: Any, daemon: Any, args: argparse.Namespace) -> int:
     """`run --local` for a person: the live display while the daemon works, then the closing table."""
     from rich.console import Console
 
-    from controller.cli import terminal
+    import controller.cli.terminal as terminal
 
     console = Console()
     local_dir = ctl.cfg.local_dir or "."

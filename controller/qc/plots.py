@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from controller.qc.batch_report import dom_id
+from controller.qc.report_model import dom_id
 
 if TYPE_CHECKING:
-    from controller.qc.batch_report import MetricDistribution
+    from controller.qc.report_model import MetricDistribution
 
 VERDICT_COLOURS = {"pass": "#2e7d32", "warn": "#ef8f00", "fail": "#c62828", "": "#607d8b", "none": "#607d8b"}
 _RC = {

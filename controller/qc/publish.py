@@ -37,7 +37,7 @@ from core.objectstore import ObjectStore
 from core.qc import Thresholds
 
 if TYPE_CHECKING:
-    from controller.qc.batch_report import RunIssue
+    from controller.qc.report_model import RunIssue
 
 REPORT_DIR = "report"
 LATEST = "latest.html"
@@ -170,7 +170,7 @@ class QcPublisher:
     def issues(self, start: datetime, end: datetime, *, now: datetime) -> list[RunIssue]:
         """Runs of [start, end) without a row: failed (or lost) ones that finished in it, and, for a
         period that reaches now, runs still active after `stuck_after_seconds`."""
-        from controller.qc.batch_report import IssueKind, RunIssue
+        from controller.qc.report_model import IssueKind, RunIssue
 
         lo, hi = start.timestamp(), end.timestamp()
         out: list[RunIssue] = []
