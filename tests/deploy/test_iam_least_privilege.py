@@ -257,7 +257,6 @@ def test_controller_stops_only_jobs_carrying_the_project_tag(templates: Mapping[
             assert "aws:TagKeys" in json.dumps(st.get("Condition", {})), st
 
 
-@pytest.mark.xfail(strict=True, reason="issue #15 [scopes]: today's templates")
 def test_kms_use_only_through_the_services(templates: Mapping[str, Any]) -> None:
     """Decrypt/GenerateDataKey only through S3 or SQS: the key cannot be used directly with the creds."""
     for name, logical_id, role in _roles(templates):
@@ -274,7 +273,6 @@ BUCKET_PREFIX = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="issue #15 [scopes]: today's templates")
 def test_list_bucket_one_statement_per_bucket_with_its_own_prefix(templates: Mapping[str, Any]) -> None:
     seen = 0
     for name, logical_id, role in _roles(templates):
@@ -299,7 +297,6 @@ def _sub_text(node: Any) -> str:
     return json.dumps(node)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #15 [scopes]: today's templates")
 def test_job_definition_arns_match_only_our_definitions(templates: Mapping[str, Any]) -> None:
     """`job-definition/${Name}*` also matches `${Name}-evil`: exact name, or exact name + `:<revision>`."""
     count = 0
