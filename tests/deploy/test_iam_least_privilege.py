@@ -311,7 +311,6 @@ def test_job_definition_arns_match_only_our_definitions(templates: Mapping[str, 
     assert count >= 9
 
 
-@pytest.mark.xfail(strict=True, reason="issue #15 [storage]: today's templates")
 def test_kms_key_lets_s3_use_it_only_for_the_inbox_bucket(templates: Mapping[str, Any]) -> None:
     policy = templates["storage.yaml"]["Resources"]["Key"]["Properties"]["KeyPolicy"]
     (s3,) = [st for st in policy["Statement"] if st.get("Principal") == {"Service": "s3.amazonaws.com"}]
@@ -326,7 +325,7 @@ def test_kms_key_lets_s3_use_it_only_for_the_inbox_bucket(templates: Mapping[str
     [
         "InboxBucket",
         "ResultsBucket",
-        pytest.param("ReferenceBucket", marks=pytest.mark.xfail(strict=True, reason="issue #15 [storage]")),
+        "ReferenceBucket",
     ],
 )
 def test_every_data_bucket_refuses_puts_with_another_key(templates: Mapping[str, Any], bucket: str) -> None:
