@@ -471,3 +471,24 @@ def test_bootstrap_refuses_an_archive_whose_hash_differs(
     else:
         assert proc.returncode != 0 and "VERIFIED" not in proc.stdout
         assert "ReleaseArchiveSha256" in proc.stderr
+
+
+def test_state_machine_stops_only_the_jobs_it_tagged(templates: Mapping[str, Any]) -> None:
+    """Each submitJob task tags its job with the deployment; TerminateJob is conditioned on that tag."""
+    workflow = templates["workflow.yaml"]["Resources"]
+    definition = json.loads(
+        _render(
+            str(workflow["StateMachine"]["Properties"]["DefinitionString"]["Fn::Sub"][0]), {"NamePrefix": "p"}
+        )
+    )
+    tasks = [st for st in definition["States"].values() if st["Type"] == "Task"]
+    assert len(tasks) == 3
+    for task in tasks:
+        assert task["Parameters"]["Tags"] == {"alignbatch:deployment": "p"}, task
+    by_action = {
+        str(a): st for st in statements(workflow["StateMachineRole"]) for a in _as_list(st["Action"])
+    }
+    terminate = by_action["batch:TerminateJob"]["Condition"]["StringEquals"]
+    assert terminate == {"aws:ResourceTag/alignbatch:deployment": {"Ref": "NamePrefix"}}
+    tag = by_action["batch:TagResource"]["Condition"]
+    assert tag["StringEquals"] == {"aws:RequestTag/alignbatch:deployment": {"Ref": "NamePrefix"}}
