@@ -20,7 +20,7 @@ from controller.model import Step
 from controller.results_rows import RowIndex
 from controller.results_table import write_table
 from controller.states import JOB_BAD, JOB_TERMINAL, JobState, RunState
-from core.errors import WorkerError
+from core.errors import TransientIOError, WorkerError
 from core.locations import LocationError, parse_location
 from core.logs import get_logger
 from core.objectstore import ObjectStore
@@ -74,6 +74,11 @@ class Finisher:
             row = json.loads(self.store.read_bytes(parse_location(run.row_uri or "")))
             if not isinstance(row, dict):
                 raise ValueError("row is not a JSON object")
+        except TransientIOError as exc:
+            # S3 503 / network after botocore's retries: the row is most likely there. The run stays
+            # active and the next reconcile pass (its sweep of finishable runs) reads it again.
+            log.warning("run.finish_deferred", reason=f"summary row not read yet: {exc}", key=run.key)
+            return
         except (WorkerError, LocationError, ValueError) as exc:
             if self.ledger.finish_run(run_id, RunState.FAILED, f"summary row unreadable: {exc}"):
                 self.metrics.runs.labels(outcome="failed").inc()

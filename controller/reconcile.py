@@ -17,7 +17,7 @@ from controller.executors.base import Executor, JobStatus
 from controller.finish import Finisher
 from controller.ledger import JobRow, Ledger
 from controller.metrics import Metrics
-from controller.states import BATCH_ACTIVE, JobState
+from controller.states import BATCH_ACTIVE, JobState, RunState
 from core.errors import WorkerError
 from core.locations import LocationError, parse_location
 from core.logs import get_logger
@@ -63,6 +63,7 @@ class Reconciler:
         Active jobs are walked a page at a time (one DescribeJobs batch per 100 of them), so a burst of
         thousands of files does not hold every active job and its status in memory at once."""
         changes = 0
+        evaluated: set[str] = set()
         for page in self.ledger.job_pages(BATCH_ACTIVE, ACTIVE_JOB_PAGE):
             ids = {j.job_id: j for j in page if j.job_id}
             if not ids:
@@ -84,9 +85,26 @@ class Reconciler:
             # does nothing until every one has finished, so evaluating per page is safe.
             for run_id in changed_runs:
                 self.finisher.evaluate_run(run_id)
+            evaluated |= changed_runs
+        self.sweep_finishable(skip=evaluated)
         self.finisher.flush_table()
         self.metrics.loop_ok("reconcile")
         return changes
+
+    def sweep_finishable(self, skip: set[str] | frozenset[str] = frozenset()) -> int:
+        """Finish active runs whose jobs have all ended but that no pass finished: a crash or failed
+        commit after the last job's SUCCEEDED, a transient error reading the row, an operator's
+        `retry` of a run whose finishing failed. Returns how many were decided."""
+        decided = 0
+        for run_id in self.ledger.finishable_runs():
+            if run_id in skip:
+                continue  # evaluated a moment ago in this pass
+            self.finisher.evaluate_run(run_id)
+            run = self.ledger.get_run(run_id)
+            if run is not None and run.state != RunState.ACTIVE:
+                decided += 1
+                self.log.info("run.swept", run_id=run_id, state=run.state)
+        return decided
 
     def _describe_and_apply(self, jobs: list[JobRow], changed_runs: set[str]) -> tuple[set[str], int]:
         """One DescribeJobs round for `jobs`; record what changed. Returns the ids of jobs that are

@@ -10,7 +10,11 @@ from typing import Any
 from controller.ledger.db import LedgerDb
 from controller.ledger.rows import RunRow
 from controller.model import InputObject, Plan, Rejection, job_name
-from controller.states import JobState, RunState, job_move_allowed, run_move_allowed
+from controller.states import JOB_BAD, JOB_TERMINAL, JobState, RunState, job_move_allowed, run_move_allowed
+
+# What retry_run reports when no step has to run again, only the run's finishing (every job succeeded but
+# the run failed while reading its summary row): the next reconcile pass finishes it.
+FINISH_AGAIN = "finish"
 
 
 class RunQueries(LedgerDb):
@@ -117,9 +121,28 @@ class RunQueries(LedgerDb):
             )
             return True
 
+    def finishable_runs(self, limit: int = 1000) -> list[str]:
+        """Active runs with a verdict to reach: every job ended, or one failed. Reconcile sweeps them each
+        pass, so a run whose finishing was interrupted (a crash or a failed commit after its last job's
+        SUCCEEDED, a transient S3 error reading its row) is finished later, never left active."""
+        terminal = ",".join("?" * len(JOB_TERMINAL))
+        bad = ",".join("?" * len(JOB_BAD))
+        rows = self._query(
+            f"""SELECT r.run_id FROM runs r WHERE r.state = ?
+                AND EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.run_id)
+                AND (NOT EXISTS (SELECT 1 FROM jobs j
+                                 WHERE j.run_id = r.run_id AND j.state NOT IN ({terminal}))
+                     OR EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.run_id AND j.state IN ({bad})))
+                ORDER BY r.created_at LIMIT ?""",  # noqa: S608
+            (RunState.ACTIVE, *JOB_TERMINAL, *JOB_BAD, limit),
+        )
+        return [r["run_id"] for r in rows]
+
     def retry_run(self, run_id: str, *, now: float | None = None) -> list[str]:
         """Re-activate a failed/cancelled run: steps that did not succeed go back to PLANNED under a new
-        attempt name; succeeded upstream steps are reused. Returns the steps that will run again."""
+        attempt name; succeeded upstream steps are reused. Returns the steps that will run again, or
+        [FINISH_AGAIN] when every job had succeeded (only the finishing failed): the run is active again
+        and the next reconcile pass finishes it."""
         now = time.time() if now is None else now
         with self._tx() as db:
             row = db.execute("SELECT state, attempt, sample FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -142,6 +165,8 @@ class RunQueries(LedgerDb):
                     (name, JobState.PLANNED, json.dumps(spec, sort_keys=True), now, run_id, job["step"]),
                 )
                 steps.append(job["step"])
+            if not steps and row["state"] == RunState.FAILED:
+                steps.append(FINISH_AGAIN)
             if steps:
                 db.execute(
                     """UPDATE runs SET state = ?, attempt = ?, reason = NULL, finished_at = NULL,

@@ -11,6 +11,8 @@ from controller.config import local_config
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.service import Controller
+from core.errors import TransientIOError
+from core.objectstore import LocalObjectStore
 from tests.support.fakes import ScriptedExecutor, local_controller, submit_run
 
 STEPS = ("index", "alignstats", "summary")
@@ -78,3 +80,62 @@ def test_the_newest_version_of_a_key_wins_in_the_table(tmp_path: Path) -> None:
         source=None, metrics=Metrics(),
     )  # fmt: skip
     assert ctl.finisher.rows.refresh() == [newer]
+
+
+class FlakyReads(LocalObjectStore):
+    """The results store answering reads with S3's 503 SlowDown (after botocore's retries) `fail` times."""
+
+    def __init__(self, fail: int) -> None:
+        self.fail = fail
+
+    def read_bytes(self, loc):  # type: ignore[no-untyped-def]
+        if self.fail > 0:
+            self.fail -= 1
+            raise TransientIOError(f"read {loc}: S3 error after retries (SlowDown: Please reduce your rate)")
+        return super().read_bytes(loc)
+
+
+def test_a_transient_error_reading_the_row_leaves_the_run_active_until_the_next_pass(tmp_path: Path) -> None:
+    executor = ScriptedExecutor()
+    store = FlakyReads(fail=1)
+    ctl = Controller(
+        local_config(tmp_path), ledger=Ledger(tmp_path / "state.db"), executor=executor, source=None,
+        metrics=Metrics(), store=store,
+    )  # fmt: skip
+    run_id = finish_ok(ctl, executor, "t.bam", "t")
+    ctl.reconcile()
+    assert ctl.ledger.get_run(run_id).state == "active"  # not failed for good
+    ctl.reconcile()  # no job changes any more: the sweep finishes it
+    assert ctl.ledger.get_run(run_id).state == "succeeded"
+    assert table_keys(tmp_path) == ["t.bam"]
+
+
+def test_a_run_whose_jobs_all_ended_without_being_finished_is_swept(tmp_path: Path) -> None:
+    executor = ScriptedExecutor()
+    ctl = local_controller(tmp_path, executor)
+    run_id = finish_ok(ctl, executor, "c.bam", "c")
+    # The crash window: the last SUCCEEDED was committed, the controller died before finishing the run.
+    for step in STEPS:
+        ctl.ledger.update_job(run_id, step, state="SUCCEEDED")
+    failed_id = submit_run(ctl, "d.bam", "d")
+    ctl.ledger.update_job(failed_id, "index", state="FAILED", reason="boom")
+    ctl.reconcile()
+    assert ctl.ledger.get_run(run_id).state == "succeeded"
+    assert ctl.ledger.get_run(failed_id).state == "failed"
+    assert [j.state for j in ctl.ledger.jobs_for_run(failed_id)] == ["FAILED", "CANCELLED", "CANCELLED"]
+
+
+def test_retry_runs_the_finishing_of_a_run_again(tmp_path: Path) -> None:
+    executor = ScriptedExecutor()
+    ctl = local_controller(tmp_path, executor)
+    run_id = finish_ok(ctl, executor, "m.bam", "m")
+    row = Path(ctl.ledger.get_run(run_id).row_uri)
+    text = row.read_text()
+    row.unlink()
+    ctl.reconcile()
+    run = ctl.ledger.get_run(run_id)
+    assert run.state == "failed" and "summary row unreadable" in run.reason
+    row.write_text(text)  # the operator restored the row
+    assert ctl.ledger.retry_run(run_id) == ["finish"]
+    ctl.reconcile()
+    assert ctl.ledger.get_run(run_id).state == "succeeded"
