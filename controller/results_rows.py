@@ -39,7 +39,7 @@ def row_order(row: Mapping[str, Any], where: str) -> tuple[str, str, str]:
 class RowIndex:
     def __init__(self, store: ObjectStore, results_root: str, *, read_threads: int = 8) -> None:
         self.store = store
-        self.prefix: Location = parse_location(results_root, allow_prefix=True).join(ROWS_DIR)
+        self.results_root = results_root
         self.read_threads = read_threads
         self._seen: dict[str, _Seen] = {}
         self.log = get_logger(component="controller")
@@ -49,7 +49,7 @@ class RowIndex:
         """The latest row per inbox key, ordered by inbox key. Raises WorkerError/LocationError when
         rows/ cannot be listed or a new row cannot be read (the caller retries on its next flush)."""
         listing: dict[str, ObjectInfo] = {}
-        for info in self.store.list(self.prefix):
+        for info in self.store.list(rows_prefix(self.results_root)):
             if str(info.location).endswith(".json"):
                 listing[str(info.location)] = info
         fresh = [
@@ -88,11 +88,15 @@ class RowIndex:
         return row
 
 
+def rows_prefix(results_root: str) -> Location:
+    """`<results root>/rows/` (parsed when used: a controller may be built before its root is known)."""
+    return parse_location(results_root, allow_prefix=True).join(ROWS_DIR)
+
+
 def load_rows(store: ObjectStore, results_root: str) -> list[dict[str, Any]]:
     """Every row under rows/ (for a ledger rebuilt from the results bucket)."""
     out = []
-    prefix = parse_location(results_root, allow_prefix=True).join(ROWS_DIR)
-    for info in store.list(prefix):
+    for info in store.list(rows_prefix(results_root)):
         if not str(info.location).endswith(".json"):
             continue
         try:
