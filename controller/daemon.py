@@ -75,6 +75,10 @@ class Daemon:
                 return False
         return True
 
+    def ready(self) -> bool:
+        """/readyz: the loops succeed and the ledger can commit (intake is paused while it cannot)."""
+        return self.loops_healthy() and self.ctl.ledger.writable
+
     def install_signals(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
             # Flag stores only: no log line, no Event.set() (see controller.stopflag). The main loop
@@ -257,7 +261,7 @@ def start_metrics(ctl: Controller, daemon: Daemon, address: str, port: int) -> M
         return None
     try:
         server = MetricsServer(
-            ctl.metrics, address=address, port=port, healthy=daemon.healthy, ready=daemon.loops_healthy
+            ctl.metrics, address=address, port=port, healthy=daemon.healthy, ready=daemon.ready
         ).start()
     except OSError as exc:
         print(

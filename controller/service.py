@@ -14,7 +14,11 @@ Each method is safe to call from its own scheduler thread: the ledger serialises
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
+
+from prometheus_client import Gauge
 
 from controller.config import ControllerConfig
 from controller.events import ObjectEvent
@@ -34,6 +38,9 @@ from controller.watch import Watch
 from core.objectstore import ObjectStore
 
 __all__ = ["Controller", "PollResult"]
+
+# While the ledger cannot commit, how often intake tries a probe write (each poll tick would be 2/s).
+LEDGER_PROBE_SECONDS = 5.0
 
 
 class Controller:
@@ -78,10 +85,37 @@ class Controller:
             runnable_alarm_seconds=cfg.batch.runnable_alarm_seconds,
         )  # fmt: skip
         self._in_flight = self.intake.in_flight  # the messages being handled (extend_in_flight's set)
+        self.ledger_writable_gauge = Gauge(
+            "alignbatch_ledger_writable",
+            "1 while the ledger commits; 0 while it cannot (intake stops receiving until it can)",
+            registry=self.metrics.registry,
+        )
+        self.ledger_writable_gauge.set(1)
+        self._next_probe = 0.0
 
     # -- intake -------------------------------------------------------------------------------------
     def poll(self, max_messages: int = 10) -> PollResult:
-        return self.intake.poll(max_messages)
+        """One intake pass — none while the ledger cannot commit: a message received then could only
+        come back after its visibility timeout, one receive nearer the DLQ each time."""
+        if not self.ledger_ready():
+            self.metrics.loop_ok("poll")  # the loop is alive, deliberately paused (the watchdog's view)
+            return PollResult()
+        try:
+            return self.intake.poll(max_messages)
+        except sqlite3.OperationalError:
+            # The ledger has flagged itself unwritable (ledger.unwritable logged); the batch's messages
+            # come back after their visibility timeout. No receive until a probe write commits.
+            self._next_probe = time.monotonic() + LEDGER_PROBE_SECONDS
+            self.ledger_writable_gauge.set(0)
+            return PollResult()
+
+    def ledger_ready(self) -> bool:
+        """The ledger can commit; while it cannot, try a probe write every LEDGER_PROBE_SECONDS."""
+        if not self.ledger.writable and time.monotonic() >= self._next_probe:
+            self._next_probe = time.monotonic() + LEDGER_PROBE_SECONDS
+            self.ledger.probe_write()
+        self.ledger_writable_gauge.set(1 if self.ledger.writable else 0)
+        return self.ledger.writable
 
     def extend_in_flight(self) -> None:
         self.intake.extend_in_flight()

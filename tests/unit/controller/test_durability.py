@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 
 from controller.config import local_config
+from controller.daemon import Daemon
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.service import Controller
 from core.errors import TransientIOError
 from core.objectstore import LocalObjectStore
-from tests.support.fakes import ScriptedExecutor, local_controller, submit_run
+from tests.support.fakes import ListSource, ScriptedExecutor, burst, local_controller, submit_run
 
 STEPS = ("index", "alignstats", "summary")
 
@@ -139,3 +140,51 @@ def test_retry_runs_the_finishing_of_a_run_again(tmp_path: Path) -> None:
     assert ctl.ledger.retry_run(run_id) == ["finish"]
     ctl.reconcile()
     assert ctl.ledger.get_run(run_id).state == "succeeded"
+
+
+class CountingSource(ListSource):
+    def __init__(self, bodies: list[str]) -> None:
+        super().__init__(bodies)
+        self.receives = 0
+
+    def receive(self, max_messages: int = 10) -> list:  # type: ignore[type-arg]
+        self.receives += 1
+        return super().receive(max_messages)
+
+
+def test_a_ledger_that_cannot_commit_stops_intake_until_it_can(tmp_path: Path, monkeypatch) -> None:
+    from controller import service
+
+    monkeypatch.setattr(service, "LEDGER_PROBE_SECONDS", 0.0, raising=False)
+    cfg = local_config(tmp_path)
+    source = CountingSource(burst(cfg, 30))
+    ctl = Controller(
+        cfg, ledger=Ledger(tmp_path / "state.db"), executor=ScriptedExecutor(), source=source,
+        metrics=Metrics(),
+    )  # fmt: skip
+    gauge = "alignbatch_ledger_writable"
+    ctl.ledger._conn.execute("PRAGMA query_only = ON")  # every write now fails like a full disk
+    for _ in range(5):
+        ctl.poll()
+    assert source.receives == 1  # the batch that found out; then no receive while it cannot commit
+    assert ctl.metrics.registry.get_sample_value(gauge) == 0
+    daemon = Daemon(ctl)
+    daemon.started = True
+    for loop in ("poll", "reconcile"):
+        ctl.metrics.loop_ok(loop)
+    assert not daemon.ready()
+
+    ctl.ledger._conn.execute("PRAGMA query_only = OFF")  # space freed
+    assert ctl.poll().acked == 10
+    assert ctl.metrics.registry.get_sample_value(gauge) == 1 and daemon.ready()
+    assert len(ctl.ledger.runs()) == 10
+
+
+def test_a_full_disk_flags_the_ledger_unwritable_and_a_probe_clears_it(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "state.db")
+    pages = ledger._conn.execute("PRAGMA page_count").fetchone()[0]
+    ledger._conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLITE_FULL on the next new page
+    assert not ledger.probe_write() and not ledger.writable
+    assert "full" in (ledger.write_error or "")
+    ledger._conn.execute(f"PRAGMA max_page_count = {pages * 1000}")
+    assert ledger.probe_write() and ledger.writable
