@@ -5,6 +5,7 @@ Loops (all `max_instances=1, coalesce=True`, so a slow pass is never stacked):
     poll        receive ≤10 messages (20 s long-poll on SQS), commit, delete; wake `submit`
     submit      submit ready jobs (woken by poll; every 2 s for retries and intents after a crash)
     reconcile   DescribeJobs for in-flight jobs (batches of 100), finish runs, write the results table
+    backup      the ledger to <results>/ledger/backup.sqlite.gz every [state] backup_seconds
     extend      extend the visibility of messages still being processed
     runnable    flag jobs RUNNABLE longer than [batch] runnable_alarm_seconds; oldest-RUNNABLE gauge
     gauges      jobs-by-state and SQS depth gauges
@@ -183,6 +184,11 @@ class Daemon:
             seconds=max(10, self.cfg.queue.visibility_timeout // 3), id="extend",
         )  # fmt: skip
         sched.add_job(self._guard("runnable", self.ctl.check_runnable), "interval", seconds=30, id="runnable")
+        if self.ctl.backup is not None:
+            sched.add_job(
+                self._guard("backup", self.ctl.backup_ledger), "interval",
+                seconds=self.cfg.state.backup_seconds, id="backup",
+            )  # fmt: skip
         sched.add_job(
             self._guard("gauges", self.ctl.refresh_gauges),
             "interval",
@@ -214,6 +220,7 @@ class Daemon:
         sched.pause_job("poll")
         sched.shutdown(wait=True)  # lets a pass in progress (e.g. a batch of messages) finish
         self._shutdown()
+        self._step(self.ctl.backup_ledger, "backup")  # the recovery point of a planned stop: none lost
         return 0
 
     def _shutdown(self) -> None:

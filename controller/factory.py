@@ -88,9 +88,21 @@ def build_controller(
     slots: int | None = None,
     with_source: bool = True,
 ) -> Controller:
+    from controller.recovery import prepare_ledger, rebuild
+
     metrics = metrics or Metrics()
+    inbox = inbox_for(cfg)
+    store = inbox.object_store()
+    # A running controller that finds no ledger file restores the latest backup, then merges in what
+    # rows/ and the executor know (controller.recovery); the CLI's one-off builds never do.
+    recover = with_source and cfg.state.restore_on_start
+    outcome = prepare_ledger(store, cfg.results_root, cfg.state.ledger_path) if recover else "existing"
     ledger = Ledger(cfg.state.ledger_path)
     executor = build_executor(cfg, metrics, slots=slots)
     source = build_source(cfg, metrics, once=once) if with_source else None
-    inbox = inbox_for(cfg)
-    return Controller(cfg, ledger=ledger, executor=executor, source=source, metrics=metrics, inbox=inbox)
+    ctl = Controller(
+        cfg, ledger=ledger, executor=executor, source=source, metrics=metrics, inbox=inbox, store=store
+    )
+    if outcome != "existing":
+        rebuild(ctl)
+    return ctl

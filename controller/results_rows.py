@@ -16,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from core.errors import WorkerError
-from core.locations import Location, LocationError, parse_location
+from core.locations import Location, parse_location
 from core.logs import get_logger
 from core.objectstore import ObjectInfo, ObjectStore
 
@@ -73,6 +72,10 @@ class RowIndex:
                 best[key] = (order, seen.row)
         return [best[k][1] for k in sorted(best)]
 
+    def all_rows(self) -> list[dict[str, Any]]:
+        """Every row read so far (each version's run), as of the last refresh."""
+        return [seen.row for seen in self._seen.values() if seen.row is not None]
+
     def _read(self, info: ObjectInfo) -> dict[str, Any] | None:
         self.reads += 1
         data = self.store.read_bytes(info.location)
@@ -94,15 +97,7 @@ def rows_prefix(results_root: str) -> Location:
 
 
 def load_rows(store: ObjectStore, results_root: str) -> list[dict[str, Any]]:
-    """Every row under rows/ (for a ledger rebuilt from the results bucket)."""
-    out = []
-    for info in store.list(rows_prefix(results_root)):
-        if not str(info.location).endswith(".json"):
-            continue
-        try:
-            row = json.loads(store.read_bytes(info.location))
-        except (WorkerError, LocationError, ValueError):
-            continue
-        if isinstance(row, dict):
-            out.append(row)
-    return out
+    """Every row under rows/ (for a ledger rebuilt from the results store), read on a few threads."""
+    index = RowIndex(store, results_root)
+    index.refresh()
+    return index.all_rows()

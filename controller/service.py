@@ -20,6 +20,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from controller.backup import LedgerBackup
 from controller.config import ControllerConfig
 from controller.events import ObjectEvent
 from controller.executors.base import Executor
@@ -92,6 +93,12 @@ class Controller:
         )
         self.ledger_writable_gauge.set(1)
         self._next_probe = 0.0
+        self.backup: LedgerBackup | None = None
+        if ledger.path != ":memory:" and cfg.state.backup_seconds > 0:
+            self.backup = LedgerBackup(
+                ledger_path=ledger.path, store=self.store, results_root=cfg.results_root,
+                registry=self.metrics.registry,
+            )  # fmt: skip
 
     # -- intake -------------------------------------------------------------------------------------
     def poll(self, max_messages: int = 10) -> PollResult:
@@ -138,6 +145,10 @@ class Controller:
 
     def cancel_run(self, run_id: str, reason: str = "cancelled by operator") -> bool:
         return self.finisher.cancel_run(run_id, reason)
+
+    def backup_ledger(self) -> int:
+        """One ledger backup to the results store (controller.backup); 0 when backups are off."""
+        return self.backup.run() if self.backup is not None else 0
 
     # -- watchdogs and gauges -----------------------------------------------------------------------
     def check_runnable(self) -> None:

@@ -95,6 +95,21 @@ class JobQueries(LedgerDb):
                     (JobState.SUBMITTED, job_id, now, now, run_id, step),
                 )
 
+    def adopt_job(self, run_id: str, step: str, name: str, job_id: str, *, now: float | None = None) -> bool:
+        """A job found in the executor for a run the ledger planned but had not recorded submitting (a
+        ledger rebuilt or restored from an older backup): take its id and name, never submit it again."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = self._job_state(db, run_id, step)
+            if not self._may_move(row, JobState.SUBMITTED, run_id, step, only_from=UNSUBMITTED):
+                return False
+            db.execute(
+                """UPDATE jobs SET state = ?, job_id = ?, name = ?, attempts = attempts + 1,
+                   submitted_at = ?, updated_at = ? WHERE run_id = ? AND step = ?""",
+                (JobState.SUBMITTED, job_id, name, now, now, run_id, step),
+            )
+            return True
+
     def requeue_job(self, run_id: str, step: str, *, now: float | None = None) -> bool:
         """Forget a job id the executor no longer knows (local mode after a restart): submit it again.
         Only an active job can be requeued; False (logged) for any other."""

@@ -65,6 +65,34 @@ class RunQueries(LedgerDb):
             )  # fmt: skip
             return cur.rowcount > 0
 
+    def adopt_finished(
+        self, obj: InputObject, *, run_id: str, sample: str, input_uri: str, inbox_key: str,
+        report_uri: str, row_uri: str, now: float | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a run found finished in rows/ (a ledger rebuilt after the host was lost): succeeded,
+        no jobs, so a redelivered event for the object is a duplicate. False when the run exists."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            cur = db.execute(
+                """INSERT OR IGNORE INTO runs (run_id, bucket, key, version, etag, version_id, size, sample,
+                   input_uri, inbox_key, report_uri, row_uri, state, attempt, reason, event_time,
+                   created_at, updated_at, finished_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)""",
+                (
+                    run_id, obj.bucket, obj.key, obj.identity_version, obj.etag, obj.version_id, obj.size,
+                    sample, input_uri, inbox_key, report_uri, row_uri, RunState.SUCCEEDED,
+                    "rebuilt from its summary row", obj.event_time.timestamp() if obj.event_time else None,
+                    now, now, now,
+                ),
+            )  # fmt: skip
+            if cur.rowcount:
+                for kind, uri in (("report", report_uri), ("row", row_uri)):
+                    db.execute(
+                        "INSERT OR REPLACE INTO outputs (run_id, kind, uri, recorded_at) VALUES (?, ?, ?, ?)",
+                        (run_id, kind, uri, now),
+                    )
+            return cur.rowcount > 0
+
     def run_exists(self, bucket: str, key: str, version: str) -> bool:
         rows = self._query(
             "SELECT 1 FROM runs WHERE bucket = ? AND key = ? AND version = ?", (bucket, key, version)
