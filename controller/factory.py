@@ -28,7 +28,15 @@ class Mode:
 
     def problems(self, cfg: ControllerConfig) -> list[str]:
         """Settings this mode needs that are missing (the AWS names; the local profile needs none)."""
-        return validate_aws(cfg) if self.name == "aws" else []
+        if self.name != "aws":
+            return []
+        problems = validate_aws(cfg)
+        if cfg.batch.events_enabled and not cfg.batch.state_queue_url:
+            problems.append(
+                "[batch] events_enabled needs state_queue_url (ALIGNBATCH_BATCH_STATE_QUEUE_URL; the "
+                "JobStateQueueUrl stack output): the inbox queue's intake ignores Batch events"
+            )
+        return problems
 
 
 def mode_for(cfg: ControllerConfig) -> Mode:
@@ -80,6 +88,22 @@ def build_source(cfg: ControllerConfig, metrics: Metrics, *, once: bool = False)
     )
 
 
+def build_state_source(cfg: ControllerConfig, metrics: Metrics, *, once: bool = False) -> EventSource | None:
+    """The queue EventBridge sends Batch Job State Change events to; None unless [batch] events_enabled
+    (AWS only: the local executor's states are read from its processes)."""
+    if cfg.is_local or not cfg.batch.events_enabled or not cfg.batch.state_queue_url:
+        return None
+    from controller.sources.sqs import SqsSource
+
+    return SqsSource(
+        cfg.batch.state_queue_url,
+        wait_seconds=min(cfg.queue.wait_seconds, 1) if once else cfg.queue.wait_seconds,
+        visibility_timeout=60,
+        region=cfg.aws.region or None,
+        on_throttle=lambda api: metrics.throttled.labels(api=api).inc(),
+    )
+
+
 def build_controller(
     cfg: ControllerConfig,
     *,
@@ -100,9 +124,11 @@ def build_controller(
     ledger = Ledger(cfg.state.ledger_path)
     executor = build_executor(cfg, metrics, slots=slots)
     source = build_source(cfg, metrics, once=once) if with_source else None
+    state_source = build_state_source(cfg, metrics, once=once) if with_source else None
     ctl = Controller(
-        cfg, ledger=ledger, executor=executor, source=source, metrics=metrics, inbox=inbox, store=store
-    )
+        cfg, ledger=ledger, executor=executor, source=source, metrics=metrics, inbox=inbox, store=store,
+        state_source=state_source,
+    )  # fmt: skip
     if outcome != "existing":
         rebuild(ctl)
     return ctl

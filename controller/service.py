@@ -4,6 +4,7 @@ method hands off to the stage that does the work, in the order an event travels:
     intake.py     poll, handle_message, handle_event   messages → events → runs in the ledger
     submit.py     submit_ready                         PLANNED jobs → the executor (two-phase)
     reconcile.py  reconcile                            executor states → ledger; ended runs → finish
+                  poll_job_events                      Batch Job State Change events → ledger (forward only)
     finish.py     (from reconcile), cancel_run         run verdict, results table
     watch.py      check_runnable, refresh_gauges       RUNNABLE watchdog, gauges
 
@@ -22,7 +23,7 @@ from prometheus_client import Gauge
 
 from controller.backup import LedgerBackup
 from controller.config import ControllerConfig
-from controller.events import ObjectEvent
+from controller.events import MalformedMessage, ObjectEvent, parse_job_state_change
 from controller.executors.base import Executor
 from controller.finish import Finisher
 from controller.inbox import Inbox, inbox_for
@@ -36,6 +37,7 @@ from controller.states import BATCH_ACTIVE, UNSUBMITTED
 from controller.stopflag import StopFlag
 from controller.submit import Submitter
 from controller.watch import Watch
+from core.logs import get_logger
 from core.objectstore import ObjectStore
 
 __all__ = ["Controller", "PollResult"]
@@ -57,8 +59,11 @@ class Controller:
         inbox: Inbox | None = None,
         io_threads: int = 8,
         submit_threads: int = 8,
+        state_source: EventSource | None = None,
     ) -> None:
         self.cfg = cfg
+        # Batch Job State Change events ([batch] events_enabled): None when reconcile alone follows jobs.
+        self.state_source = state_source
         self.ledger = ledger
         self.executor = executor
         self.source = source
@@ -142,6 +147,41 @@ class Controller:
 
     def reconcile(self) -> int:
         return self.reconciler.reconcile()
+
+    @property
+    def reconcile_seconds(self) -> int:
+        """How often reconcile runs: a slower sweep when state-change events keep the ledger current."""
+        batch = self.cfg.batch
+        return batch.events_sweep_seconds if self.state_source is not None else batch.reconcile_seconds
+
+    def poll_job_events(self, max_messages: int = 10) -> int:
+        """One receive from the state queue, applied to the ledger, then deleted; returns how many
+        messages were received. A message that is not a state change, or cannot be parsed, is deleted too
+        (logged and counted): reconcile's sweep describes any job whose event was lost. Nothing is
+        deleted before the ledger committed it; while the ledger cannot commit, nothing is received."""
+        if self.state_source is None or not self.ledger_ready():
+            return 0
+        messages = self.state_source.receive(max_messages)
+        events = []
+        for msg in messages:
+            try:
+                ev = parse_job_state_change(msg.body)
+            except MalformedMessage as exc:
+                get_logger(component="controller").warning(
+                    "job_event.malformed", message_id=msg.message_id, error=str(exc), body=msg.body[:200]
+                )
+                self.reconciler.job_events.labels(outcome="malformed").inc()
+                continue
+            if ev is None:
+                self.reconciler.job_events.labels(outcome="ignored").inc()
+                continue
+            events.append(ev)
+        if events:
+            self.reconciler.apply_job_events(events)
+        if messages:
+            self.state_source.ack(messages)
+        self.metrics.loop_ok("job_events")
+        return len(messages)
 
     def cancel_run(self, run_id: str, reason: str = "cancelled by operator") -> bool:
         return self.finisher.cancel_run(run_id, reason)

@@ -11,12 +11,23 @@ from collections.abc import Iterable, Iterator
 from controller.ledger.db import LedgerDb
 from controller.ledger.rows import JobRow
 from controller.model import STEPS
-from controller.states import BATCH_ACTIVE, UNSUBMITTED, JobState, RunState, job_move_allowed
+from controller.states import (
+    BATCH_ACTIVE,
+    UNSUBMITTED,
+    JobState,
+    RunState,
+    job_event_allowed,
+    job_move_allowed,
+)
 
 _STEP_ORDER = {str(step): i for i, step in enumerate(STEPS)}
 
 
 class JobQueries(LedgerDb):
+    def job_by_id(self, job_id: str) -> JobRow | None:
+        rows = self._query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return JobRow(**dict(rows[0])) if rows else None
+
     def jobs_for_run(self, run_id: str) -> list[JobRow]:
         rows = self._query("SELECT * FROM jobs WHERE run_id = ?", (run_id,))
         return sorted((JobRow(**dict(r)) for r in rows), key=lambda j: _STEP_ORDER.get(j.step, 9))
@@ -140,9 +151,11 @@ class JobQueries(LedgerDb):
         started_at: float | None = None,
         stopped_at: float | None = None,
         now: float | None = None,
+        forward_only: bool = False,
     ) -> bool:
         """Record a state seen in the executor; False when nothing changed or the move is not allowed
-        (a final state is final)."""
+        (a final state is final). `forward_only` (state-change events, which may be duplicated or out of
+        order): a step back is quietly ignored."""
         now = time.time() if now is None else now
         try:
             new = JobState(state)
@@ -156,6 +169,9 @@ class JobQueries(LedgerDb):
             same_state = row["state"] == new
             if same_state and (log_stream is None or log_stream == row["log_stream"]):
                 return False  # nothing new: the common case of a reconcile pass
+            refresh = same_state and new in BATCH_ACTIVE  # the same state with a log stream now known
+            if forward_only and not refresh and not job_event_allowed(row["state"], new):
+                return False  # a late or repeated event: the job is already further along
             if not self._may_move(row, new, run_id, step, only_from=JobState):
                 return False
             db.execute(
