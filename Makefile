@@ -6,14 +6,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LOCAL_DIR ?= ./alignbatch-local
 
-.PHONY: demo test lint setup setup-test tools clean
+.PHONY: demo test lint lock setup setup-test tools clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The report extra (jinja2, matplotlib, pyarrow) writes the QC history and batch report the demo ends with.
 setup: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[report]'
 
 setup-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -27,7 +28,11 @@ demo: setup
 test: setup-test tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/security-checks.sh
 	PATH="$(CURDIR)/$(BIN):$(CURDIR)/.tools/bin:$$PATH" $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lock: setup
+	bash scripts/lock-deps.sh
 
 lint: setup-test
 	$(BIN)/ruff check .

@@ -1,2 +1,2 @@
-"""alignbatch controller: inbox events → ledger → planner → executor → reconcile → results table.
+"""alignbatch controller: inbox events → intake → plan → ledger → submit → executor → reconcile → finish.
 Stages are modules (intake, submit, reconcile, finish) behind the `service.Controller` facade."""

@@ -12,6 +12,7 @@ from typing import Any
 from controller.aws import aws_client
 from controller.config import ControllerConfig
 from controller.executors.aws_batch import job_definitions_from_config
+from core.awserrors import AwsFailure, classify
 
 Result = tuple[bool, str, str]
 
@@ -58,7 +59,7 @@ def check_resources(cfg: ControllerConfig) -> list[Result]:
             try:
                 s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") in ("AccessDenied", "403"):
+                if classify(exc).failure is AwsFailure.DENIED:
                     return "exists (listing denied here; that is fine if the role lists only its prefix)"
                 raise
             return f"prefix {prefix!r}" if prefix else ""

@@ -131,11 +131,15 @@ def _object_fields(obj: Any, where: str) -> tuple[str, int, str, str | None, str
     sequencer = obj.get("sequencer")
     if not isinstance(etag, str):
         raise MalformedMessage(f"{where}: eTag is not a string")
+    version = version if isinstance(version, str) and version and version != "null" else None
+    # Both are part of the object's identity (run id, ledger row): they must encode, as the key must.
+    _utf8(etag, where, "eTag")
+    _utf8(version or "", where, "versionId")
     return (
         key,
         size,
         etag.strip('"'),
-        version if isinstance(version, str) and version and version != "null" else None,
+        version,
         sequencer if isinstance(sequencer, str) else None,
     )
 
@@ -144,7 +148,17 @@ def _bucket_name(bucket: Any, where: str) -> str:
     name = bucket.get("name") if isinstance(bucket, dict) else None
     if not isinstance(name, str) or not name:
         raise MalformedMessage(f"{where}: missing bucket name")
-    return name
+    return _utf8(name, where, "bucket name")
+
+
+def _utf8(text: str, where: str, what: str) -> str:
+    """S3 names are UTF-8; a JSON body can still carry a lone surrogate ("\\ud800"), which no ledger row,
+    run id or log line can encode. Such a record names no object: the message is malformed (DLQ)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedMessage(f"{where}: {what} {ascii(text)[:200]} is not valid UTF-8") from None
+    return text
 
 
 def _parse_s3_records(records: Any) -> ParsedMessage:
@@ -168,7 +182,7 @@ def _parse_s3_records(records: Any) -> ParsedMessage:
         events.append(
             ObjectEvent(
                 bucket=bucket,
-                key=unquote_plus(key),
+                key=_utf8(unquote_plus(key), where, "object key"),
                 size=size,
                 etag=etag,
                 version_id=version,
@@ -192,7 +206,7 @@ def _parse_eventbridge(doc: dict[str, Any]) -> ParsedMessage:
         events=(
             ObjectEvent(
                 bucket=bucket,
-                key=key,
+                key=_utf8(key, "detail", "object key"),
                 size=size,
                 etag=etag,
                 version_id=version,

@@ -14,6 +14,7 @@ from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.service import Controller
 from controller.sources.base import EventSource
+from core.qc import Thresholds
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def build_controller(
     once: bool = False,
     slots: int | None = None,
     with_source: bool = True,
+    thresholds: Thresholds | None = None,
 ) -> Controller:
     from controller.recovery import prepare_ledger, rebuild
 
@@ -127,7 +129,7 @@ def build_controller(
     state_source = build_state_source(cfg, metrics, once=once) if with_source else None
     ctl = Controller(
         cfg, ledger=ledger, executor=executor, source=source, metrics=metrics, inbox=inbox, store=store,
-        state_source=state_source,
+        state_source=state_source, thresholds=thresholds,
     )  # fmt: skip
     if outcome != "existing":
         rebuild(ctl)

@@ -17,6 +17,7 @@ from controller.executors.base import Executor, ExecutorError
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.model import Step
+from controller.qc.publish import QcPublisher
 from controller.results_rows import RowIndex
 from controller.results_table import write_table
 from controller.states import JOB_BAD, JOB_TERMINAL, JobState, RunState
@@ -28,10 +29,11 @@ from core.objectstore import ObjectStore
 
 class Finisher:
     def __init__(
-        self, *, results_root: str, ledger: Ledger, executor: Executor, store: ObjectStore, metrics: Metrics
-    ) -> None:
+        self, *, results_root: str, ledger: Ledger, executor: Executor, store: ObjectStore, metrics: Metrics,
+        qc: QcPublisher,
+    ) -> None:  # fmt: skip
         self.results_root = results_root
-        self.ledger, self.executor, self.store, self.metrics = ledger, executor, store, metrics
+        self.ledger, self.executor, self.store, self.metrics, self.qc = ledger, executor, store, metrics, qc
         self.log = get_logger(component="controller")
         self._table_dirty = threading.Event()
         # Dirty from the start: the first flush after a start rebuilds the table from rows/ (a new or
@@ -84,6 +86,7 @@ class Finisher:
                 self.metrics.runs.labels(outcome="failed").inc()
                 log.error("run.failed", reason=f"summary row unreadable: {exc}")
             return
+        row.update(self.qc.verdict_columns(run, row))  # QC verdict columns (controller/qc/publish.py)
         now = time.time()
         self.ledger.record_output(run_id, "row", run.row_uri or "")
         for j in jobs:
@@ -111,6 +114,8 @@ class Finisher:
                 return  # nothing finished yet anywhere: no empty table
             csv_uri, jsonl_uri = write_table(self.store, self.results_root, rows)
             self.log.info("table.written", csv=csv_uri, jsonl=jsonl_uri, rows=len(rows))
+            if not self.qc.publish():  # QC history and batch report; a failure is retried next pass
+                self._table_dirty.set()
         except (WorkerError, LocationError) as exc:
             self._table_dirty.set()
             self.log.error("table.write_failed", error=str(exc))

@@ -8,6 +8,7 @@ The key rules (owns, inbox_key, object_uri, validate_key) are pure, so the plann
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,11 @@ class Inbox(Protocol):
 
 def _segment_problem(key: str) -> str | None:
     """Keys with '.'/'..'/empty segments would map outside (or ambiguously into) the results layout;
-    over-long keys could not hold the report suffix."""
+    over-long keys could not hold the report suffix; control characters (S3 allows '\\n', '\\t', even
+    NUL) split log lines, table rows and shell-pasted commands, and no s3:// location accepts them."""
+    bad = next((c for c in key if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        return f"key contains the control character {bad!r}; rename the object without control characters"
     segments = key.split("/")
     if any(seg in (".", "..") for seg in segments):
         return "key has a '.' or '..' path segment; rename the object without it"
@@ -188,6 +193,13 @@ class LocalInbox:
             try:
                 loc = Location.file(str(parse_location(bucket, allow_prefix=True).join(key)))
             except LocationError:
+                continue
+            if os.path.islink(loc.path):
+                # The inbox source never reads a link (it may point out of the inbox): an index that is
+                # one does not count, and the index step makes a real one under the results.
+                get_logger(component="inbox").warning(
+                    "inbox.skipped", file=key, reason="index is a symbolic link; the index step makes one"
+                )
                 continue
             try:
                 if store.head(loc) is not None:

@@ -8,6 +8,7 @@ object's index step), a duplicate (the ledger's UNIQUE identity), or a new objec
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -17,8 +18,8 @@ from controller.events import MalformedMessage, ObjectEvent, ObjectKind, parse_m
 from controller.inbox import Inbox
 from controller.ledger import Ledger
 from controller.metrics import Metrics
-from controller.model import InputObject, Plan, Rejection
-from controller.planner import Admission, PlanContext, admit, build_plan, index_candidates, resolve_path
+from controller.model import InputObject, Plan, Rejection, run_id_for, sample_name
+from controller.planner import PlanContext, admit, build_plan, index_candidates, resolve_path
 from controller.sources.base import EventSource, Message
 from controller.stopflag import StopFlag
 from core.errors import WorkerError
@@ -120,6 +121,19 @@ class Intake:
                 # redelivery instead of losing the event.
                 self.log.error("event.failed", key=ev.key, bucket=ev.bucket, error=str(exc))
                 return False
+            except sqlite3.Error:
+                raise  # the ledger itself is in trouble: not this message's fault, poll() decides
+            except Exception as exc:
+                # Anything else is about this message alone: it is left (redelivered, then the DLQ), and
+                # the other messages of the batch are still acknowledged.
+                self.log.error(
+                    "event.failed",
+                    message_id=msg.message_id,
+                    key=ev.key,
+                    bucket=ev.bucket,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return False
         return True
 
     def handle_event(self, ev: ObjectEvent) -> str:
@@ -170,17 +184,37 @@ class Intake:
         except LocationError:
             return False  # not a name the store can look up: let the index step make one
 
-    def _accept(self, ev: ObjectEvent) -> str:
-        obj = InputObject(ev.bucket, ev.key, ev.size, ev.etag, ev.version_id, False, ev.event_time)
+    def _plan(self, ev: ObjectEvent, obj: InputObject) -> tuple[InputObject, Plan | Rejection]:
         # The key is checked (once) before any I/O is attempted with it.
         admission = admit(obj, self.inbox)
+        if isinstance(admission, Rejection):
+            return obj, admission
+        obj = replace(obj, index_present=self._index_present(ev))
+        # [[pipeline.prefix]] matches the key as the results layout names it (the inbox key).
+        return obj, build_plan(replace(admission, obj=obj), self.plan_context(admission.inbox_key))
+
+    def _accept(self, ev: ObjectEvent) -> str:
+        obj = InputObject(ev.bucket, ev.key, ev.size, ev.etag, ev.version_id, False, ev.event_time)
         plan: Plan | Rejection
-        if isinstance(admission, Admission):
-            obj = replace(obj, index_present=self._index_present(ev))
-            # [[pipeline.prefix]] matches the key as the results layout names it (the inbox key).
-            plan = build_plan(replace(admission, obj=obj), self.plan_context(admission.inbox_key))
-        else:
-            plan = admission
+        try:
+            obj, plan = self._plan(ev, obj)
+        except (WorkerError, OSError):
+            raise  # the store could not be asked (transient): the message is left for a redelivery
+        except Exception as exc:
+            # A key or a [[pipeline.prefix]] option no rule foresaw must not fail the other messages of
+            # the batch (they were committed, and would be received again): the object is rejected,
+            # visibly, with the error as its reason.
+            self.log.error(
+                "event.plan_failed", key=ev.key, bucket=ev.bucket, error=f"{type(exc).__name__}: {exc}"
+            )
+            plan = Rejection(
+                run_id_for(ev.bucket, ev.key, ev.identity_version),
+                sample_name(ev.key),
+                f"{ev.bucket}/{ev.key}",
+                ev.key,
+                f"{ev.key!r} could not be planned ({type(exc).__name__}: {exc}); rename the object or "
+                "fix the [pipeline] options for its prefix and upload it again",
+            )
         if isinstance(plan, Rejection):
             if self.ledger.create_rejected(obj, plan):
                 self.log.warning("event.rejected", run_id=plan.run_id, key=ev.key, reason=plan.reason)

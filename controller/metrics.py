@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 
 from controller.model import Step
+from controller.qc.metrics import QcMetrics
 from controller.states import BATCH_ACTIVE, JobState
 from core.version import __version__
 
@@ -90,6 +91,8 @@ class Metrics:
             ["loop"],
             registry=r,
         )
+        # alignbatch_qc_verdicts_total{assay, verdict}; its assays are declared once thresholds load.
+        self.qc = QcMetrics(r)
         self.build_info.labels(version=__version__).set(1)
         # Pre-create the label sets so dashboards and alerts see zeros rather than absent series.
         for o in EVENT_OUTCOMES:

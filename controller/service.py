@@ -5,7 +5,7 @@ method hands off to the stage that does the work, in the order an event travels:
     submit.py     submit_ready                         PLANNED jobs → the executor (two-phase)
     reconcile.py  reconcile                            executor states → ledger; ended runs → finish
                   poll_job_events                      Batch Job State Change events → ledger (forward only)
-    finish.py     (from reconcile), cancel_run         run verdict, results table
+    finish.py     (from reconcile), cancel_run         run verdict, QC verdict, results table, report
     watch.py      check_runnable, refresh_gauges       RUNNABLE watchdog, gauges
 
 `Controller` holds no scheduling logic (daemon.py runs these methods on APScheduler; `--once` calls them in
@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client import Gauge
 
 from controller.backup import LedgerBackup
-from controller.config import ControllerConfig
+from controller.config import ControllerConfig, load_qc_thresholds
 from controller.events import MalformedMessage, ObjectEvent, parse_job_state_change
 from controller.executors.base import Executor
 from controller.finish import Finisher
@@ -31,6 +31,7 @@ from controller.intake import Intake, PollResult
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.planner import PlanContext
+from controller.qc.publish import QcPublisher, stuck_after
 from controller.reconcile import Reconciler
 from controller.sources.base import EventSource, Message
 from controller.states import BATCH_ACTIVE, UNSUBMITTED
@@ -39,6 +40,7 @@ from controller.submit import Submitter
 from controller.watch import Watch
 from core.logs import get_logger
 from core.objectstore import ObjectStore
+from core.qc import Thresholds
 
 __all__ = ["Controller", "PollResult"]
 
@@ -60,6 +62,7 @@ class Controller:
         io_threads: int = 8,
         submit_threads: int = 8,
         state_source: EventSource | None = None,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.cfg = cfg
         # Batch Job State Change events ([batch] events_enabled): None when reconcile alone follows jobs.
@@ -75,9 +78,15 @@ class Controller:
             cfg, ledger=ledger, inbox=self.inbox, store=self.store, source=source, metrics=self.metrics,
             stopping=self.stopping, io_threads=io_threads,
         )  # fmt: skip
+        # The verdict rules: loaded (and checked: ConfigError, exit 78) here unless the caller has them.
+        self.qc = QcPublisher(
+            thresholds or load_qc_thresholds(cfg), ledger=ledger, store=self.store, metrics=self.metrics.qc,
+            results_root=cfg.results_root,
+            stuck_after_seconds=stuck_after(t.timeout_seconds for t in cfg.tiers),
+        )  # fmt: skip
         self.finisher = Finisher(
             results_root=cfg.results_root, ledger=ledger, executor=executor, store=self.store,
-            metrics=self.metrics,
+            metrics=self.metrics, qc=self.qc,
         )  # fmt: skip
         self.submitter = Submitter(
             ledger=ledger, executor=executor, metrics=self.metrics, stopping=self.stopping,

@@ -3,6 +3,18 @@
 Parsing is pure and strict: anything that cannot name exactly one object or file is refused with a
 one-line `LocationError`, so a typo never turns into a guess. Keys are taken verbatim (no percent
 decoding), the way `aws s3 cp` takes them; spaces and unicode are fine.
+
+An S3 location may pin the bytes it names, so a job reads exactly the object its event announced:
+- `s3://bucket/key?versionId=V`: that version (every read sends `VersionId=V`);
+- `s3://bucket/key?etag=E`: for unversioned buckets, the object only while its ETag is `E` (every read
+  sends `If-Match: "E"`; give E without quotes).
+Keys are user data and may contain `?`, so only ONE trailing query of exactly that shape is parsed: the
+text after the last `?` must be `versionId=` + a version id (letters, digits, `.`, `_`, `-`, `+`, `=`) or
+`etag=` + an ETag (letters, digits, `-`). Anything else after a `?` (`s3://b/what?.bam`, `s3://b/a?b=c`)
+stays part of the key. A key that itself ends in such a query can only be named pinned: append the real
+pin (`s3://b/k?etag=1?versionId=V` is key `k?etag=1`, version V). An empty pin value is refused (a
+template that rendered nothing must not silently read the current version). Local paths are never parsed
+for a query. `str()` of a pinned location gives the query back, so it round-trips.
 """
 
 from __future__ import annotations
@@ -20,6 +32,10 @@ _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 # starting and ending with a letter or digit.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _MAX_KEY_BYTES = 1024
+# The one trailing query an S3 location may carry (see the module docstring); the value class is
+# strict so that an ordinary key with a `?` is never taken for a pin.
+_PIN_RE = re.compile(r"\?(?P<name>versionId|etag)=(?P<value>[^?]*)\Z")
+_PIN_VALUE_RE = {"versionId": re.compile(r"[A-Za-z0-9._+=\-]+\Z"), "etag": re.compile(r"[A-Za-z0-9\-]+\Z")}
 
 
 class LocationError(ValueError):
@@ -32,13 +48,21 @@ class Location:
     bucket: str = ""
     key: str = ""
     path: str = ""
+    # A pin on the object's content (S3 only, at most one): reads use this version, or require this
+    # ETag (If-Match). Derived locations (companions, parents, children) never inherit it.
+    version_id: str | None = None
+    expected_etag: str | None = None
 
     # -- constructors -------------------------------------------------------------------------------
     @classmethod
-    def s3(cls, bucket: str, key: str) -> Location:
+    def s3(
+        cls, bucket: str, key: str, *, version_id: str | None = None, expected_etag: str | None = None
+    ) -> Location:
         _check_bucket(bucket, f"s3://{bucket}/{key}")
         _check_key(key, f"s3://{bucket}/{key}", allow_empty=True)
-        return cls("s3", bucket=bucket, key=key)
+        if version_id is not None and expected_etag is not None:
+            raise LocationError(f"s3://{bucket}/{key}: pin a version or an ETag, not both")
+        return cls("s3", bucket=bucket, key=key, version_id=version_id, expected_etag=expected_etag)
 
     @classmethod
     def file(cls, path: str) -> Location:
@@ -71,9 +95,26 @@ class Location:
             return Location("s3", bucket=self.bucket, key=f"{head}/" if head else "")
         return Location("file", path=posixpath.dirname(self.path.rstrip("/")) or ".")
 
+    @property
+    def pinned(self) -> bool:
+        return self.version_id is not None or self.expected_etag is not None
+
+    @property
+    def pin(self) -> str:
+        """The query that pins the content (`?versionId=V`, `?etag=E`), or ""."""
+        if self.version_id is not None:
+            return f"?versionId={self.version_id}"
+        if self.expected_etag is not None:
+            return f"?etag={self.expected_etag}"
+        return ""
+
+    def unpinned(self) -> Location:
+        """The same object without its pin: the name a report shows (stable across versions)."""
+        return Location(self.scheme, bucket=self.bucket, key=self.key, path=self.path)
+
     def __str__(self) -> str:
         if self.is_s3:
-            return f"s3://{self.bucket}/{self.key}"
+            return f"s3://{self.bucket}/{self.key}{self.pin}"
         return self.path
 
     # -- derivations --------------------------------------------------------------------------------
@@ -139,6 +180,7 @@ def parse_location(text: str, *, allow_prefix: bool = False) -> Location:
         raise LocationError(
             f"unsupported location {text!r}: only s3://bucket/key and local paths are supported"
         )
+    rest, pin = _split_pin(rest, text)
     bucket, _, key = rest.partition("/")
     _check_bucket(bucket, text)
     if not allow_prefix:
@@ -147,7 +189,23 @@ def parse_location(text: str, *, allow_prefix: bool = False) -> Location:
         if key.endswith("/"):
             raise LocationError(f"{text!r} ends with '/', which names a prefix, not an object")
     _check_key(key, text, allow_empty=allow_prefix)
-    return Location("s3", bucket=bucket, key=key)
+    if pin and not key:
+        raise LocationError(f"{text!r}: a prefix cannot be pinned to a version or ETag")
+    return Location("s3", bucket=bucket, key=key, **pin)
+
+
+def _split_pin(rest: str, text: str) -> tuple[str, dict[str, str]]:
+    """`bucket/key?versionId=V` -> (`bucket/key`, {"version_id": V}); anything else is all key."""
+    m = _PIN_RE.search(rest)
+    if m is None:
+        return rest, {}
+    name, value = m.group("name"), m.group("value")
+    if not value:
+        raise LocationError(f"{text!r}: empty {name}; give {name}=VALUE or leave the query out")
+    if not _PIN_VALUE_RE[name].match(value):
+        return rest, {}  # not a pin after all: a key that happens to contain "?versionId=" text
+    field = "version_id" if name == "versionId" else "expected_etag"
+    return rest[: m.start()], {field: value}
 
 
 def _check_bucket(bucket: str, text: str) -> None:

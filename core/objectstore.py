@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from core.awserrors import object_absent
+from core.awserrors import error_code, object_absent
 from core.locations import Location
 from core.s3client import default_s3_client, sse_arguments, translate_error
 
@@ -102,6 +102,16 @@ def info_from_head(loc: Location, resp: dict[str, Any]) -> ObjectInfo:
     )
 
 
+def pin_arguments(loc: Location) -> dict[str, str]:
+    """The request arguments that hold a read to the content `loc` is pinned to (core.locations):
+    `VersionId` for a version, `IfMatch` for an expected ETag (S3 wants the ETag quoted)."""
+    if loc.version_id is not None:
+        return {"VersionId": loc.version_id}
+    if loc.expected_etag is not None:
+        return {"IfMatch": f'"{loc.expected_etag}"'}
+    return {}
+
+
 class S3ObjectStore:
     def __init__(self, client: Any = None, sse_kms_key_id: str | None = None) -> None:
         self.client = client if client is not None else default_s3_client()
@@ -111,9 +121,15 @@ class S3ObjectStore:
         from botocore.exceptions import ClientError
 
         try:
-            resp = self.client.head_object(Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED")
+            resp = self.client.head_object(
+                Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED", **pin_arguments(loc)
+            )
         except ClientError as exc:
-            if object_absent(exc):
+            if object_absent(exc) or (
+                loc.version_id is not None and error_code(exc) in ("400", "InvalidArgument")
+            ):
+                # A pinned version that is gone answers 404; one that never was a version id of this
+                # bucket's style answers 400 (a HEAD has no body to say more). Either way: absent.
                 return None
             raise translate_error(exc, loc, "head") from None
         except Exception as exc:
@@ -137,7 +153,9 @@ class S3ObjectStore:
 
     def read_bytes(self, loc: Location) -> bytes:
         try:
-            resp = self.client.get_object(Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED")
+            resp = self.client.get_object(
+                Bucket=loc.bucket, Key=loc.key, ChecksumMode="ENABLED", **pin_arguments(loc)
+            )
             return bytes(resp["Body"].read())
         except Exception as exc:
             raise translate_error(exc, loc, "read") from None
@@ -148,7 +166,7 @@ class S3ObjectStore:
         # A suffix range (`bytes=-n`) reads the tail without a HEAD for the size.
         spec = f"bytes={start}" if start < 0 else f"bytes={start}-{start + length - 1}"
         try:
-            resp = self.client.get_object(Bucket=loc.bucket, Key=loc.key, Range=spec)
+            resp = self.client.get_object(Bucket=loc.bucket, Key=loc.key, Range=spec, **pin_arguments(loc))
             return bytes(resp["Body"].read())[:length]
         except Exception as exc:
             raise translate_error(exc, loc, "read") from None
@@ -293,12 +311,31 @@ class LocalObjectStore:
             raise translate_error(exc, loc, "delete") from None
 
 
+def _read_umask() -> int:
+    """The process umask, read without changing it where the kernel allows (/proc/self/status has had
+    a `Umask:` line since Linux 4.7); elsewhere by setting and restoring it, once, at import."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+# Read once: os.umask() can only be read by setting it, and a umask of 0 even for an instant is seen by
+# every other thread creating files then (upload threads, the tool's stderr reader), which would make
+# their files world-writable. Nothing in alignbatch changes the umask after start-up.
+_UMASK = _read_umask()
+
+
 def replace_into(tmp: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Rename a finished temp file onto `dest`, first giving it the mode a plain open() would have
     (0666 & ~umask): mkstemp makes 0600 files, and results must be readable like any other file."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, dest)
 
 

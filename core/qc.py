@@ -1,6 +1,6 @@
 """QC verdicts: a versioned thresholds file (TOML) of rules per assay, applied to one alignstats report.
 
-The file (shipped defaults: config/thresholds.toml)::
+The file (shipped defaults: core/thresholds.toml, package data; config/thresholds.toml links to it)::
 
     version = "2026.12.1"          # any string; recorded with every verdict
     default_assay = "wgs"          # for inbox keys no assay's prefix matches
@@ -505,8 +505,9 @@ def validate_thresholds_file(path: str | Path) -> Thresholds:
 
 
 def shipped_thresholds_path() -> Path:
-    """The shipped defaults, config/thresholds.toml, in a source checkout (docs/qc.md: installing them)."""
-    return Path(__file__).resolve().parent.parent / "config" / "thresholds.toml"
+    """The shipped defaults: package data beside this module, so an installed package finds them too
+    (config/thresholds.toml in a checkout is a link to the same file)."""
+    return Path(__file__).resolve().parent / "thresholds.toml"
 
 
 def iter_rules(thresholds: Thresholds) -> Iterator[tuple[Assay, Rule]]:

@@ -3,8 +3,9 @@ order, and the order the planner passes its part to the summary step.
 
 A row is these provenance fields followed by every metric of the alignstats report in report order. The
 planner passes its fields as `--meta KEY=VALUE` (worker/summary.py checks and types them), the summary
-step adds the engine, its own job id and the time, the controller's results table puts the columns below
-first. Keys outside the schema are passed through (a newer planner's, or a report metric).
+step adds the engine, its own job id and the time, the controller's finish stage adds the QC verdict
+(core.qc.Verdict.row_columns), and the results table puts the columns below first. Keys outside the
+schema are passed through (a newer planner's, or a report metric).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ V = TypeVar("V")
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: type  # str or int: what the value is in the row JSON
-    origin: Literal["planner", "summary"]  # planner: a --meta of the summary step; summary: the tool's own
+    type: type  # str, int or list: what the value is in the row JSON
+    # planner: a --meta of the summary step; summary: the tool's own; controller: added by the finish stage
+    origin: Literal["planner", "summary", "controller"]
     in_table: bool = True  # among the results table's leading columns
 
 
@@ -44,12 +46,22 @@ COLUMNS: tuple[Column, ...] = (
     Column("job_id_summary", str, "summary"),
     Column("event_time", str, "planner"),
     Column("written_at", str, "summary"),
+    # The QC verdict (core.qc): pass/warn/fail, the assay its rules came from, every breached rule as
+    # {metric, value, threshold, level, direction} (JSON in a CSV cell), and which rules file decided it.
+    Column("qc_verdict", str, "controller"),
+    Column("qc_assay", str, "controller"),
+    Column("qc_failed_rules", list, "controller"),
+    Column("qc_rules_version", str, "controller"),
+    Column("qc_rules_sha256", str, "controller"),
     Column("index_uri", str, "planner", in_table=False),
 )
 BY_NAME: Mapping[str, Column] = {c.name: c for c in COLUMNS}
 
 # The results table's leading columns, in order.
 PROVENANCE_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.in_table)
+
+# The columns the finish stage adds (the summary step's row does not have them yet).
+CONTROLLER_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.origin == "controller")
 
 # The order the planner's fields appear in a row (they are passed, and kept, in this order).
 META_ORDER: tuple[str, ...] = (

@@ -70,7 +70,7 @@ def translate_error(exc: BaseException, loc: Location | str, action: str) -> Wor
     if isinstance(exc, WorkerError):
         return exc
     if type(exc).__module__.startswith("botocore"):
-        return _translate_aws(classify(exc), where, action, exc)
+        return _translate_aws(classify(exc), where, action, exc, loc if isinstance(loc, Location) else None)
     if isinstance(exc, FileNotFoundError):
         return ObjectMissing(f"{action} {where}: no such file")
     if isinstance(exc, PermissionError):
@@ -82,10 +82,25 @@ def translate_error(exc: BaseException, loc: Location | str, action: str) -> Wor
     return WorkerError(f"{action} {where}: unexpected {type(exc).__name__}: {exc}")
 
 
-def _translate_aws(c: Classified, where: str, action: str, exc: BaseException) -> WorkerError:
+def _translate_aws(
+    c: Classified, where: str, action: str, exc: BaseException, loc: Location | None = None
+) -> WorkerError:
     from botocore import exceptions as bex
 
     detail = f": {c.message}" if c.message else ""
+    if isinstance(exc, bex.ClientError) and loc is not None and loc.pinned:
+        # The content the event announced is gone: no retry brings it back, and the object's newer
+        # content has its own event (and run). Both are INPUT_MISSING (66), never 75.
+        if loc.version_id is not None and c.failure is AwsFailure.MISSING and c.code != "NoSuchBucket":
+            return ObjectMissing(
+                f"{action} {where}: version {loc.version_id} no longer exists ({c.code}); "
+                "it was deleted or expired, nothing to redo for it"
+            )
+        if loc.expected_etag is not None and c.failure is AwsFailure.PRECONDITION:
+            return ObjectMissing(
+                f"{action} {where}: object changed since the event (ETag is no longer "
+                f"{loc.expected_etag}); the newer version has its own event"
+            )
     if isinstance(exc, bex.ClientError):
         if c.failure is AwsFailure.MISSING:
             what = "bucket does not exist" if c.code == "NoSuchBucket" else "object does not exist"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs the non-Python tools the test suite drives for real: Debian packages (promtool, systemd-analyze)
-# when we are root, and the PyPI-packaged checkers that want their own virtualenv (checkov) under .tools/.
+# Installs the non-Python tools the test suite drives for real: Debian packages (promtool, systemd-analyze;
+# podman, runc, catatonit and debootstrap to build and run the worker image; libhts-dev and a compiler for
+# the real alignstats; chromium for the QC pages) when we are root, and the PyPI-packaged checkers that want
+# their own virtualenv (checkov) under .tools/.
 # Idempotent: what is already there is left alone. Tests that need a tool which could not be installed skip
 # with a message naming it, so a developer without root still runs everything else.
 set -euo pipefail
@@ -9,6 +11,19 @@ cd "$(dirname "$0")/.."
 apt_pkgs=()
 command -v promtool >/dev/null 2>&1 || apt_pkgs+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || apt_pkgs+=(systemd)
+# tests/deploy/test_image_run.py: the worker image built on a debootstrapped base and run as Batch runs it
+# (--init needs catatonit; runc because these machines' cgroups suit it, see tests/support/containers.conf).
+command -v podman >/dev/null 2>&1 || apt_pkgs+=(podman)
+command -v runc >/dev/null 2>&1 || apt_pkgs+=(runc)
+[ -x /usr/libexec/podman/catatonit ] || apt_pkgs+=(catatonit)
+command -v debootstrap >/dev/null 2>&1 || apt_pkgs+=(debootstrap)
+# The real alignstats, built from ../shared/vendor against Debian 12's HTSlib for the oracle tests.
+[ -f /usr/include/htslib/sam.h ] || apt_pkgs+=(libhts-dev)
+command -v autoconf >/dev/null 2>&1 || apt_pkgs+=(autoconf)
+command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
+command -v make >/dev/null 2>&1 || apt_pkgs+=(make)
+# The QC batch report and the MultiQC page are looked at in a real headless browser.
+command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "install-tools: apt-get install ${apt_pkgs[*]}"

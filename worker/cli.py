@@ -178,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bytes_out=s.bytes_out,
             tool_exit_code=s.exit_code,
         )
+        if s.input_version_id:
+            fields["input_version_id"] = s.input_version_id
     if error is not None:
         log.error("worker_failed", error=error, **fields)
     else:

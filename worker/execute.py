@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import resource
 import subprocess
 import threading
@@ -30,6 +31,8 @@ class ToolRunner:
         self.log = log
         self.record = record
         self.child: subprocess.Popen[bytes] | None = None
+        # The first HTSlib line saying a CRAM's reference could not be found/used: (kind, detail).
+        self.reference_problem: tuple[str, str] | None = None
 
     def stop(self) -> None:
         child = self.child
@@ -48,6 +51,7 @@ class ToolRunner:
         streamed: Input | None,
         stdout_path: Path | None,
         inherit_stdin: bool = False,
+        env: dict[str, str] | None = None,
     ) -> int:
         read_fd = write_fd = -1
         stream: StreamHandle | None = None
@@ -77,6 +81,7 @@ class ToolRunner:
                 stdout=stdout_fh if stdout_fh is not None else None,
                 stderr=subprocess.PIPE,
                 close_fds=True,
+                env=env,
             )
         except OSError as exc:
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
@@ -146,6 +151,104 @@ class ToolRunner:
             if line:
                 tail.append(line)
                 self.log.info("tool_stderr", line=line)
+                if self.reference_problem is None:
+                    self.reference_problem = reference_problem(line)
+
+
+# HTSlib's words (1.16 to 1.24) when a CRAM slice cannot be decoded for want of its reference.
+_REF_PROBLEMS = (
+    ("missing", re.compile(r'Failed to populate reference "(?P<detail>[^"]*)"')),
+    ("missing", re.compile(r"Unable to fetch reference #?(?P<detail>\S+)")),
+    ("mismatch", re.compile(r"MD5 checksum reference mismatch for ref (?P<detail>.*)")),
+)
+
+
+def reference_problem(line: str) -> tuple[str, str] | None:
+    """("missing", "chr1") / ("mismatch", "...") for an HTSlib stderr line about a CRAM reference."""
+    for kind, pattern in _REF_PROBLEMS:
+        m = pattern.search(line)
+        if m:
+            return kind, m.group("detail").split(":", 1)[0] if kind == "missing" else m.group("detail")
+    return None
+
+
+# REF_PATH entries that reach the network: what HTSlib's tokeniser (cram/open_trace_file.c) treats as a
+# URL (`http:`, `https:`, `ftp:`, optionally after `|` or `URL=`), and any other `scheme://` (written
+# `s3:://b` in REF_PATH, served by an hfile plugin).
+_URL_START = re.compile(r"(?:\||URL=)?(?:https?|ftp):", re.IGNORECASE)
+_NETWORK_ENTRY = re.compile(r"(?:\||URL=)?(?:https?|ftp):|[A-Za-z][A-Za-z0-9+.\-]*://", re.IGNORECASE)
+
+
+def split_ref_path(value: str) -> list[str]:
+    """REF_PATH's entries as HTSlib's `tokenise_search_path` reads them: `:`-separated, `::` a literal
+    colon, and the colons of a URL's scheme and `host:port` kept inside its entry."""
+    entries: list[str] = []
+    current = ""
+    i, n = 0, len(value)
+    while i < n:
+        if value.startswith("::", i):
+            current += ":"
+            i += 2
+            continue
+        m = _URL_START.match(value, i) if (i == 0 or value[i - 1] == ":") else None
+        if m is not None:
+            current += value[i : m.end()]
+            i = m.end()
+            if value.startswith(":", i):
+                i += 1
+            for _ in range(2):
+                if value.startswith("/", i):
+                    current += "/"
+                    i += 1
+            host_end = i + 1
+            while host_end < n and value[host_end] not in ":/":
+                host_end += 1
+            current += value[i : host_end + 1]  # the host and the ':' of host:port (or the '/')
+            i = host_end + 1
+            if value.startswith(":", i):
+                i += 1
+            continue
+        if value[i] == ":":
+            entries.append(current)
+            current = ""
+        else:
+            current += value[i]
+        i += 1
+    entries.append(current)
+    return entries
+
+
+def join_ref_path(entries: list[str]) -> str:
+    return ":".join(e.replace(":", "::") for e in entries)
+
+
+def reference_environment(base: dict[str, str], scratch: Path, log: Any) -> dict[str, str]:
+    """The tool's environment with CRAM reference lookups kept on this host.
+
+    With REF_PATH unset or empty HTSlib fetches a missing reference sequence by MD5 from EBI's server
+    (cram_populate_ref); in a VPC without internet that connection hangs the job until Batch kills it.
+    So REF_PATH is always set, to the user's local entries (network ones stripped, logged) or to an empty
+    directory in scratch, and REF_CACHE (where HTSlib would cache such downloads, by default under
+    $HOME) to scratch unless the user chose one. A reference not in -T then fails at once."""
+    env = dict(base)
+    given = env.get("REF_PATH", "")
+    entries = split_ref_path(given) if given else []
+    local = [e for e in entries if not _NETWORK_ENTRY.match(e)]
+    if len(local) != len(entries):
+        log.warning(
+            "ref_path_network_stripped",
+            removed=[e for e in entries if _NETWORK_ENTRY.match(e)],
+            reason="CRAM references are never fetched over the network",
+        )
+    if any(local):
+        env["REF_PATH"] = join_ref_path(local)
+    else:
+        empty = scratch / "ref-path"
+        empty.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env["REF_PATH"] = str(empty)
+    if not env.get("REF_CACHE"):
+        env["REF_CACHE"] = str(scratch / "ref-cache" / "%2s" / "%2s" / "%s")
+    return env
 
 
 def drain_limit() -> int:

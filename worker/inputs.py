@@ -4,13 +4,14 @@ files placed next to it; the main input's header/EOF checked before any bulk tra
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from core.errors import AccessDenied, BadInput, ObjectMissing, UsageError
+from core.errors import AccessDenied, BadInput, ObjectMissing, ScratchFull, UsageError
 from core.locations import Location, LocationError, parse_location
 from core.objectstore import ObjectInfo, Stores
 from worker import checks
@@ -28,9 +29,18 @@ class Input:
 
     location: Location
     info: ObjectInfo
-    display: str  # as the user gave it (for messages and the report)
+    display: str  # as the user gave it, pin included (for messages; the report names `report_name`)
     host_path: str | None = None  # the store's own file on this host, read in place; None: fetch it
     local_path: str | None = None  # where the tool reads it: host_path, the staged copy, or a link
+
+    @property
+    def report_name(self) -> str:
+        """The name a report shows: as given, minus a `?versionId=`/`?etag=` pin, so the report of a
+        pinned run is byte-identical to the unpinned one (the version is in the transfer log line)."""
+        if not self.location.pinned:
+            return self.display
+        pin = self.location.pin
+        return self.display[: -len(pin)] if self.display.endswith(pin) else str(self.location.unpinned())
 
     @property
     def needs_fetch(self) -> bool:
@@ -67,6 +77,11 @@ class InputPlanner:
         info = store.head(loc)
         path = store.local_path(loc)
         if info is None:
+            if loc.version_id is not None:
+                raise ObjectMissing(
+                    f"{what} {display}: version {loc.version_id} no longer exists (or is not a version of "
+                    "this key); it was deleted or expired, nothing to redo for it"
+                )
             if path is None:
                 raise ObjectMissing(f"{what} {display} does not exist; check the bucket and key")
             if os.path.isdir(path):
@@ -112,7 +127,15 @@ class InputPlanner:
         probe = scratch.probe_path(0)
         length = len(head)
         while True:
-            probe.write_bytes(head)
+            try:
+                probe.write_bytes(head)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise ScratchFull(
+                        f"{main.display}: no room on the scratch volume for the {len(head)}-byte header "
+                        f"probe ({probe.parent}); give the job a larger scratch volume"
+                    ) from None
+                raise
             try:
                 return fmt, checks.read_header(main.display, probe, fmt)
             except BadInput:
@@ -153,7 +176,8 @@ class InputPlanner:
             for suffix in fasta_companions(slot.location):
                 comp_loc = slot.location.add_suffix(suffix)
                 store = self.stores.for_location(comp_loc)
-                info = store.head(comp_loc)
+                # A 403 is S3's answer for a missing key to a role without list rights: missing.
+                info = self._head_candidate(comp_loc)
                 if info is None:
                     raise BadInput(
                         f"{slot.text}: reference index {comp_loc} is missing; create it with samtools faidx"
@@ -163,14 +187,54 @@ class InputPlanner:
         return out
 
     def _find_companion(self, main: Input) -> tuple[str, Input] | None:
+        candidates: list[tuple[str, Location]] = []
         for suffix, replace in companion_suffixes(Kind.ALIGNMENTS, main.location):
             loc = main.location.with_suffix(suffix) if replace else main.location.add_suffix(suffix)
-            if loc == main.location:
+            if loc != main.location and loc not in (c for _, c in candidates):
+                candidates.append((suffix, loc))
+        if not candidates:
+            return None
+        listed = self._companions_listed(main, [loc for _, loc in candidates])
+        for suffix, loc in candidates:
+            if listed is not None and loc not in listed:
                 continue
-            info = self.stores.for_location(loc).head(loc)
+            info = self._head_candidate(loc)
             if info is not None:
                 return suffix, Input(loc, info, str(loc))
         return None
+
+    # More keys than this under the stem (x.bam beside x1.bam ... x9999.bam): HEADs are cheaper.
+    MAX_LISTED = 1000
+
+    def _companions_listed(self, main: Input, candidates: list[Location]) -> set[Location] | None:
+        """The candidates that exist, from one LIST of their common stem (`dir/x` for x.bam.bai, x.bai,
+        ...); None when listing cannot tell. A LIST, not HEADs first: a job role may list only under
+        a prefix (an `s3:prefix` condition), and to such a caller S3 answers the HEAD of a missing key
+        with 403, not 404, so a BAM indexed as x.bai would fail on the HEAD of x.bam.bai (issue #12)."""
+        store = self.stores.for_location(main.location)
+        stem = min(candidates, key=lambda loc: len(str(loc)))
+        prefix = stem.with_suffix("")
+        wanted = set(candidates)
+        found: set[Location] = set()
+        try:
+            for n, info in enumerate(store.list(prefix), start=1):
+                if info.location in wanted:
+                    found.add(info.location)
+                if n >= self.MAX_LISTED or found == wanted:
+                    return found if found == wanted else None
+        except AccessDenied as exc:
+            self.log.info("companion_list_denied", prefix=str(prefix), error=str(exc))
+            return None
+        return found
+
+    def _head_candidate(self, loc: Location) -> ObjectInfo | None:
+        """HEAD a companion that may not exist. A 403 means "not there" for a role without list rights
+        (see `_companions_listed`); never for the main input, whose 403 is a real permission error."""
+        try:
+            return self.stores.for_location(loc).head(loc)
+        except AccessDenied as exc:
+            self.log.info("companion_head_denied", location=str(loc), error=str(exc))
+            return None
 
     def _local_index_exists(self, main: Input) -> bool:
         if main.needs_fetch:

@@ -47,7 +47,7 @@ class Publisher:
     ) -> None:
         provenance = self.provenance(cmd, engine, inputs)
         fix = (
-            (main.display, main.info.size)
+            (main.report_name, main.info.size)
             if (cmd.profile.name == "alignstats" and main is not None)
             else None
         )

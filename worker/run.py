@@ -15,16 +15,17 @@ and the scratch directory is removed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.errors import TransientIOError, UsageError
+from core.errors import BadInput, TransientIOError, UsageError
 from core.objectstore import Stores
 from worker import checks
 from worker.argv import plan_argv
 from worker.engines import resolve_engine
-from worker.execute import ToolRunner
+from worker.execute import ToolRunner, reference_environment
 from worker.inputs import Input, InputPlanner, Mode
 from worker.publish import Publisher
 from worker.staging import Scratch, create_scratch, ensure_space, safe_name, scratch_base
@@ -54,6 +55,7 @@ class RunSummary:
     exit_code: int | None = None  # the tool's, once it ran
     bytes_in: int = 0
     bytes_out: int = 0
+    input_version_id: str | None = None  # the main input's version, as its store reported it
     transfers: list[TransferResult] = field(default_factory=list)
 
 
@@ -102,6 +104,8 @@ class WorkerRun:
             if not slot.is_stdio
         }
         main = inputs.get(main_slot.number) if main_slot is not None else None
+        if main is not None and main.info.version_id not in (None, "null"):
+            self.summary.input_version_id = main.info.version_id
         stream = planner.decide_stream(cmd, main_slot, main)
         self.summary.mode = "stream" if stream else ("local" if main and not main.needs_fetch else "stage")
         self.scratch = create_scratch(scratch_base(opts.scratch), opts.job_id, opts.attempt)
@@ -119,11 +123,14 @@ class WorkerRun:
 
         # 5. run the tool on local files only
         plan = plan_argv(self.scratch, cmd, engine, inputs, main_slot if stream else None, fmt)
+        env = reference_environment(dict(os.environ), self.scratch.root, self.log)
         rc = self.runner.run(
-            engine, plan.argv, main if stream else None, plan.stdout_path, plan.inherit_stdin
+            engine, plan.argv, main if stream else None, plan.stdout_path, plan.inherit_stdin, env
         )
         self.summary.exit_code = rc
         if rc != 0:
+            if fmt == "cram" and main is not None and self.runner.reference_problem is not None:
+                raise cram_reference_error(main.display, cmd, self.runner.reference_problem)
             return rc
 
         # 6. publish, only after success
@@ -173,6 +180,23 @@ class WorkerRun:
         else:
             self.summary.bytes_out += result.bytes
         self.log.info("transfer", **result.log_fields())
+
+
+def cram_reference_error(display: str, cmd: ParsedCommand, problem: tuple[str, str]) -> BadInput:
+    """The tool failed because HTSlib could not use the CRAM's reference: say so in one line (65)
+    instead of the tool's exit code and its "damaged file" guess. Never retryable: the same -T fails
+    the same way, and the reference is never looked up over the network."""
+    ref = next((s.text for s in cmd.inputs if s.option == "-T"), "(none)")
+    kind, detail = problem
+    if kind == "mismatch":
+        return BadInput(
+            f"{display}: -T {ref} is not the reference the CRAM was written with (MD5 mismatch, ref "
+            f"{detail}); pass that FASTA"
+        )
+    return BadInput(
+        f"{display}: the CRAM's reference sequence {detail!r} is not in -T {ref} (references are never "
+        "fetched over the network); pass the FASTA the CRAM was written with"
+    )
 
 
 def describe_roles(cmd: ParsedCommand) -> list[dict[str, str]]:

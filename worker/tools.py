@@ -175,6 +175,12 @@ class _Builder:
 
     def slot(self, option: str, text: str, role: OptionRole, prefix: str = "") -> None:
         loc = _location(text, option)
+        if loc.pinned and role.role is Role.OUTPUT:
+            # A pin names content that already exists; a write would silently ignore it.
+            raise UsageError(
+                f"{option + ' ' if option else ''}{text}: an output cannot be pinned; drop its "
+                "?versionId=/?etag= query"
+            )
         s = Slot(len(self.slots), option, text, loc, role.role, role.kind, prefix)
         self.slots.append(s)
         self.template.append(s)

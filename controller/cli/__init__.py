@@ -1,7 +1,10 @@
 """`alignbatch-controller`: run the daemon, check a config, and operate on the ledger.
 
     run --config FILE | --local DIR [--once] [--demo] [--metrics-port N] [--log-format auto|json|console]
-    check --config FILE                  validate the config and verify every AWS resource it names
+        [--verbose]                      on a terminal, --local shows progress and a closing QC table
+                                         (log: DIR/logs/controller.jsonl); --verbose shows the log lines
+    check [--config FILE] [--thresholds FILE]   validate the thresholds file, the config, and every AWS
+                                         resource it names
     status   [--config FILE | --local DIR | --ledger PATH]
     runs     [...] [--state S] [--sample NAME] [--prefix KEY] [--limit N] [--json]
     retry    RUN_ID... | --all-failed    steps that did not succeed run again; succeeded ones are reused
@@ -62,10 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="log lines on stdout: json (one object a line), console (readable), or auto (default): "
         "console when stdout is a terminal, json otherwise (journald, pipes, files)",
     )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="--local on a terminal: show the log lines instead of the progress display "
+        "(which writes them to DIR/logs/controller.jsonl)",
+    )
     run.set_defaults(func=cmd_run)
 
-    check = sub.add_parser("check", help="validate a config and verify the AWS resources it names")
-    check.add_argument("--config", metavar="FILE", required=True)
+    check = sub.add_parser(
+        "check", help="validate the thresholds file and a config, and verify the AWS resources it names"
+    )
+    check.add_argument("--config", metavar="FILE")
+    check.add_argument(
+        "--thresholds", metavar="FILE", help="QC thresholds file (default: [qc] thresholds, else the shipped)"
+    )
     check.set_defaults(func=cmd_check)
 
     status = sub.add_parser("status", help="counts by state and recent failures")

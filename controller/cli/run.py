@@ -10,6 +10,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from controller.cli.common import (
     EXIT_CONFIG,
@@ -20,7 +21,7 @@ from controller.cli.common import (
     _configure_logging,
     _fail,
 )
-from controller.config import ConfigError, load_config, validate_aws
+from controller.config import ConfigError, ControllerConfig, load_config, load_qc_thresholds, validate_aws
 
 
 def seed_demo(inbox: Path) -> list[str]:
@@ -56,9 +57,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: " + "; ".join(problems))
     if args.demo and mode.demo_inbox is None:
         return _fail("--demo needs --local DIR", EXIT_USAGE)
+    # The verdict rules are checked before anything starts: a typo is exit 78 with FILE:LINE, not a
+    # daemon that fails every finished run.
+    thresholds = load_qc_thresholds(cfg)
     level = args.log_level or cfg.logging.level
     shipper = None
-    if cfg.logging.cloudwatch_group and mode.ships_logs:
+    # A person at a terminal running --local gets the progress display; the log goes to a file.
+    quiet = (
+        cfg.local_dir is not None and not args.verbose and args.log_format == "auto" and sys.stdout.isatty()
+    )
+    log_file = None
+    if quiet:
+        from controller.cli.terminal import open_log
+        from core.logs import configure_logging
+
+        log_file = open_log(cfg.local_dir or ".")
+        configure_logging(stream=log_file, level=level, json=True, service="alignbatch-controller")
+    elif cfg.logging.cloudwatch_group and mode.ships_logs:
         from controller.cloudwatch import install_cloudwatch_shipping
 
         # CloudWatch gets JSON lines whatever --log-format says (Logs Insights parses them).
@@ -72,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         get_logger(component="config").warning("config.warning", detail=warning)
     if args.demo and mode.demo_inbox is not None:
         seed_demo(mode.demo_inbox)
-    ctl = build_controller(cfg, once=args.once, slots=args.slots)
+    ctl = build_controller(cfg, once=args.once, slots=args.slots, thresholds=thresholds)
     daemon = Daemon(ctl)
     daemon.install_signals()
     # `--once` is for scripts and the demo: no endpoint (and no port clash) unless asked for.
@@ -82,7 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"metrics port {port}: must be 0-65535 (0 = no endpoint)")
     server = start_metrics(ctl, daemon, cfg.metrics.address, port)
     try:
-        if args.once:
+        if quiet:
+            code = _run_on_terminal(ctl, daemon, args)
+        elif args.once:
             code = daemon.run_once(max_seconds=args.max_seconds)
             sys.stdout.flush()
             print(human_summary(ctl), end="", flush=True)
@@ -96,14 +113,50 @@ def cmd_run(args: argparse.Namespace) -> int:
             server.stop()
         if shipper is not None:
             shipper.stop()  # sends what is still queued
+        if log_file is not None:
+            log_file.close()
+    return code
+
+
+def _run_on_terminal(ctl: Any, daemon: Any, args: argparse.Namespace) -> int:
+    """`run --local` for a person: the live display while the daemon works, then the closing table."""
+    from rich.console import Console
+
+    from controller.cli import terminal
+
+    console = Console()
+    local_dir = ctl.cfg.local_dir or "."
+    console.print(
+        f"alignbatch: inbox {ctl.cfg.inbox_root}; log lines go to {terminal.log_path(local_dir)}",
+        highlight=False,
+    )
+    with terminal.live(ctl, console, args.local):
+        code = daemon.run_once(max_seconds=args.max_seconds) if args.once else daemon.run_forever()
+    terminal.closing(console, ctl, local_dir)
+    runs = ctl.ledger.run_counts()
+    if args.once and args.fail_on_error and (runs["failed"] or runs["rejected"]):
+        code = EXIT_FAILED
     return code
 
 
 # -- check -----------------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
+    """The thresholds file first (a bad one raises ConfigError `FILE:LINE: reason`, exit 78), then, with
+    --config, the config and every AWS resource it names."""
     from controller.checks import check_resources
 
-    cfg = load_config(args.config)
+    if args.config is None and args.thresholds is None:
+        return _fail("check needs --config FILE and/or --thresholds FILE", EXIT_USAGE)
+    cfg = load_config(args.config) if args.config else ControllerConfig()
+    path = args.thresholds or cfg.thresholds_path
+    rules = load_qc_thresholds(cfg, path)
+    count = sum(len(a.rules) for a in rules.assays)
+    print(
+        f"ok       thresholds {path}: version {rules.version}, "
+        f"{len(rules.assays)} assays ({', '.join(a.name for a in rules.assays)}), {count} rules"
+    )
+    if args.config is None:
+        return EXIT_OK
     problems = validate_aws(cfg)
     for p in problems:
         print(f"INVALID  {p}")

@@ -11,7 +11,7 @@ comma/space separated string. Tiers and per-prefix pipeline options come only fr
 
 from __future__ import annotations
 
-from controller.config.checks import local_config, validate_aws, warnings
+from controller.config.checks import load_qc_thresholds, local_config, validate_aws, warnings
 from controller.config.load import load_config, parse_config
 from controller.config.model import (
     DEFAULT_TIERS,
@@ -24,6 +24,7 @@ from controller.config.model import (
     PipelineConfig,
     PipelineOptions,
     PrefixOptions,
+    QcConfig,
     QueueConfig,
     StateConfig,
     StorageConfig,
@@ -41,11 +42,13 @@ __all__ = [
     "PipelineConfig",
     "PipelineOptions",
     "PrefixOptions",
+    "QcConfig",
     "QueueConfig",
     "StateConfig",
     "StorageConfig",
     "Tier",
     "load_config",
+    "load_qc_thresholds",
     "local_config",
     "parse_config",
     "validate_aws",

@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from controller.config.model import ConfigError, ControllerConfig, StateConfig
+from core.qc import Thresholds, ThresholdsError, load_thresholds
 
 
 def validate_aws(cfg: ControllerConfig) -> list[str]:
@@ -27,6 +28,15 @@ def validate_aws(cfg: ControllerConfig) -> list[str]:
     if cfg.batch.missing_job_grace_seconds < 0:
         problems.append("[batch] missing_job_grace_seconds must be 0 or more")
     return problems
+
+
+def load_qc_thresholds(cfg: ControllerConfig, path: str | None = None) -> Thresholds:
+    """The verdict rules the config names (`[qc] thresholds`, else the shipped defaults), checked: a bad
+    file is a ConfigError `FILE:LINE: reason` (exit 78), so `check` and `run` refuse it before starting."""
+    try:
+        return load_thresholds(path or cfg.thresholds_path)
+    except ThresholdsError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def warnings(cfg: ControllerConfig) -> list[str]:

@@ -22,6 +22,7 @@ from controller.config.model import (
     PipelineConfig,
     PipelineOptions,
     PrefixOptions,
+    QcConfig,
     QueueConfig,
     StateConfig,
     StorageConfig,
@@ -37,6 +38,7 @@ _SIMPLE_SECTIONS: dict[str, type] = {
     "metrics": MetricsConfig,
     "logging": LoggingConfig,
     "state": StateConfig,
+    "qc": QcConfig,
 }
 
 
@@ -184,6 +186,12 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
-        return parse_config(data, env)
+        cfg = parse_config(data, env)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    thresholds = cfg.qc.thresholds
+    if thresholds and not os.path.isabs(thresholds):
+        # Relative to the config file, so the file and its thresholds can move together.
+        here = os.path.dirname(os.path.abspath(path))
+        cfg = replace(cfg, qc=replace(cfg.qc, thresholds=os.path.join(here, thresholds)))
+    return cfg

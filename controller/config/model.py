@@ -105,6 +105,14 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class QcConfig:
+    """`[qc] thresholds`: the verdict rules (core.qc). Empty: the shipped core/thresholds.toml. A relative
+    path is relative to the config file's directory."""
+
+    thresholds: str = ""
+
+
+@dataclass(frozen=True)
 class StateConfig:
     ledger_path: str = "/var/lib/alignbatch/state.db"
     # A snapshot of the ledger (SQLite's online backup API, gzip) to <results root>/ledger/ this often;
@@ -132,6 +140,7 @@ class ControllerConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    qc: QcConfig = field(default_factory=QcConfig)
     # Set by local_config(): the directory of `run --local DIR` (None in AWS mode).
     local_dir: str | None = None
 
@@ -145,6 +154,18 @@ class ControllerConfig:
         if self.local_dir is not None:
             return str(Path(self.local_dir, "inbox"))
         return _s3_root(self.storage.inbox_bucket, self.storage.inbox_prefix)
+
+    @property
+    def thresholds_path(self) -> str:
+        """The thresholds file verdicts come from: `[qc] thresholds`, else the shipped defaults."""
+        from core.qc import shipped_thresholds_path
+
+        return self.qc.thresholds or str(shipped_thresholds_path())
+
+    @property
+    def state_dir(self) -> Path:
+        """The ledger's directory: local state beside it (the QC history)."""
+        return Path(self.state.ledger_path).parent
 
     @property
     def results_root(self) -> str:

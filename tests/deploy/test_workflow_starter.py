@@ -124,3 +124,59 @@ def test_starter_reports_a_cram_without_reference_as_a_failed_item(
     result = starter["handler"]({"Records": [{"messageId": "m1", "body": json.dumps(body)}]}, None)
     # left on the queue: redelivered, then moved to the DLQ by the redrive policy - never silently dropped
     assert result == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+def _starter_environment() -> dict[str, str]:
+    return {
+        "STATE_MACHINE_ARN": "",  # set per test
+        "INBOX_PREFIX": "incoming/",
+        "RESULTS_ROOT": "s3://results/alignbatch/",
+        "ALIGNSTATS_ARGS": '["-C"]',
+        "TARGET_BED": "",
+        "REFERENCE_FASTA": "",
+        "ALIGNSTATS_VCPUS": "2",
+        "ALIGNSTATS_MEMORY_MIB": "7680",
+    }
+
+
+@pytest.mark.parametrize("companion", ["incoming/sample.bai", "incoming/sample.bam.bai", None])
+def test_starter_finds_an_index_when_s3_answers_403_for_missing_keys(
+    aws: str, monkeypatch: pytest.MonkeyPatch, companion: str | None
+) -> None:
+    """The starter role may ListBucket only under the inbox prefix, so S3 answers its HEAD of a missing
+    key with 403, not 404 (moto always says 404; the proxy answers as S3 would). A BAM indexed as
+    `sample.bai` is looked up as `sample.bam.bai` first: that 403 must not fail the message."""
+    from tests.support.s3proxy import S3Proxy
+
+    s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
+    s3.create_bucket(Bucket="inbox")
+    s3.put_object(Bucket="inbox", Key="incoming/sample.bam", Body=b"BAM")
+    if companion:
+        s3.put_object(Bucket="inbox", Key=companion, Body=b"BAI")
+    role = boto3.client("iam").create_role(
+        RoleName="sfn", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+    )
+    machine = sfn.create_state_machine(
+        name="alignbatch-run",
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+        roleArn=role["Role"]["Arn"],
+    )["stateMachineArn"]
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "inbox"}, "object": {"key": "incoming/sample.bam", "eTag": "e1"}},
+    }
+    event = {"Records": [{"messageId": "m1", "body": json.dumps({"Records": [record]})}]}
+    with S3Proxy(aws, forbid_missing=True) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        starter = _load_starter(monkeypatch, {**_starter_environment(), "STATE_MACHINE_ARN": machine})
+        result = starter["handler"](event, None)
+    assert any(r.startswith("HEAD /inbox/incoming/sample.bam.bai 403") for r in proxy.requests) or (
+        companion == "incoming/sample.bam.bai"
+    ), proxy.requests
+    assert result == {"batchItemFailures": []}
+    (execution,) = sfn.list_executions(stateMachineArn=machine)["executions"]
+    payload = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    if companion:
+        assert payload["index"] is None  # found: no index job
+    else:
+        assert payload["index"]["command"][:3] == ["alignbatch-worker", "--", "alignbatch-index"]

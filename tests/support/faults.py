@@ -306,3 +306,47 @@ def _dropping(
         close = getattr(result, "close", None)
         if close is not None:
             close()
+
+
+# -- S3 as a least-privilege role sees it ----------------------------------------------------------
+def least_privilege_s3(app: WsgiApp, *, list_prefixes: tuple[str, ...] = ()) -> WsgiApp:
+    """S3 as seen by a role with GetObject but `s3:ListBucket` only under `list_prefixes` (an
+    `s3:prefix` condition; empty: no list rights at all). Real S3 then answers a HEAD or GET of a
+    missing key with 403, not 404 (a HEAD carries no prefix, so the condition never holds), and a LIST
+    outside the allowed prefixes with AccessDenied. Moto has no IAM evaluation for S3, so this
+    middleware applies those two rules to moto's answers."""
+
+    def middleware(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        operation = operation_of(environ) if service_of(environ) == "s3" else ""
+        if operation in ("s3:listobjects", "s3:listobjectsv2"):
+            query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            prefix = query.get("prefix", [""])[0]
+            if not any(prefix.startswith(p) for p in list_prefixes if p) and "" not in list_prefixes:
+                return _denied(environ, start_response)
+            return app(environ, start_response)
+        if operation not in ("s3:headobject", "s3:getobject"):
+            return app(environ, start_response)
+        captured: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None  # moto never uses the legacy write() callable
+
+        body = app(environ, capture)
+        if not str(captured.get("status", "")).startswith("404"):
+            start_response(captured["status"], captured["headers"])
+            return body
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+        return _denied(environ, start_response)
+
+    return middleware
+
+
+def _denied(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    _drain_body(environ)
+    status, headers, body = _xml("403 Forbidden", "AccessDenied", "Access Denied", str(uuid.uuid4()))
+    start_response(status, headers)
+    # A HEAD answer has the headers of the error but no body, as S3 sends it.
+    return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]

@@ -31,6 +31,7 @@ from tests.support.harness import (
     read_ledger,
     wait_for,
 )
+from tests.support.stacks import batch_service_role_arn
 
 TEMPLATES = ROOT / "deploy" / "cloudformation"
 STACK_ORDER = ("network", "storage", "batch", "controller")
@@ -62,10 +63,15 @@ def deploy_stacks(mb: MotoBatch, *, max_receive_count: int = 5) -> dict[str, dic
     outputs: dict[str, dict[str, str]] = {}
     for layer in STACK_ORDER:
         name = f"alignbatch-{layer}"
+        parameters = stack_parameters(layer, max_receive_count)
+        if layer == "batch":
+            # batch.yaml takes only Batch's service-linked role, which moto must be given (see stacks.py).
+            role = batch_service_role_arn(mb.client("iam"))
+            parameters.append({"ParameterKey": "BatchServiceRoleArn", "ParameterValue": role})
         cfn.create_stack(
             StackName=name,
             TemplateBody=(TEMPLATES / f"{layer}.yaml").read_text(),
-            Parameters=stack_parameters(layer, max_receive_count),
+            Parameters=parameters,
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
         )
         stack = cfn.describe_stacks(StackName=name)["Stacks"][0]

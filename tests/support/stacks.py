@@ -9,6 +9,8 @@ Moto quirks handled here, each one a difference from AWS (see ../shared/EMULATIO
 - a bucket's NotificationConfiguration in a template is ignored, so `apply_inbox_notification` puts the
   configuration the template declares through the S3 API;
 - a CommaDelimitedList parameter's *default* is not split, so the Batch stack gets InstanceTypes passed;
+- a compute environment without ServiceRole (AWS then uses the Batch service-linked role) is refused, so
+  the Batch stack is given moto's AWSServiceRoleForBatch explicitly;
 - a KMS key created from a template keeps its KeyPolicy as a dict, and every later DescribeKey answers 500,
   so `create_stacks` re-puts the same policy (resolved from storage.yaml) as the JSON string AWS would hold.
 """
@@ -98,10 +100,28 @@ def create_stacks(cf: Any, layers: Sequence[Layer] = LAYERS) -> dict[str, dict[s
 
     outputs = {}
     for layer in layers:
+        if layer.template == "batch.yaml" and "BatchServiceRoleArn" not in layer.parameters:
+            layer = Layer(layer.stack, layer.template, {**layer.parameters, **batch_service_role()})
         outputs[layer.stack] = create_stack(cf, layer)
         if layer.template == "storage.yaml":
             repair_moto_key_policy(boto3.client("kms"), boto3.client("sts"), outputs[layer.stack])
     return outputs
+
+
+def batch_service_role() -> dict[str, str]:
+    """AWS creates the AWSServiceRoleForBatch service-linked role when a compute environment names no
+    service role; moto requires a role that exists, so create the same service-linked role in moto and
+    name it (the template accepts exactly that role)."""
+    import boto3
+
+    return {"BatchServiceRoleArn": batch_service_role_arn(boto3.client("iam"))}
+
+
+def batch_service_role_arn(iam: Any) -> str:
+    roles = iam.list_roles(PathPrefix="/aws-service-role/batch.amazonaws.com/")["Roles"]
+    if roles:  # moto may already hold it (spelt AWSServiceRoleForbatch)
+        return str(roles[0]["Arn"])
+    return str(iam.create_service_linked_role(AWSServiceName="batch.amazonaws.com")["Role"]["Arn"])
 
 
 def _resolve(node: Any, values: Mapping[str, str]) -> Any:

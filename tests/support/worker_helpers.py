@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,3 +82,25 @@ def upload_multipart_without_checksum(bucket: str, key: str, data: bytes) -> str
         Bucket=bucket, Key=key, UploadId=up["UploadId"], MultipartUpload={"Parts": parts}
     )
     return str(done["ETag"]).strip('"')
+
+
+@contextlib.contextmanager
+def moto_behind(wrap: Callable[[Any], Any]) -> Iterator[str]:
+    """A second endpoint onto the in-process moto server (same state), its WSGI app wrapped by `wrap`
+    (e.g. `tests.support.faults.least_privilege_s3`); yields its URL."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    app = wrap(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="moto-behind")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

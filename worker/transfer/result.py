@@ -29,7 +29,7 @@ class TransferResult:
         return round(self.bytes / 1e6 / self.seconds, 1) if self.seconds > 0 else 0.0
 
     def log_fields(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "direction": self.direction,
             "source": self.source,
             "destination": self.destination,
@@ -38,6 +38,13 @@ class TransferResult:
             "mb_per_s": self.mb_per_s,
             "verified": self.verified,
         }
+        # Which content was read, when the store versions it: the run's identity includes it.
+        if self.direction in ("download", "stream") and self.info is not None:
+            if self.info.version_id and self.info.version_id != "null":
+                fields["version_id"] = self.info.version_id
+            if self.info.location.expected_etag is not None:
+                fields["etag"] = self.info.etag
+        return fields
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -48,7 +55,9 @@ def unwrap(exc: BaseException) -> BaseException:
 
 def download_error(exc: BaseException, loc: Location) -> WorkerError:
     exc = unwrap(exc)
-    if classify(exc).failure is AwsFailure.PRECONDITION:
+    if classify(exc).failure is AwsFailure.PRECONDITION and loc.expected_etag is None:
+        # Unpinned: the next attempt reads the new content whole. An ETag-pinned input is gone for good
+        # (translate_error says so, 66).
         return TransientIOError(f"download {loc}: the object changed while it was being read; retry")
     if type(exc).__name__ == "CancelledError":
         return TransientIOError(f"download {loc}: cancelled")

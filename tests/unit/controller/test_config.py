@@ -17,7 +17,7 @@ def test_example_config_loads_and_is_complete() -> None:
     assert cfg.queue.wait_seconds == 20 and cfg.metrics.address == "127.0.0.1" and cfg.metrics.port == 9464
     assert [t.vcpus for t in cfg.tiers] == [1, 2, 4]
     assert cfg.batch.missing_job_grace_seconds == 120
-    assert cfg.pipeline.for_key("exome/a.bam").target_bed == "beds/exome_targets.bed"
+    assert cfg.pipeline.for_key("exome/a.bam").target_bed == "references/beds/exome_targets.bed"
     assert cfg.pipeline.for_key("exome/a.bam").alignstats_args == ("-C",)
     assert cfg.pipeline.for_key("other/a.bam").target_bed == ""
     assert cfg.results_root == "s3://alignbatch-results-123456789012/alignbatch"

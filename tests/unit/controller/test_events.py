@@ -150,3 +150,20 @@ def test_render_then_parse_is_identity(key_list: list[str], sns: bool) -> None:
 def test_parser_never_crashes_with_anything_but_malformed(body: str | bytes) -> None:
     with contextlib.suppress(MalformedMessage):
         parse_message(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"Records": [s3_record("x\ud800.bam", encode=str)]}),
+        json.dumps({"Records": [s3_record("x.bam", etag="\udcff")]}),
+        json.dumps({"source": "aws.s3", "detail-type": "Object Created",
+                    "detail": {"bucket": {"name": "b"}, "object": {"key": "\udcff.bam", "size": 1}}}),
+        json.dumps({"Type": "Notification",
+                    "Message": json.dumps({"Records": [s3_record("\ud800.bam", encode=str)]})}),
+    ],
+)  # fmt: skip
+def test_a_name_that_is_not_utf8_is_a_malformed_message(body: str) -> None:
+    # No S3 object has such a name, and no ledger row or run id can hold one: the DLQ keeps the body.
+    with pytest.raises(MalformedMessage, match="not valid UTF-8"):
+        parse_message(body)

@@ -18,7 +18,14 @@ def test_a_run_whose_jobs_all_succeeded_lands_in_the_results_table(tmp_path: Pat
     executor.states = {f"s-{step}": "SUCCEEDED" for step in ("index", "alignstats", "summary")}
     ctl.reconcile()
     assert ctl.ledger.get_run(run_id).state == "succeeded"
-    assert ctl.ledger.result_rows() == [{"sample": "s", "run_id": run_id, "TotalRecords": 3}]
+    [row] = ctl.ledger.result_rows()
+    assert {k: row[k] for k in ("sample", "run_id", "TotalRecords")} == {
+        "sample": "s", "run_id": run_id, "TotalRecords": 3
+    }  # fmt: skip
+    # The QC verdict joins the row (a report without the wgs metrics fails every rule, value null).
+    assert row["qc_verdict"] == "fail" and row["qc_assay"] == "wgs"
+    assert {r["metric"] for r in row["qc_failed_rules"]} >= {"MappedReadsPct", "WgsCoverageMean"}
+    assert (tmp_path / "results" / "report" / "latest.html").exists()
     assert set(ctl.ledger.outputs(run_id)) == {"report", "row", "index"}
     table = (tmp_path / "results" / "table" / "results.csv").read_text()
     assert table.splitlines()[1].startswith("s,")

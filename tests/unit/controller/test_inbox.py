@@ -55,6 +55,14 @@ def test_local_inbox_key_rules(tmp_path: Path) -> None:
     assert inbox_at(str(tmp_path)) == inbox
 
 
+def test_control_characters_are_refused_in_both_inboxes(tmp_path: Path) -> None:
+    # S3 allows them in keys; a '\n' splits a log line or a table row, and NUL ends a C string.
+    for inbox in (S3Inbox("inbox", "incoming/"), LocalInbox(str(tmp_path))):
+        for char in ("\n", "\t", "\r", "\x00", "\x1b", "\x7f"):
+            assert "control character" in (inbox.validate_key(f"incoming/a{char}b.bam") or ""), (inbox, char)
+        assert inbox.validate_key("incoming/ü é+%{x}.bam") is None
+
+
 def test_inbox_is_chosen_once_from_the_config(tmp_path: Path) -> None:
     assert isinstance(inbox_for(local_config(tmp_path)), LocalInbox)
     cfg = ControllerConfig(
@@ -97,3 +105,12 @@ def test_backfill_objects(tmp_path: Path) -> None:
     assert local.backfill_object(parse_location("s3://bkt/p/", allow_prefix=True)) is None
     assert S3Inbox("bkt").backfill_object(parse_location("s3://bkt/p/a.bam")) == ("bkt", "p/a.bam")
     assert S3Inbox("bkt").backfill_object(parse_location(str(tmp_path))) is None
+
+
+def test_a_local_index_that_is_a_link_does_not_count(tmp_path: Path) -> None:
+    (tmp_path / "outside.bai").write_bytes(b"x")
+    (tmp_path / "a.bam.bai").symlink_to(tmp_path / "outside.bai")
+    (tmp_path / "b.bam.bai").write_bytes(b"x")
+    inbox = LocalInbox(str(tmp_path))
+    assert not inbox.index_present(str(tmp_path), ["a.bam.bai", "a.bai"], LocalObjectStore())
+    assert inbox.index_present(str(tmp_path), ["b.bam.bai"], LocalObjectStore())

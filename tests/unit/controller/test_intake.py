@@ -42,3 +42,59 @@ def test_index_event_then_bam_skips_index_step(ctl) -> None:
     # A new version of the same key is a new run.
     assert ctl.handle_event(inbox_event(ctl, "s.bam", etag="2-10")) == "accepted"
     assert event_count(ctl, "accepted") == 2
+
+
+@pytest.mark.parametrize("key", ["a\nb.bam", "tab\there.bam", "nul\x00.bam", "esc\x1b[31m.bam"])
+def test_control_characters_are_rejected_before_any_io(ctl, key: str) -> None:
+    assert ctl.handle_event(inbox_event(ctl, key)) == "ignored"
+    [run] = ctl.ledger.runs()
+    assert run.state == "rejected" and "control character" in (run.reason or "")
+
+
+def test_a_surprise_while_planning_rejects_that_object_and_acks_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import controller.intake
+    from tests.support.fakes import ImmediateExecutor, ListSource, burst, local_controller
+
+    real = controller.intake.build_plan
+
+    def build_plan(admission, ctx, **kw):  # a planner bug that only one key reaches
+        if admission.obj.key == "s1.bam":
+            raise KeyError("no such tier")
+        return real(admission, ctx, **kw)
+
+    monkeypatch.setattr(controller.intake, "build_plan", build_plan)
+    (tmp_path / "inbox").mkdir()
+    source = ListSource([])
+    c = local_controller(tmp_path, ImmediateExecutor(), source)
+    source.pending = ListSource(burst(c.cfg, 3)).pending
+    result = c.poll()
+    assert (result.acked, result.left) == (3, 0)
+    runs = {r.key: r for r in c.ledger.runs()}
+    assert runs["s1.bam"].state == "rejected" and "KeyError" in (runs["s1.bam"].reason or "")
+    assert runs["s0.bam"].state == runs["s2.bam"].state == "active"
+
+
+def test_a_surprise_handling_one_message_leaves_only_that_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.intake import Intake
+    from tests.support.fakes import ImmediateExecutor, ListSource, burst, local_controller
+
+    real = Intake.handle_event
+
+    def handle_event(self, ev):
+        if ev.key == "s1.bam":
+            raise RuntimeError("a bug")
+        return real(self, ev)
+
+    monkeypatch.setattr(Intake, "handle_event", handle_event)
+    (tmp_path / "inbox").mkdir()
+    source = ListSource([])
+    c = local_controller(tmp_path, ImmediateExecutor(), source)
+    source.pending = ListSource(burst(c.cfg, 3)).pending
+    result = c.poll()
+    assert (result.acked, result.left) == (2, 1)
+    assert [m.message_id for m in source.released] == ["1"]
+    assert sorted(r.key for r in c.ledger.runs()) == ["s0.bam", "s2.bam"]

@@ -40,3 +40,39 @@ def test_summary_tool_writes_row_and_rejects_bad_reports(tmp_path: Path, data_di
     assert summary.main(["--report", str(report), "--output", str(row)]) == 65
     assert summary.main(["--report", str(tmp_path / "missing.json"), "--output", str(row)]) == 66
     assert summary.main(["--report", str(report), "--output", str(row), "--meta", "novalue"]) == 64
+
+
+def test_csv_text_cells_never_become_formulas_and_jsonl_stays_exact() -> None:
+    hostile = "=cmd|' -C calc'!A0"
+    rows = [
+        {
+            "sample": hostile,
+            "inbox_key": f"{hostile}.bam",
+            "input_uri": "+SUM(1,1)",
+            "report_uri": "@SUM(A1)",
+            "target_bed": "\t=1+1",
+            "alignstats_args": "-C",
+            "input_size": -3,
+            "MeanInsert": -1.5,
+            "Signed": "-1.5",
+            "Dict": {"=a": 1},
+            "Plain": "a=b",
+        }
+    ]
+    [parsed] = list(csv.DictReader(io.StringIO(render_csv(rows).decode(), newline="")))
+    assert parsed["sample"] == "'" + hostile and parsed["inbox_key"] == f"'{hostile}.bam"
+    assert parsed["input_uri"] == "'+SUM(1,1)" and parsed["report_uri"] == "'@SUM(A1)"
+    assert parsed["target_bed"] == "'\t=1+1"
+    assert parsed["alignstats_args"] == "'-C"
+    # Numbers stay numbers, whether typed or a number's text.
+    assert parsed["input_size"] == "-3" and parsed["MeanInsert"] == "-1.500000" and parsed["Signed"] == "-1.5"
+    assert parsed["Dict"] == '{"=a":1}' and parsed["Plain"] == "a=b"
+    for cell in parsed.values():
+        assert not cell.startswith(("=", "+", "@", "\t", "\r")) and not cell.startswith("-C")
+    assert [json.loads(x) for x in render_jsonl(rows).decode().splitlines()] == rows
+
+
+def test_a_carriage_return_in_a_cell_neither_splits_the_row_nor_starts_a_formula() -> None:
+    rows = [{"sample": "\r=1+1", "run_id": "r1"}, {"sample": "b", "run_id": "r2"}]
+    parsed = list(csv.DictReader(io.StringIO(render_csv(rows).decode(), newline="")))
+    assert [(r["sample"], r["run_id"]) for r in parsed] == [("'\r=1+1", "r1"), ("b", "r2")]

@@ -87,3 +87,51 @@ def test_scheme_helpers() -> None:
     assert is_s3_uri("s3://b/k") and is_s3_uri("S3://b/k") and not is_s3_uri("/s3://x")
     assert looks_remote("gs://b/k") and looks_remote("s3://b/k")
     assert not looks_remote("file:///x") and not looks_remote("/x") and not looks_remote("chr1:1-100")
+
+
+def test_a_trailing_version_or_etag_query_pins_the_object() -> None:
+    loc = parse_location("s3://bkt/dir/x.bam?versionId=3HL4kqtJ.lc_p-X+r=")
+    assert (loc.key, loc.version_id, loc.expected_etag) == ("dir/x.bam", "3HL4kqtJ.lc_p-X+r=", None)
+    assert loc.name == "x.bam" and loc.suffix == ".bam" and loc.pinned
+    assert str(loc) == "s3://bkt/dir/x.bam?versionId=3HL4kqtJ.lc_p-X+r="  # round-trips
+    assert str(loc.unpinned()) == "s3://bkt/dir/x.bam"
+    tagged = parse_location("s3://bkt/x.bam?etag=9b2cf535f27731c974343645a3985328-3")
+    assert (tagged.key, tagged.version_id, tagged.expected_etag) == (
+        "x.bam",
+        None,
+        "9b2cf535f27731c974343645a3985328-3",
+    )
+    assert str(tagged) == "s3://bkt/x.bam?etag=9b2cf535f27731c974343645a3985328-3"
+    # a companion or a sibling is another object: it never inherits the pin
+    assert not loc.add_suffix(".bai").pinned and not loc.with_suffix(".bai").pinned
+    assert not loc.parent.pinned
+
+
+def test_a_key_with_a_question_mark_is_still_a_key() -> None:
+    for text in (
+        "s3://bkt/what?.bam",
+        "s3://bkt/a?b=c",
+        "s3://bkt/x?versionId=has space",  # not a version id's characters: part of the key
+        "s3://bkt/x?etag=not+hex",
+        "s3://bkt/x?versionid=lowercase",
+        "s3://bkt/x?versionId=1&etag=2",
+    ):
+        loc = parse_location(text)
+        assert loc.key == text[len("s3://bkt/") :] and not loc.pinned
+        assert str(loc) == text
+    # a key that itself ends like a pin is named pinned: only the last query is parsed
+    loc = parse_location("s3://bkt/k?etag=1?versionId=V")
+    assert (loc.key, loc.version_id) == ("k?etag=1", "V")
+    # local paths are never parsed for a query
+    assert parse_location("/d/x.bam?versionId=1").path == "/d/x.bam?versionId=1"
+
+
+def test_an_empty_or_misplaced_pin_is_refused() -> None:
+    with pytest.raises(LocationError, match="empty versionId"):
+        parse_location("s3://bkt/x.bam?versionId=")
+    with pytest.raises(LocationError, match="empty etag"):
+        parse_location("s3://bkt/x.bam?etag=")
+    with pytest.raises(LocationError, match="prefix cannot be pinned"):
+        parse_location("s3://bkt/?versionId=1", allow_prefix=True)
+    with pytest.raises(LocationError, match="not both"):
+        Location.s3("bkt", "k", version_id="1", expected_etag="2")

@@ -144,3 +144,74 @@ def test_translate_error(exc: BaseException, cls: type, code: ExitCode) -> None:
 def test_sse_arguments() -> None:
     assert sse_arguments(None) == {"ServerSideEncryption": "AES256"}
     assert sse_arguments("alias/k") == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/k"}
+
+
+def test_replace_into_never_changes_the_process_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Setting the umask, even to restore it at once, races every other thread creating files: the
+    # umask must be read once at import, never per rename.
+    from core import objectstore
+
+    calls: list[int] = []
+    real_umask = os.umask
+
+    def counting_umask(mask: int) -> int:
+        calls.append(mask)
+        return real_umask(mask)
+
+    monkeypatch.setattr(objectstore.os, "umask", counting_umask)
+    for n in range(3):
+        tmp = tmp_path / f".tmp{n}"
+        tmp.write_bytes(b"x")
+        tmp.chmod(0o600)
+        objectstore.replace_into(tmp, tmp_path / f"out{n}")
+    assert calls == []
+    umask = real_umask(0)
+    real_umask(umask)
+    assert umask == objectstore._UMASK
+    assert all((tmp_path / f"out{n}").stat().st_mode & 0o777 == 0o666 & ~umask for n in range(3))
+
+
+def test_every_read_of_a_pinned_location_carries_its_pin() -> None:
+    # Header/EOF probes and small reads must see the same content as the download: the pinned one.
+    client = FakeS3Client({("bkt", "x.bam"): b"0123456789"})
+    store = S3ObjectStore(client=client)
+    heads: list[dict[str, object]] = []
+    real_head = client.head_object
+
+    def head_object(**kwargs: object) -> dict[str, object]:
+        heads.append(kwargs)
+        return real_head(**kwargs)
+
+    client.head_object = head_object  # type: ignore[method-assign]
+    for text, pin in (
+        ("s3://bkt/x.bam?versionId=v1", {"VersionId": "v1"}),
+        ("s3://bkt/x.bam?etag=abc", {"IfMatch": '"abc"'}),
+        ("s3://bkt/x.bam", {}),
+    ):
+        loc = parse_location(text)
+        client.requests.clear()
+        heads.clear()
+        assert store.head(loc) is not None
+        assert store.read_range(loc, 0, 4) == b"0123" and store.read_range(loc, -2, 2) == b"89"
+        assert store.read_bytes(loc) == b"0123456789"
+        for request in [*heads, *client.requests]:
+            assert {k: request[k] for k in ("VersionId", "IfMatch") if k in request} == pin
+
+
+def test_a_pinned_location_that_is_gone_is_66_not_retryable() -> None:
+    def error(code: str, status: int) -> ClientError:
+        return ClientError(
+            {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject"
+        )  # type: ignore[arg-type]
+
+    versioned = parse_location("s3://bkt/x.bam?versionId=v1")
+    err = translate_error(error("NoSuchVersion", 404), versioned, "read")
+    assert err.exit_code == ExitCode.INPUT_MISSING and "version v1 no longer exists" in str(err)
+    tagged = parse_location("s3://bkt/x.bam?etag=abc")
+    err = translate_error(error("PreconditionFailed", 412), tagged, "read")
+    assert err.exit_code == ExitCode.INPUT_MISSING and "object changed since the event" in str(err)
+    # unpinned, a failed If-Match is still the object changing mid-read: retryable as before
+    err = translate_error(error("PreconditionFailed", 412), versioned.unpinned(), "read")
+    assert err.exit_code == ExitCode.TRANSIENT_IO

@@ -17,6 +17,9 @@ def test_schema_is_consistent() -> None:
     assert {rows.BY_NAME[k].origin for k in rows.META_ORDER} == {"planner"}
     assert rows.PROVENANCE_COLUMNS[:3] == ("sample", "inbox_key", "run_id")
     assert "index_uri" not in rows.PROVENANCE_COLUMNS
+    assert rows.CONTROLLER_COLUMNS == (
+        "qc_verdict", "qc_assay", "qc_failed_rules", "qc_rules_version", "qc_rules_sha256"
+    )  # fmt: skip
     with pytest.raises(KeyError, match="bogus"):
         rows.planner_meta(bogus="x")
 
@@ -29,5 +32,5 @@ def test_planner_meta_reaches_the_row_in_schema_order_and_types() -> None:
     assert tuple(meta) == rows.META_ORDER
     row = build_row({"TotalRecords": 1}, meta)
     assert row["input_size"] == 42 and row["job_id_index"] == "J1"
-    assert set(rows.PROVENANCE_COLUMNS) <= set(row) | {"job_id_summary"}
+    assert set(rows.PROVENANCE_COLUMNS) <= set(row) | {"job_id_summary", *rows.CONTROLLER_COLUMNS}
     assert columns([row])[: len(rows.PROVENANCE_COLUMNS)] == list(rows.PROVENANCE_COLUMNS)

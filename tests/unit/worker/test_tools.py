@@ -128,3 +128,11 @@ def test_worker_log_level_option_is_validated_and_normalised() -> None:
     assert cmd.log_level == "DEBUG" and list(cmd.tool_command()) == ["alignstats", "-i", "x.bam"]
     with pytest.raises(UsageError, match="--log-level"):  # exit 64, not a logging KeyError
         parse_args(["--log-level", "loud", "--", "alignstats"])
+
+
+def test_inputs_may_be_pinned_outputs_may_not() -> None:
+    cmd = parse_command(("alignstats", "-C", "-i", "s3://bk1/x.bam?versionId=v1", "-o", "s3://bk1/x.json"))
+    [main] = [s for s in cmd.inputs if s.option == "-i"]
+    assert main.location.version_id == "v1" and main.location.key == "x.bam"
+    with pytest.raises(UsageError, match=r"-o s3://bk1/x\.json\?etag=abc: an output cannot be pinned"):
+        parse_command(("alignstats", "-C", "-i", "s3://bk1/x.bam", "-o", "s3://bk1/x.json?etag=abc"))

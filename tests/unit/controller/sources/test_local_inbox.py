@@ -67,3 +67,51 @@ def test_a_file_removed_or_rewritten_after_the_walk_is_not_reported_in_its_old_v
     assert [m.receipt[0] for m in again] == ["c.bam"]
     assert again[0].receipt[1].endswith("-2")  # size 2: the new bytes
     assert src.walks == 2
+
+
+def test_links_and_special_files_are_skipped_with_a_logged_reason(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    _settled(outside / "other.bam", b"secret")
+    _settled(outside / "dir" / "deep.bam", b"secret")
+    _settled(inbox / "real.bam", b"r")
+    (inbox / "outside.bam").symlink_to(outside / "other.bam")
+    (inbox / "x.bam").symlink_to("/etc/passwd")
+    (inbox / "dangling.bam").symlink_to(tmp_path / "nowhere.bam")
+    (inbox / "inside.bam").symlink_to(inbox / "real.bam")  # even one that stays inside: a second name
+    (inbox / "linked").symlink_to(outside / "dir")
+    os.mkfifo(inbox / "fifo.bam")  # a reader would block on it forever
+    src = LocalInboxSource(inbox, settle_seconds=0, poll_seconds=0)
+    with capture_logs() as logs:
+        got = src.receive()
+        assert src.receive() == []  # walked again: logged once, not once a walk
+    assert [m.receipt[0] for m in got] == ["real.bam"]
+    skipped = {e["file"]: e["reason"] for e in logs if e["event"] == "inbox.skipped"}
+    assert sorted(skipped) == ["dangling.bam", "fifo.bam", "inside.bam", "linked", "outside.bam", "x.bam"]
+    assert len([e for e in logs if e["event"] == "inbox.skipped"]) == 6
+    assert "symbolic link" in skipped["x.bam"] and "regular file" in skipped["fifo.bam"]
+
+
+def test_a_file_replaced_by_a_link_after_the_walk_is_not_handed_out(tmp_path: Path) -> None:
+    src = LocalInboxSource(tmp_path, settle_seconds=0, poll_seconds=0)
+    for n in range(12):
+        _settled(tmp_path / f"s{n:02d}.bam", b"x")
+    assert len(src.receive(10)) == 10
+    (tmp_path / "s11.bam").unlink()
+    (tmp_path / "s11.bam").symlink_to("/etc/passwd")
+    assert [m.receipt[0] for m in src.receive(10)] == ["s10.bam"]
+
+
+def test_a_name_that_is_not_utf8_is_skipped_not_a_crash(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    _settled(tmp_path / "good.bam", b"g")
+    _settled(Path(os.fsdecode(bytes(tmp_path) + b"/bad\xff.bam")), b"b")
+    src = LocalInboxSource(tmp_path, settle_seconds=0, poll_seconds=0)
+    with capture_logs() as logs:
+        got = src.receive()  # today: UnicodeEncodeError rendering the notification, every walk
+    assert [m.receipt[0] for m in got] == ["good.bam"]
+    assert [e["reason"] for e in logs if e["event"] == "inbox.skipped"] == [
+        "file name is not UTF-8; rename it"
+    ]
