@@ -10,9 +10,9 @@ On start with no ledger file (a new host, a lost disk) and `[state] restore_on_s
      state; Batch ListJobs + DescribeJobs) is adopted: its run is planned again from the object the job's
      command names (the planner is pure: the same object gives the same run id and names), then the job
      takes its Batch id and state. Nothing found in Batch is ever submitted again.
-What is still lost: runs planned after the backup whose jobs had not been submitted (their SQS messages
-were deleted on commit) — `alignbatch-controller submit s3://inbox/prefix/` backfills them (a run that
-exists is a duplicate).
+   - then the inbox is listed and every object no run exists for (under its versionId or its ETag) is
+     planned as `submit` would backfill it: runs planned after the backup whose jobs had not been
+     submitted when the ledger was lost (their SQS messages were deleted on commit) are not lost.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller.backup import backup_location
-from controller.events import ObjectEvent
+from controller.events import ObjectEvent, ObjectKind
 from controller.executors.base import ExecutorError, FoundJob
 from controller.model import InputObject, Step
 from controller.states import UNSUBMITTED
@@ -89,6 +89,7 @@ class RebuildReport:
     planned_runs: int = 0  # runs planned again for jobs found in the executor
     adopted_jobs: int = 0  # jobs that took their executor id (never resubmitted)
     skipped: int = 0  # found jobs whose object could not be named or read
+    backfilled_runs: int = 0  # inbox objects without any run, planned from the inbox listing
 
 
 def rebuild(ctl: Controller) -> RebuildReport:
@@ -116,11 +117,37 @@ def rebuild(ctl: Controller) -> RebuildReport:
             by_run[job.tags.get("alignbatch:run-id") or m.group(1)].append(job)
     for run_id, jobs in by_run.items():
         _adopt_jobs(ctl, run_id, jobs, report)
+    report.backfilled_runs = _backfill_inbox(ctl)
     log.info(
         "ledger.rebuilt", seconds=round(time.monotonic() - started, 3), finished_runs=report.finished_runs,
         planned_runs=report.planned_runs, adopted_jobs=report.adopted_jobs, skipped=report.skipped,
+        backfilled_runs=report.backfilled_runs,
     )  # fmt: skip
     return report
+
+
+def _backfill_inbox(ctl: Controller) -> int:
+    """Plan every inbox object that has no run yet (see the module). Returns the runs created. Not in
+    local mode: the local source walks the whole inbox again after a start anyway."""
+    from controller.backfill import listed_events
+
+    if ctl.cfg.is_local:
+        return 0
+    try:
+        root = parse_location(ctl.inbox.root, allow_prefix=True)
+        events = listed_events(ctl.inbox, ctl.store, root)
+    except (WorkerError, LocationError) as exc:
+        log.error("ledger.rebuild_inbox_failed", error=str(exc), fix="run `alignbatch-controller submit`")
+        return 0
+    created = 0
+    for ev in events:
+        try:
+            if ev.kind is ObjectKind.ALIGNMENT and ctl.ledger.content_has_run(ev.bucket, ev.key, ev.etag):
+                continue  # its run is known (adopted from rows/ or Batch), perhaps under its versionId
+            created += ctl.handle_event(ev) == "accepted"
+        except (ValueError, WorkerError, LocationError) as exc:  # one odd object never stops the start
+            log.error("ledger.rebuild_object_failed", key=repr(ev.key), error=f"{type(exc).__name__}: {exc}")
+    return created
 
 
 def _event_time(text: str | None) -> datetime | None:

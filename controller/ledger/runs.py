@@ -99,6 +99,15 @@ class RunQueries(LedgerDb):
         )
         return bool(rows)
 
+    def content_has_run(self, bucket: str, key: str, etag: str) -> bool:
+        """A run exists for this content of the key, under whichever identity (a versionId from an
+        event, or the ETag a listing sees): a rebuilt ledger's inbox listing must not run it again."""
+        rows = self._query(
+            "SELECT 1 FROM runs WHERE bucket = ? AND key = ? AND (etag = ? OR version = ?)",
+            (bucket, key, etag, etag),
+        )
+        return bool(rows)
+
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self._query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         return RunRow(**dict(rows[0])) if rows else None

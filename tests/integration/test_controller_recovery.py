@@ -93,3 +93,37 @@ def test_the_latest_backup_is_restored_on_start(env: AwsEnv, tmp_path: Path, dat
     sent = count_submits(ctl)
     assert job_ids(ctl) == ids
     assert ctl.submit_ready() == 0 and sent == []
+
+
+def test_runs_committed_but_not_submitted_when_the_ledger_was_lost_are_planned_from_the_inbox(
+    env: AwsEnv, tmp_path: Path, data_dir: Path
+) -> None:
+    # The first controller commits both runs (their messages are deleted) and dies before submitting
+    # anything: neither rows/ nor Batch knows them; only the inbox listing does.
+    s3 = env.client("s3")
+    for key in ("incoming/a.bam", "incoming/deep/b.bam"):
+        s3.put_object(Bucket=env.inbox_bucket, Key=key, Body=(data_dir / "i_edge.bam").read_bytes())
+    drain_notifications(env, 3)
+    ctl = make_controller(env, tmp_path)
+    while ctl.poll().received:
+        pass
+    assert len(ctl.ledger.runs()) == 2 and not any(
+        j.job_id for r in ctl.ledger.runs() for j in ctl.ledger.jobs_for_run(r.run_id)
+    )
+    lose_the_host(ctl, tmp_path)
+    again = make_controller(env, tmp_path)
+    try:
+        assert sorted((r.key, r.state) for r in again.ledger.runs()) == [
+            ("incoming/a.bam", "active"), ("incoming/deep/b.bam", "active"),
+        ]  # fmt: skip
+        again.submit_ready()
+        assert all(j.job_id for r in again.ledger.runs() for j in again.ledger.jobs_for_run(r.run_id))
+        # A third start (ledger lost again, jobs now in Batch) adopts them: the listing adds nothing.
+        submitted = sorted(job_ids(again).values())
+        lose_the_host(again, tmp_path)
+        third = make_controller(env, tmp_path)
+        assert len(third.ledger.runs()) == 2
+        assert sorted(job_ids(third).values()) == submitted
+        third.executor.close(wait=False)
+    finally:
+        again.executor.close(wait=False)
