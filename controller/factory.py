@@ -132,5 +132,5 @@ def build_controller(
         state_source=state_source, thresholds=thresholds,
     )  # fmt: skip
     if outcome != "existing":
-        rebuild(ctl)
+        rebuild(ctl, outcome)
     return ctl

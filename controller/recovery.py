@@ -10,7 +10,9 @@ On start with no ledger file (a new host, a lost disk) and `[state] restore_on_s
      state; Batch ListJobs + DescribeJobs) is adopted: its run is planned again from the object the job's
      command names (the planner is pure: the same object gives the same run id and names), then the job
      takes its Batch id and state. Nothing found in Batch is ever submitted again.
-   - then the inbox is listed and every object no run exists for (under its versionId or its ETag) is
+   - then, unless this is the first controller on these results (no `ledger/started` marker, no rows,
+     no jobs in Batch: a first start takes its objects from the queue), the inbox is listed and every
+     object no run exists for (under its versionId or its ETag) is
      planned as `submit` would backfill it: runs planned after the backup whose jobs had not been
      submitted when the ledger was lost (their SQS messages were deleted on commit) are not lost.
 """
@@ -18,6 +20,7 @@ On start with no ledger file (a new host, a lost disk) and `[state] restore_on_s
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import sqlite3
@@ -34,7 +37,7 @@ from controller.executors.base import ExecutorError, FoundJob
 from controller.model import InputObject, Step
 from controller.states import UNSUBMITTED
 from core.errors import ObjectMissing, WorkerError
-from core.locations import LocationError, parse_location
+from core.locations import Location, LocationError, parse_location
 from core.logs import get_logger
 from core.objectstore import ObjectStore
 
@@ -42,6 +45,8 @@ from core.objectstore import ObjectStore
 JOB_NAME_PATTERN = r"-(r[0-9a-f]{16})-(" + "|".join(Step) + r")-a(\d+)$"
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# Left in the results store by a controller's first start: a later start without a ledger lost one.
+STARTED_MARKER = "ledger/started"
 
 if TYPE_CHECKING:
     from controller.service import Controller
@@ -92,9 +97,30 @@ class RebuildReport:
     backfilled_runs: int = 0  # inbox objects without any run, planned from the inbox listing
 
 
-def rebuild(ctl: Controller) -> RebuildReport:
+def _marker(ctl: Controller) -> Location:
+    return parse_location(ctl.cfg.results_root, allow_prefix=True).join(STARTED_MARKER)
+
+
+def _had_a_ledger(ctl: Controller) -> bool:
+    """A controller ran against these results before (it leaves STARTED_MARKER): a missing ledger was
+    lost, not never made."""
+    try:
+        return ctl.store.head(_marker(ctl)) is not None
+    except (WorkerError, LocationError):
+        return True  # cannot tell: listing the inbox is only wasted work, never a second run
+
+
+def _mark_started(ctl: Controller) -> None:
+    try:
+        ctl.store.write_bytes(_marker(ctl), json.dumps({"started_at": time.time()}).encode())
+    except (WorkerError, LocationError) as exc:
+        log.warning("ledger.marker_write_failed", error=str(exc))
+
+
+def rebuild(ctl: Controller, outcome: str = "new") -> RebuildReport:
     """Merge what the results store (rows/) and the executor know into the ledger (see the module)."""
     report = RebuildReport()
+    lost = outcome == "restored" or _had_a_ledger(ctl)
     started = time.monotonic()
     try:
         ctl.finisher.rows.refresh()  # read once, kept for the first table flush
@@ -117,7 +143,9 @@ def rebuild(ctl: Controller) -> RebuildReport:
             by_run[job.tags.get("alignbatch:run-id") or m.group(1)].append(job)
     for run_id, jobs in by_run.items():
         _adopt_jobs(ctl, run_id, jobs, report)
-    report.backfilled_runs = _backfill_inbox(ctl)
+    if lost or report.finished_runs or report.adopted_jobs:  # not a first start: runs may be missing
+        report.backfilled_runs = _backfill_inbox(ctl)
+    _mark_started(ctl)
     log.info(
         "ledger.rebuilt", seconds=round(time.monotonic() - started, 3), finished_runs=report.finished_runs,
         planned_runs=report.planned_runs, adopted_jobs=report.adopted_jobs, skipped=report.skipped,
