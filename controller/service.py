@@ -33,6 +33,7 @@ from controller.metrics import Metrics
 from controller.planner import PlanContext
 from controller.qc.publish import QcPublisher, stuck_after
 from controller.reconcile import Reconciler
+from controller.references import ReferenceCheck
 from controller.sources.base import EventSource, Message
 from controller.states import BATCH_ACTIVE, UNSUBMITTED
 from controller.stopflag import StopFlag
@@ -91,6 +92,7 @@ class Controller:
         self.submitter = Submitter(
             ledger=ledger, executor=executor, metrics=self.metrics, stopping=self.stopping,
             on_refused=self.finisher.evaluate_run, submit_threads=submit_threads,
+            references=ReferenceCheck(self.store, cfg.results_root),
         )  # fmt: skip
         self.reconciler = Reconciler(
             ledger=ledger, executor=executor, store=self.store, metrics=self.metrics, finisher=self.finisher

@@ -65,7 +65,9 @@ JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 }
 
 RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
-    RunState.ACTIVE: frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}),
+    # REJECTED from ACTIVE: a check before the first submission found the run cannot be right (a CRAM
+    # whose @SQ M5 values its reference does not have: controller.references).
+    RunState.ACTIVE: frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.REJECTED}),
     RunState.SUCCEEDED: frozenset(),
     RunState.FAILED: frozenset({RunState.ACTIVE}),  # retry
     RunState.CANCELLED: frozenset({RunState.ACTIVE}),  # retry
