@@ -269,6 +269,31 @@ def run_case(
         moto.wait(timeout=30)
 
 
+def events_mode(args: argparse.Namespace) -> None:
+    from benchmarks.describe_calls import describe_calls_case
+
+    print(
+        "simulated Batch (dependsOn, capacity, durations; benchmarks/describe_calls.py), real controller; "
+        f"{args.slots} jobs at once; reconcile every {args.reconcile_seconds}s polling, "
+        f"every {args.sweep_seconds}s with events; {args.lose_events:.0%} of events lost",
+        flush=True,
+    )
+    for n in args.counts:
+        for events in (False, True):
+            r = describe_calls_case(
+                n, events=events, reconcile_seconds=args.reconcile_seconds, sweep_seconds=args.sweep_seconds,
+                slots=args.slots, lose=args.lose_events if events else 0.0,
+            )  # fmt: skip
+            print(
+                f"N={n:>6} {'events + sweep' if events else 'polling       '} | "
+                f"DescribeJobs calls {r['describe_calls']:>6.0f} = "
+                f"{1000 * r['describe_calls'] / n:.0f} per 1,000 runs | "
+                f"events applied {r['events_applied']:.0f} | finished {r['finished']:.0f}/{n} in "
+                f"{r['hours']:.1f} simulated h",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
@@ -285,7 +310,18 @@ def main() -> None:
         action="store_true",
         help="moto_server without the SQS shim (slow past ~2,000 messages)",
     )
+    parser.add_argument(
+        "--events-mode", action="store_true",
+        help="DescribeJobs calls per N runs, polling vs. state-change events (benchmarks/describe_calls.py)",
+    )  # fmt: skip
+    parser.add_argument("--reconcile-seconds", type=int, default=30)
+    parser.add_argument("--sweep-seconds", type=int, default=300)
+    parser.add_argument("--slots", type=int, default=200, help="events mode: jobs Batch runs at once")
+    parser.add_argument("--lose-events", type=float, default=0.0, help="events mode: fraction dropped")
     args = parser.parse_args()
+    if args.events_mode:
+        events_mode(args)
+        return
     print(
         "emulator: "
         + ("moto_server, unmodified" if args.plain_moto else SHIM_SUMMARY)

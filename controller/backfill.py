@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 from controller.config import ControllerConfig
 from controller.events import ObjectEvent, ObjectKind, classify_key
-from controller.inbox import inbox_for
-from core.locations import LocationError, parse_location
-from core.objectstore import ObjectInfo, store_for
+from controller.inbox import Inbox, inbox_for
+from core.locations import Location, LocationError, parse_location
+from core.objectstore import ObjectInfo, ObjectStore, store_for
 
 
 class Progress:
@@ -49,6 +49,18 @@ def _event(bucket: str, key: str, info: ObjectInfo) -> ObjectEvent:
     )
 
 
+def listed_events(inbox: Inbox, store: ObjectStore, loc: Location) -> list[ObjectEvent]:
+    """The inbox objects under `loc` as events, indexes first (an index that already sits next to a BAM
+    must be known before the BAM is planned)."""
+    events: list[ObjectEvent] = []
+    for info in store.list(loc):
+        found = inbox.backfill_object(info.location)
+        if found is not None:  # e.g. a symlink out of the inbox: not an inbox object
+            events.append(_event(*found, info))
+    events.sort(key=lambda e: (classify_key(e.key) is not ObjectKind.INDEX, e.key))
+    return events
+
+
 def backfill(cfg: ControllerConfig, prefix: str, *, progress: bool = True) -> int:
     from controller.factory import build_controller
 
@@ -62,13 +74,7 @@ def backfill(cfg: ControllerConfig, prefix: str, *, progress: bool = True) -> in
         where = "needs --config (AWS mode)" if loc.is_s3 else f"must be under the inbox {inbox.root}"
         print(f"alignbatch-controller: {'s3://' if loc.is_s3 else 'local'} backfill {where}", file=sys.stderr)
         return 2
-    events: list[ObjectEvent] = []
-    for info in store_for(loc).list(loc):
-        found = inbox.backfill_object(info.location)
-        if found is not None:  # e.g. a symlink out of the inbox: not an inbox object
-            events.append(_event(*found, info))
-    # Indexes first: an index that already sits next to a BAM must be known before the BAM is planned.
-    events.sort(key=lambda e: (classify_key(e.key) is not ObjectKind.INDEX, e.key))
+    events = listed_events(inbox, store_for(loc), loc)
     ctl = build_controller(cfg, with_source=False)
     bar = Progress(len(events), enabled=progress and sys.stderr.isatty())
     outcomes: Counter[str] = Counter()

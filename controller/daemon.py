@@ -4,7 +4,10 @@ systemd (READY=1, WATCHDOG=1 from the main loop, STATUS=counts, STOPPING=1).
 Loops (all `max_instances=1, coalesce=True`, so a slow pass is never stacked):
     poll        receive ≤10 messages (20 s long-poll on SQS), commit, delete; wake `submit`
     submit      submit ready jobs (woken by poll; every 2 s for retries and intents after a crash)
-    reconcile   DescribeJobs for in-flight jobs (batches of 100), finish runs, write the results table
+    reconcile   DescribeJobs for in-flight jobs (batches of 100), finish runs, write the results table;
+                every [batch] events_sweep_seconds instead when state-change events are on
+    job_events  ([batch] events_enabled) receive Batch Job State Change events, apply them, delete
+    backup      the ledger to <results>/ledger/backup.sqlite.gz every [state] backup_seconds
     extend      extend the visibility of messages still being processed
     runnable    flag jobs RUNNABLE longer than [batch] runnable_alarm_seconds; oldest-RUNNABLE gauge
     gauges      jobs-by-state and SQS depth gauges
@@ -67,13 +70,19 @@ class Daemon:
         now = time.time()
         limits = {
             "poll": max(120, 4 * self.cfg.queue.wait_seconds),
-            "reconcile": max(300, 5 * self.cfg.batch.reconcile_seconds),
+            "reconcile": max(300, 5 * self.ctl.reconcile_seconds),
         }
+        if self.ctl.state_source is not None:
+            limits["job_events"] = max(120, 4 * self.cfg.queue.wait_seconds)
         for loop, limit in limits.items():
             last = self.ctl.metrics.loop_last_success.labels(loop=loop)._value.get()
             if now - (last or 0) > limit:
                 return False
         return True
+
+    def ready(self) -> bool:
+        """/readyz: the loops succeed and the ledger can commit (intake is paused while it cannot)."""
+        return self.loops_healthy() and self.ctl.ledger.writable
 
     def install_signals(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
@@ -109,6 +118,11 @@ class Daemon:
             if not result.received or self.stop.is_set():
                 break
 
+    def _poll_job_events(self) -> None:
+        for _ in range(50):  # as _poll: drain a burst, but return now and then
+            if not self.ctl.poll_job_events() or self.stop.is_set():
+                break
+
     def _wake(self, job_id: str) -> None:
         """Run a loop now instead of at its next tick. The poll loop does not submit itself: a submission
         pass lasts as long as the token bucket makes it (3 jobs per object), and polling must go on
@@ -131,6 +145,7 @@ class Daemon:
         while not self.stop.is_set():
             self.heartbeat = time.time()
             received = self._step(lambda: self.ctl.poll().received, "poll") or 0
+            received += self._step(self.ctl.poll_job_events, "job_events") or 0
             self._step(self.ctl.submit_ready, "submit")
             changes = self._step(self.ctl.reconcile, "reconcile") or 0
             unsettled = self.ctl.source.unsettled if self.ctl.source is not None else 0
@@ -171,14 +186,23 @@ class Daemon:
         sched.add_job(self._guard("submit", self.ctl.submit_ready), "interval", seconds=2, id="submit")
         sched.add_job(
             self._guard("reconcile", self.ctl.reconcile), "interval",
-            seconds=self.cfg.batch.reconcile_seconds,
+            seconds=self.ctl.reconcile_seconds,
             id="reconcile",
         )  # fmt: skip
+        if self.ctl.state_source is not None:
+            sched.add_job(
+                self._guard("job_events", self._poll_job_events), "interval", seconds=0.5, id="job_events"
+            )
         sched.add_job(
             self._guard("extend", self.ctl.extend_in_flight), "interval",
             seconds=max(10, self.cfg.queue.visibility_timeout // 3), id="extend",
         )  # fmt: skip
         sched.add_job(self._guard("runnable", self.ctl.check_runnable), "interval", seconds=30, id="runnable")
+        if self.ctl.backup is not None:
+            sched.add_job(
+                self._guard("backup", self.ctl.backup_ledger), "interval",
+                seconds=self.cfg.state.backup_seconds, id="backup",
+            )  # fmt: skip
         sched.add_job(
             self._guard("gauges", self.ctl.refresh_gauges),
             "interval",
@@ -210,6 +234,7 @@ class Daemon:
         sched.pause_job("poll")
         sched.shutdown(wait=True)  # lets a pass in progress (e.g. a batch of messages) finish
         self._shutdown()
+        self._step(self.ctl.backup_ledger, "backup")  # the recovery point of a planned stop: none lost
         return 0
 
     def _shutdown(self) -> None:
@@ -257,7 +282,7 @@ def start_metrics(ctl: Controller, daemon: Daemon, address: str, port: int) -> M
         return None
     try:
         server = MetricsServer(
-            ctl.metrics, address=address, port=port, healthy=daemon.healthy, ready=daemon.loops_healthy
+            ctl.metrics, address=address, port=port, healthy=daemon.healthy, ready=daemon.ready
         ).start()
     except OSError as exc:
         print(

@@ -240,3 +240,87 @@ def s3_notification_body(events: list[ObjectEvent] | tuple[ObjectEvent, ...]) ->
             }
         )
     return json.dumps({"Records": records})
+
+
+# -- Batch job state changes (EventBridge → SQS) --------------------------------------------------------
+BATCH_STATE_CHANGE = "Batch Job State Change"
+
+
+@dataclass(frozen=True)
+class JobStateEvent:
+    """One EventBridge "Batch Job State Change": what DescribeJobs would have said about the job then."""
+
+    job_id: str
+    job_name: str
+    status: str
+    reason: str | None
+    exit_code: int | None
+    log_stream: str | None
+    started_at: float | None  # epoch seconds
+    stopped_at: float | None
+    event_time: datetime | None
+
+
+def _ms(value: Any) -> float | None:
+    return (
+        float(value) / 1000.0
+        if isinstance(value, int | float) and not isinstance(value, bool) and value
+        else None
+    )
+
+
+def parse_job_state_change(body: str | bytes) -> JobStateEvent | None:
+    """A "Batch Job State Change" event (directly, or in an SNS envelope); None for any other event.
+    Raises MalformedMessage for a body that is not JSON or a state change without a job id or status."""
+    doc = _load(body)
+    if isinstance(doc, dict) and doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
+        doc = _load(doc["Message"])
+    if not isinstance(doc, dict) or doc.get("detail-type") != BATCH_STATE_CHANGE:
+        return None
+    detail = doc.get("detail")
+    if not isinstance(detail, dict):
+        raise MalformedMessage(f"{BATCH_STATE_CHANGE}: no detail object")
+    job_id, status = detail.get("jobId"), detail.get("status")
+    if not isinstance(job_id, str) or not job_id or not isinstance(status, str) or not status:
+        raise MalformedMessage(f"{BATCH_STATE_CHANGE}: detail.jobId and detail.status are required")
+    container = detail.get("container") if isinstance(detail.get("container"), dict) else {}
+    attempts = detail.get("attempts") if isinstance(detail.get("attempts"), list) else []
+    last = attempts[-1].get("container") if attempts and isinstance(attempts[-1], dict) else None
+    last = last if isinstance(last, dict) else {}
+    exit_code = container.get("exitCode", last.get("exitCode"))
+    reason = detail.get("statusReason") or container.get("reason") or last.get("reason")
+    return JobStateEvent(
+        job_id=job_id,
+        job_name=str(detail.get("jobName") or ""),
+        status=status,
+        reason=str(reason) if reason else None,
+        exit_code=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None,
+        log_stream=container.get("logStreamName") or last.get("logStreamName") or None,
+        started_at=_ms(detail.get("startedAt")),
+        stopped_at=_ms(detail.get("stoppedAt")),
+        event_time=parse_time(doc.get("time")),
+    )
+
+
+def job_state_change_body(
+    ev: JobStateEvent, *, account: str = "123456789012", region: str = "us-east-1"
+) -> str:
+    """The EventBridge body AWS sends for `ev` (tests and benchmarks send these; moto emits none)."""
+    detail: dict[str, Any] = {"jobId": ev.job_id, "jobName": ev.job_name, "status": ev.status}
+    if ev.reason:
+        detail["statusReason"] = ev.reason
+    container: dict[str, Any] = {}
+    if ev.exit_code is not None:
+        container["exitCode"] = ev.exit_code
+    if ev.log_stream:
+        container["logStreamName"] = ev.log_stream
+    detail["container"] = container
+    for name, value in (("startedAt", ev.started_at), ("stoppedAt", ev.stopped_at)):
+        if value:
+            detail[name] = int(value * 1000)
+    when = (ev.event_time or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps({
+        "version": "0", "id": f"{ev.job_id}-{ev.status}", "detail-type": BATCH_STATE_CHANGE,
+        "source": "aws.batch", "account": account, "time": when, "region": region,
+        "resources": [f"arn:aws:batch:{region}:{account}:job/{ev.job_id}"], "detail": detail,
+    })  # fmt: skip

@@ -29,7 +29,15 @@ class Mode:
 
     def problems(self, cfg: ControllerConfig) -> list[str]:
         """Settings this mode needs that are missing (the AWS names; the local profile needs none)."""
-        return validate_aws(cfg) if self.name == "aws" else []
+        if self.name != "aws":
+            return []
+        problems = validate_aws(cfg)
+        if cfg.batch.events_enabled and not cfg.batch.state_queue_url:
+            problems.append(
+                "[batch] events_enabled needs state_queue_url (ALIGNBATCH_BATCH_STATE_QUEUE_URL; the "
+                "JobStateQueueUrl stack output): the inbox queue's intake ignores Batch events"
+            )
+        return problems
 
 
 def mode_for(cfg: ControllerConfig) -> Mode:
@@ -81,6 +89,22 @@ def build_source(cfg: ControllerConfig, metrics: Metrics, *, once: bool = False)
     )
 
 
+def build_state_source(cfg: ControllerConfig, metrics: Metrics, *, once: bool = False) -> EventSource | None:
+    """The queue EventBridge sends Batch Job State Change events to; None unless [batch] events_enabled
+    (AWS only: the local executor's states are read from its processes)."""
+    if cfg.is_local or not cfg.batch.events_enabled or not cfg.batch.state_queue_url:
+        return None
+    from controller.sources.sqs import SqsSource
+
+    return SqsSource(
+        cfg.batch.state_queue_url,
+        wait_seconds=min(cfg.queue.wait_seconds, 1) if once else cfg.queue.wait_seconds,
+        visibility_timeout=60,
+        region=cfg.aws.region or None,
+        on_throttle=lambda api: metrics.throttled.labels(api=api).inc(),
+    )
+
+
 def build_controller(
     cfg: ControllerConfig,
     *,
@@ -90,17 +114,23 @@ def build_controller(
     with_source: bool = True,
     thresholds: Thresholds | None = None,
 ) -> Controller:
+    from controller.recovery import prepare_ledger, rebuild
+
     metrics = metrics or Metrics()
+    inbox = inbox_for(cfg)
+    store = inbox.object_store()
+    # A running controller that finds no ledger file restores the latest backup, then merges in what
+    # rows/ and the executor know (controller.recovery); the CLI's one-off builds never do.
+    recover = with_source and cfg.state.restore_on_start
+    outcome = prepare_ledger(store, cfg.results_root, cfg.state.ledger_path) if recover else "existing"
     ledger = Ledger(cfg.state.ledger_path)
     executor = build_executor(cfg, metrics, slots=slots)
     source = build_source(cfg, metrics, once=once) if with_source else None
-    inbox = inbox_for(cfg)
-    return Controller(
-        cfg,
-        ledger=ledger,
-        executor=executor,
-        source=source,
-        metrics=metrics,
-        inbox=inbox,
-        thresholds=thresholds,
-    )
+    state_source = build_state_source(cfg, metrics, once=once) if with_source else None
+    ctl = Controller(
+        cfg, ledger=ledger, executor=executor, source=source, metrics=metrics, inbox=inbox, store=store,
+        state_source=state_source, thresholds=thresholds,
+    )  # fmt: skip
+    if outcome != "existing":
+        rebuild(ctl, outcome)
+    return ctl

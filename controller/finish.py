@@ -2,7 +2,9 @@
 
 A failed or lost job fails its run (its pending jobs are cancelled, with the reason); when every job
 succeeded, the summary row is read back and upserted into the ledger's results (latest run per inbox
-key wins), and the combined table under `<results root>/table/` is rewritten on the next flush.
+key wins), and the combined table under `<results root>/table/` is rewritten on the next flush — from
+the rows under `<results root>/rows/` (controller.results_rows), not from the ledger, so a ledger that
+is new or restored from an older backup never shrinks the table.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.model import Step
 from controller.qc.publish import QcPublisher
+from controller.results_rows import RowIndex
 from controller.results_table import write_table
 from controller.states import JOB_BAD, JOB_TERMINAL, JobState, RunState
-from core.errors import WorkerError
+from core.errors import TransientIOError, WorkerError
 from core.locations import LocationError, parse_location
 from core.logs import get_logger
 from core.objectstore import ObjectStore
@@ -33,6 +36,10 @@ class Finisher:
         self.ledger, self.executor, self.store, self.metrics, self.qc = ledger, executor, store, metrics, qc
         self.log = get_logger(component="controller")
         self._table_dirty = threading.Event()
+        # Dirty from the start: the first flush after a start rebuilds the table from rows/ (a new or
+        # restored ledger may know fewer runs than the results bucket holds).
+        self._table_dirty.set()
+        self.rows = RowIndex(store, results_root)
 
     def evaluate_run(self, run_id: str) -> None:
         """Decide an active run whose jobs have all ended; nothing while any job is still to run."""
@@ -69,6 +76,11 @@ class Finisher:
             row = json.loads(self.store.read_bytes(parse_location(run.row_uri or "")))
             if not isinstance(row, dict):
                 raise ValueError("row is not a JSON object")
+        except TransientIOError as exc:
+            # S3 503 / network after botocore's retries: the row is most likely there. The run stays
+            # active and the next reconcile pass (its sweep of finishable runs) reads it again.
+            log.warning("run.finish_deferred", reason=f"summary row not read yet: {exc}", key=run.key)
+            return
         except (WorkerError, LocationError, ValueError) as exc:
             if self.ledger.finish_run(run_id, RunState.FAILED, f"summary row unreadable: {exc}"):
                 self.metrics.runs.labels(outcome="failed").inc()
@@ -97,8 +109,11 @@ class Finisher:
             return
         self._table_dirty.clear()
         try:
-            csv_uri, jsonl_uri = write_table(self.store, self.results_root, self.ledger.result_rows())
-            self.log.info("table.written", csv=csv_uri, jsonl=jsonl_uri)
+            rows = self.rows.refresh()
+            if not rows:
+                return  # nothing finished yet anywhere: no empty table
+            csv_uri, jsonl_uri = write_table(self.store, self.results_root, rows)
+            self.log.info("table.written", csv=csv_uri, jsonl=jsonl_uri, rows=len(rows))
             if not self.qc.publish():  # QC history and batch report; a failure is retried next pass
                 self._table_dirty.set()
         except (WorkerError, LocationError) as exc:

@@ -50,8 +50,10 @@ class Inbox(Protocol):
         """The key the results layout and [[pipeline.prefix]] use: without the inbox prefix."""
         ...
 
-    def object_uri(self, bucket: str, key: str) -> str:
-        """The object as the worker reads it (s3:// URI or path). Raises LocationError."""
+    def object_uri(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
+        """The object as the worker reads it (s3:// URI or path), pinned to `version_id` when the event
+        named one (`?versionId=V`: the worker reads that version even after an overwrite or a delete).
+        Raises LocationError."""
         ...
 
     def validate_key(self, key: str) -> str | None:
@@ -115,8 +117,8 @@ class S3Inbox:
             prefix += "/"
         return key[len(prefix) :] if prefix and key.startswith(prefix) else key
 
-    def object_uri(self, bucket: str, key: str) -> str:
-        return str(Location.s3(bucket, key))
+    def object_uri(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
+        return str(Location.s3(bucket, key, version_id=version_id or None))
 
     def validate_key(self, key: str) -> str | None:
         return _segment_problem(key)
@@ -179,8 +181,8 @@ class LocalInbox:
     def inbox_key(self, key: str) -> str:
         return key
 
-    def object_uri(self, bucket: str, key: str) -> str:
-        return str(parse_location(bucket, allow_prefix=True).join(key))
+    def object_uri(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
+        return str(parse_location(bucket, allow_prefix=True).join(key))  # files have no versions
 
     def validate_key(self, key: str) -> str | None:
         problem = _segment_problem(key)

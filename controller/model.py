@@ -143,6 +143,14 @@ def submission_order(specs: Iterable[Any]) -> list[Any]:
     return out
 
 
+def version_stem(inbox_key: str, version_id: str | None) -> str:
+    """The results name of one object version (#14): `<inbox key>@<versionId>` for an object of a
+    versioned bucket, so each version keeps its own report and index (the row is per run already); the
+    bare inbox key when the event named no version (an unversioned bucket: an overwrite replaces the
+    object, and its run the report)."""
+    return f"{inbox_key}@{version_id}" if version_id else inbox_key
+
+
 def run_id_for(bucket: str, key: str, version: str) -> str:
     """Deterministic run id for an object identity (bucket, key, versionId or ETag)."""
     digest = hashlib.sha256(f"{bucket}\0{key}\0{version}".encode()).hexdigest()

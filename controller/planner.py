@@ -32,6 +32,7 @@ from controller.model import (
     run_id_for,
     sample_name,
     tag_value,
+    version_stem,
 )
 from core import rows
 from core.command import JobRef, WorkerCommand
@@ -83,7 +84,7 @@ def admit(obj: InputObject, inbox: Inbox) -> Admission | Rejection:
     problem = inbox.validate_key(obj.key)
     reason = f"{obj.key!r}: {problem}" if problem else ""
     try:
-        input_uri = inbox.object_uri(obj.bucket, obj.key)
+        input_uri = inbox.object_uri(obj.bucket, obj.key, version_id=obj.version_id)
     except LocationError as exc:
         reason = reason or str(exc)
         input_uri = f"{obj.bucket}/{obj.key}"
@@ -142,7 +143,8 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
 
     run_id, sample = admission.run_id, admission.sample
     inbox_key, input_uri = admission.inbox_key, admission.input_uri
-    report_uri = _join(ctx.results_root, f"reports/{inbox_key}.alignstats.json")
+    stem = version_stem(inbox_key, obj.version_id)  # each object version its own report and index
+    report_uri = _join(ctx.results_root, f"reports/{stem}.alignstats.json")
     row_uri = _join(ctx.results_root, f"rows/{run_id}.json")
     tier = tier_for(obj.size, ctx.tiers)
 
@@ -159,7 +161,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
     index_uri: str | None = None
     worker_index: str | None = None
     if not obj.index_present:
-        index_uri = _join(ctx.results_root, f"indexes/{inbox_key}{index_suffix(obj.key)}")
+        index_uri = _join(ctx.results_root, f"indexes/{stem}{index_suffix(obj.key)}")
         index_args = ["-i", input_uri]
         if is_cram:
             index_args += ["-T", opts.reference_fasta]

@@ -4,6 +4,12 @@ the finish stage.
 Active jobs are walked a page at a time (one DescribeJobs batch per 100 of them). A job whose upstream is
 active in the same page is not described (Batch holds it PENDING). A job the executor no longer knows is
 resolved by its outputs, submitted again (an executor that forgets on restart) or marked LOST.
+
+With `[batch] events_enabled`, Batch Job State Change events (EventBridge → the state queue) are applied as
+they arrive (`apply_job_events`), each through the same transition table but forward only: a duplicate or
+a late event never moves a job back. Reconcile then runs every `events_sweep_seconds` as a sweep that
+catches what no event was seen for (an event lost, a job submitted before the rule existed, a Batch retry's
+step back to RUNNABLE).
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from prometheus_client import Counter as MetricCounter
+
+from controller.events import JobStateEvent
 from controller.executors.base import Executor, JobStatus
 from controller.finish import Finisher
 from controller.ledger import JobRow, Ledger
 from controller.metrics import Metrics
-from controller.states import BATCH_ACTIVE, JobState
+from controller.states import BATCH_ACTIVE, JobState, RunState
 from core.errors import WorkerError
 from core.locations import LocationError, parse_location
 from core.logs import get_logger
@@ -56,6 +65,45 @@ class Reconciler:
         self.ledger, self.executor, self.store, self.metrics = ledger, executor, store, metrics
         self.finisher = finisher
         self.log = get_logger(component="controller")
+        self.job_events = MetricCounter(
+            "alignbatch_job_events",
+            "Batch Job State Change events by outcome: applied, stale (duplicate, or the job is already "
+            "further along), unknown (not one of our job ids), malformed, ignored (another kind of event)",
+            ["outcome"],
+            registry=metrics.registry,
+        )
+
+    def apply_job_events(self, events: Sequence[JobStateEvent]) -> int:
+        """Apply state-change events (in any order, any number of times); finish the runs whose jobs
+        ended; write the table if any did. Returns how many events changed the ledger."""
+        changed_runs: set[str] = set()
+        applied = 0
+        for ev in events:
+            outcome = self._apply_event(ev, changed_runs)
+            self.job_events.labels(outcome=outcome).inc()
+            applied += outcome == "applied"
+        for run_id in changed_runs:
+            self.finisher.evaluate_run(run_id)
+        if changed_runs:
+            self.finisher.flush_table()
+        return applied
+
+    def _apply_event(self, ev: JobStateEvent, changed_runs: set[str]) -> str:
+        job = self.ledger.job_by_id(ev.job_id)
+        if job is None:
+            # Another system's job on the same queue, or ours before its id was committed (the INTENT is
+            # resolved by name on the next submit pass): the sweep describes it either way.
+            self.log.debug("job_event.unknown", job_id=ev.job_id, job_name=ev.job_name, state=ev.status)
+            return "unknown"
+        status = JobStatus(
+            job_id=ev.job_id, name=ev.job_name, state=ev.status, exit_code=ev.exit_code, reason=ev.reason,
+            log_stream=ev.log_stream, started_at=ev.started_at, stopped_at=ev.stopped_at,
+        )  # fmt: skip
+        if not self._apply_status(job, status, forward_only=True):
+            return "stale"
+        if status.state in (JobState.SUCCEEDED, JobState.FAILED):
+            changed_runs.add(job.run_id)
+        return "applied"
 
     def reconcile(self) -> int:
         """Bring job states in the ledger up to date with the executor; finish runs. Returns changes.
@@ -63,6 +111,7 @@ class Reconciler:
         Active jobs are walked a page at a time (one DescribeJobs batch per 100 of them), so a burst of
         thousands of files does not hold every active job and its status in memory at once."""
         changes = 0
+        evaluated: set[str] = set()
         for page in self.ledger.job_pages(BATCH_ACTIVE, ACTIVE_JOB_PAGE):
             ids = {j.job_id: j for j in page if j.job_id}
             if not ids:
@@ -84,9 +133,26 @@ class Reconciler:
             # does nothing until every one has finished, so evaluating per page is safe.
             for run_id in changed_runs:
                 self.finisher.evaluate_run(run_id)
+            evaluated |= changed_runs
+        self.sweep_finishable(skip=evaluated)
         self.finisher.flush_table()
         self.metrics.loop_ok("reconcile")
         return changes
+
+    def sweep_finishable(self, skip: set[str] | frozenset[str] = frozenset()) -> int:
+        """Finish active runs whose jobs have all ended but that no pass finished: a crash or failed
+        commit after the last job's SUCCEEDED, a transient error reading the row, an operator's
+        `retry` of a run whose finishing failed. Returns how many were decided."""
+        decided = 0
+        for run_id in self.ledger.finishable_runs():
+            if run_id in skip:
+                continue  # evaluated a moment ago in this pass
+            self.finisher.evaluate_run(run_id)
+            run = self.ledger.get_run(run_id)
+            if run is not None and run.state != RunState.ACTIVE:
+                decided += 1
+                self.log.info("run.swept", run_id=run_id, state=run.state)
+        return decided
 
     def _describe_and_apply(self, jobs: list[JobRow], changed_runs: set[str]) -> tuple[set[str], int]:
         """One DescribeJobs round for `jobs`; record what changed. Returns the ids of jobs that are
@@ -116,7 +182,7 @@ class Reconciler:
                     ended.add(job.job_id or "")
         return ended, changes
 
-    def _apply_status(self, job: JobRow, status: JobStatus) -> bool:
+    def _apply_status(self, job: JobRow, status: JobStatus, *, forward_only: bool = False) -> bool:
         changed = self.ledger.update_job(
             job.run_id,
             job.step,
@@ -126,6 +192,7 @@ class Reconciler:
             log_stream=status.log_stream,
             started_at=status.started_at,
             stopped_at=status.stopped_at,
+            forward_only=forward_only,
         )
         if not changed:
             return False

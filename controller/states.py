@@ -65,7 +65,9 @@ JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 }
 
 RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
-    RunState.ACTIVE: frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED}),
+    # REJECTED from ACTIVE: a check before the first submission found the run cannot be right (a CRAM
+    # whose @SQ M5 values its reference does not have: controller.references).
+    RunState.ACTIVE: frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.REJECTED}),
     RunState.SUCCEEDED: frozenset(),
     RunState.FAILED: frozenset({RunState.ACTIVE}),  # retry
     RunState.CANCELLED: frozenset({RunState.ACTIVE}),  # retry
@@ -92,3 +94,20 @@ def job_sources(new: JobState, among: Iterable[JobState] | None = None) -> tuple
     """States a job may move to `new` from (optionally narrowed to `among`), for SQL `state IN (...)`."""
     candidates = JobState if among is None else among
     return tuple(s for s in candidates if new in JOB_TRANSITIONS[s])
+
+
+# How far along a job is, for state-change events, which may arrive twice or out of order: an event moves
+# a job only forward (a final state is final anyway). A Batch retry's RUNNING → RUNNABLE is therefore left
+# to reconcile's DescribeJobs sweep, which applies the table above as it is.
+JOB_PROGRESS: Mapping[JobState, int] = {
+    JobState.PLANNED: 0, JobState.INTENT: 1, JobState.SUBMITTED: 2, JobState.PENDING: 3,
+    JobState.RUNNABLE: 4, JobState.STARTING: 5, JobState.RUNNING: 6,
+    **{final: 7 for final in JOB_TERMINAL},
+}  # fmt: skip
+
+
+def job_event_allowed(old: str, new: str) -> bool:
+    """A state-change event may move a job: the table allows it and it is not a step backwards."""
+    if not job_move_allowed(old, new):
+        return False
+    return JOB_PROGRESS[JobState(new)] > JOB_PROGRESS[JobState(old)]

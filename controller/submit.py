@@ -13,11 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from controller.executors.base import Executor, ExecutorError, SubmitRequest
-from controller.ledger import Ledger
+from controller.ledger import JobRow, Ledger
 from controller.metrics import Metrics
-from controller.model import submission_order
-from controller.states import JOB_DEAD, UNSUBMITTED, JobState
+from controller.model import Step, submission_order
+from controller.references import ReferenceCheck
+from controller.states import JOB_DEAD, UNSUBMITTED, JobState, RunState
 from controller.stopflag import StopFlag
+from core.errors import WorkerError
+from core.locations import LocationError
 from core.logs import get_logger
 
 
@@ -31,8 +34,10 @@ class Submitter:
         stopping: StopFlag,
         on_refused: Callable[[str], None],
         submit_threads: int = 8,
+        references: ReferenceCheck | None = None,
     ) -> None:
         self.ledger, self.executor, self.metrics, self.stopping = ledger, executor, metrics, stopping
+        self.references = references  # CRAM @SQ M5 vs the reference, before the first submission
         self.on_refused = on_refused  # a run failed at submission: decide its verdict (finish stage)
         self.log = get_logger(component="controller")
         self._submit_lock = threading.Lock()
@@ -96,9 +101,40 @@ class Submitter:
         self.log.error("job.submit_refused", run_id=run_id, error=reason)
         self.on_refused(run_id)
 
+    def _cram_mismatch(self, run_id: str, jobs: dict[str, JobRow]) -> str | None:
+        """Before a CRAM run's first submission: why its reference cannot be the one it was written
+        with (controller.references), or None. Only while nothing of the run is submitted yet."""
+        stats = jobs.get(Step.ALIGNSTATS)
+        if self.references is None or stats is None:
+            return None
+        if any(j.state != JobState.PLANNED for j in jobs.values()):
+            return None
+        args = stats.job_spec.worker.tool_command()
+        if "-T" not in args or "-i" not in args:
+            return None
+        cram, fasta = args[args.index("-i") + 1], args[args.index("-T") + 1]
+        if not cram.split("?", 1)[0].lower().endswith(".cram"):
+            return None
+        try:
+            return self.references.mismatch(cram, fasta)
+        except ValueError as exc:  # header unreadable, reference missing: the run cannot be right either
+            return str(exc)
+        except (WorkerError, LocationError) as exc:
+            raise ExecutorError(f"CRAM reference check for {cram}: {exc}") from exc  # transient: next pass
+
+    def _reject(self, run_id: str, jobs: dict[str, JobRow], reason: str) -> None:
+        for job in jobs.values():
+            self.ledger.update_job(run_id, job.step, state=JobState.CANCELLED, reason="run rejected")
+        if self.ledger.finish_run(run_id, RunState.REJECTED, reason):
+            self.log.warning("event.rejected", run_id=run_id, reason=reason)
+
     def _submit_run(self, run_id: str) -> int:
         jobs = {j.step: j for j in self.ledger.jobs_for_run(run_id)}
         count = 0
+        reason = self._cram_mismatch(run_id, jobs)
+        if reason is not None:
+            self._reject(run_id, jobs, reason)
+            return 0
         specs = {step: job.job_spec for step, job in jobs.items()}
         for spec in submission_order(specs.values()):
             step, job = str(spec.step), jobs[spec.step]

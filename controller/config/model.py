@@ -45,6 +45,12 @@ class BatchConfig:
     # How long a submitted job may be absent from DescribeJobs before it is resolved by its outputs or
     # marked LOST (DescribeJobs can lag SubmitJob; Batch forgets finished jobs after about a day).
     missing_job_grace_seconds: int = 120
+    # Batch Job State Change events (EventBridge → the inbox queue, or `state_queue_url`) applied as they
+    # arrive; reconcile then runs every `events_sweep_seconds` instead of `reconcile_seconds`, catching
+    # jobs no event was seen for.
+    events_enabled: bool = False
+    state_queue_url: str = ""
+    events_sweep_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,11 @@ class QcConfig:
 @dataclass(frozen=True)
 class StateConfig:
     ledger_path: str = "/var/lib/alignbatch/state.db"
+    # A snapshot of the ledger (SQLite's online backup API, gzip) to <results root>/ledger/ this often;
+    # 0 = never. The recovery point: at most this much (plus one upload) is lost with the host.
+    backup_seconds: int = 300
+    # Starting with no ledger file: restore the latest backup, else rebuild from rows/ and Batch.
+    restore_on_start: bool = True
 
 
 DEFAULT_TIERS: tuple[Tier, ...] = (

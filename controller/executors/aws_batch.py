@@ -12,17 +12,22 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from controller.aws import aws_client, count_throttles
-from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+from controller.executors.base import ExecutorError, FoundJob, JobStatus, SubmitRequest
 from controller.model import Step
 from controller.ratelimit import TokenBucket
 from controller.states import JobState
 from core.awserrors import AwsFailure, classify
 
 DESCRIBE_BATCH = 100
+# ListJobs per status (without jobStatus real Batch lists only RUNNING); every state a job can be in.
+LIST_STATUSES: tuple[str, ...] = (
+    "SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED",
+)  # fmt: skip
 
 
 def batch_client(region: str | None = None) -> Any:
@@ -153,6 +158,39 @@ class BatchExecutor:
             return None
         newest = max(found, key=lambda j: j.get("createdAt") or 0)
         return status_from_description(newest)
+
+    def discover(self, name_pattern: str) -> list[FoundJob]:
+        """ListJobs for every status on the queue (paginated), names matched here, then DescribeJobs
+        (100 a call) for their commands and tags."""
+        wanted = re.compile(name_pattern)
+        ids: dict[str, None] = {}
+        for status in LIST_STATUSES:
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"jobQueue": self.job_queue, "jobStatus": status}
+                if token:
+                    kwargs["nextToken"] = token
+                resp = self._call("list_jobs", **kwargs)
+                for j in resp.get("jobSummaryList", []):
+                    if wanted.search(j.get("jobName", "")):
+                        ids[j["jobId"]] = None
+                token = resp.get("nextToken")
+                if not token:
+                    break
+        found: list[FoundJob] = []
+        listed = list(ids)
+        for i in range(0, len(listed), DESCRIBE_BATCH):
+            resp = self._call("describe_jobs", jobs=listed[i : i + DESCRIBE_BATCH])
+            for job in resp.get("jobs", []):
+                container = job.get("container") or {}
+                found.append(
+                    FoundJob(
+                        status=status_from_description(job),
+                        command=tuple(container.get("command") or ()),
+                        tags=dict(job.get("tags") or {}),
+                    )
+                )
+        return found
 
     def cancel(self, job_ids: Iterable[str], reason: str) -> None:
         # TerminateJob cancels jobs that have not started and stops running ones.

@@ -37,6 +37,16 @@ class JobStatus:
     stopped_at: float | None = None
 
 
+@dataclass(frozen=True)
+class FoundJob:
+    """A job found in the executor by listing it (rebuilding a lost ledger): its state, the command it
+    runs and its tags (`alignbatch:run-id`, `alignbatch:step`, ...)."""
+
+    status: JobStatus
+    command: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
 class ExecutorError(RuntimeError):
     """A submission or lookup failed. `permanent`: the executor refused this request itself (bad
     parameters), so retrying it would fail forever; otherwise (throttling, 5xx, network after botocore's
@@ -74,6 +84,12 @@ class Executor(Protocol):
         ...
 
     def cancel(self, job_ids: Iterable[str], reason: str) -> None: ...
+
+    def discover(self, name_pattern: str) -> list[FoundJob]:
+        """Every job the executor still knows whose name matches the regular expression (any state),
+        with its command and tags: a ledger rebuilt after the host was lost adopts them, never
+        resubmits them. Local processes die with the host: [] there."""
+        ...
 
     def active_count(self) -> int:
         """Jobs this executor is still running or waiting to run (local: in this process)."""

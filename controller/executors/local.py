@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.executors.base import ExecutorError, JobStatus, SubmitRequest
+from controller.executors.base import ExecutorError, FoundJob, JobStatus, SubmitRequest
 from controller.states import JobState
 from core.programs import find_program
 
@@ -130,6 +130,9 @@ class LocalExecutor:
                     job.reason = reason
                 elif job.state != JobState.RUNNING:
                     self._finish(job, JobState.FAILED, None, reason)
+
+    def discover(self, name_pattern: str) -> list[FoundJob]:
+        return []  # processes do not outlive the controller that started them
 
     def active_count(self) -> int:
         with self._lock:

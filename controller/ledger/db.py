@@ -3,8 +3,10 @@ transition check every state change goes through (controller.states is the table
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +15,17 @@ from typing import Any
 from controller.ledger.schema import SCHEMA, SCHEMA_VERSION
 from core.logs import get_logger
 
+# A write-probe's size: more than one intake transaction writes (a run, its jobs' specs, an output), so a
+# probe that commits says the next run can be committed too.
+PROBE_BYTES = 64 * 1024
+
 
 class LedgerDb:
+    # False after a transaction could not commit (disk full, I/O error, read-only, locked past the
+    # timeout) until probe_write() succeeds: intake stops receiving meanwhile (controller.service).
+    writable: bool = True
+    write_error: str | None = None
+
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
@@ -42,13 +53,48 @@ class LedgerDb:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()  # a failed COMMIT may leave the transaction open
+                self._unwritable(exc)
                 raise
-            self._conn.execute("COMMIT")
+            self.writable, self.write_error = True, None
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back itself (SQLITE_FULL)
+                self._conn.execute("ROLLBACK")
+
+    def _unwritable(self, exc: sqlite3.Error) -> None:
+        if self.writable:
+            self.log.error(
+                "ledger.unwritable",
+                path=self.path,
+                error=f"{type(exc).__name__}: {exc}",
+                fix="free space on the ledger's filesystem or fix its permissions; intake resumes by itself",
+            )
+        self.writable, self.write_error = False, str(exc)
+
+    def probe_write(self) -> bool:
+        """Commit a PROBE_BYTES write (kept in `meta`, replaced each time): True when the ledger can
+        commit again. Called by intake while the ledger is unwritable."""
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)",
+                    (f"{time.time():.3f} " + "x" * PROBE_BYTES,),
+                )
+        except sqlite3.OperationalError:
+            return False
+        self.log.info("ledger.writable", path=self.path)
+        return True
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

@@ -11,12 +11,23 @@ from collections.abc import Iterable, Iterator
 from controller.ledger.db import LedgerDb
 from controller.ledger.rows import JobRow
 from controller.model import STEPS
-from controller.states import BATCH_ACTIVE, UNSUBMITTED, JobState, RunState, job_move_allowed
+from controller.states import (
+    BATCH_ACTIVE,
+    UNSUBMITTED,
+    JobState,
+    RunState,
+    job_event_allowed,
+    job_move_allowed,
+)
 
 _STEP_ORDER = {str(step): i for i, step in enumerate(STEPS)}
 
 
 class JobQueries(LedgerDb):
+    def job_by_id(self, job_id: str) -> JobRow | None:
+        rows = self._query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return JobRow(**dict(rows[0])) if rows else None
+
     def jobs_for_run(self, run_id: str) -> list[JobRow]:
         rows = self._query("SELECT * FROM jobs WHERE run_id = ?", (run_id,))
         return sorted((JobRow(**dict(r)) for r in rows), key=lambda j: _STEP_ORDER.get(j.step, 9))
@@ -95,6 +106,21 @@ class JobQueries(LedgerDb):
                     (JobState.SUBMITTED, job_id, now, now, run_id, step),
                 )
 
+    def adopt_job(self, run_id: str, step: str, name: str, job_id: str, *, now: float | None = None) -> bool:
+        """A job found in the executor for a run the ledger planned but had not recorded submitting (a
+        ledger rebuilt or restored from an older backup): take its id and name, never submit it again."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = self._job_state(db, run_id, step)
+            if not self._may_move(row, JobState.SUBMITTED, run_id, step, only_from=UNSUBMITTED):
+                return False
+            db.execute(
+                """UPDATE jobs SET state = ?, job_id = ?, name = ?, attempts = attempts + 1,
+                   submitted_at = ?, updated_at = ? WHERE run_id = ? AND step = ?""",
+                (JobState.SUBMITTED, job_id, name, now, now, run_id, step),
+            )
+            return True
+
     def requeue_job(self, run_id: str, step: str, *, now: float | None = None) -> bool:
         """Forget a job id the executor no longer knows (local mode after a restart): submit it again.
         Only an active job can be requeued; False (logged) for any other."""
@@ -125,9 +151,11 @@ class JobQueries(LedgerDb):
         started_at: float | None = None,
         stopped_at: float | None = None,
         now: float | None = None,
+        forward_only: bool = False,
     ) -> bool:
         """Record a state seen in the executor; False when nothing changed or the move is not allowed
-        (a final state is final)."""
+        (a final state is final). `forward_only` (state-change events, which may be duplicated or out of
+        order): a step back is quietly ignored."""
         now = time.time() if now is None else now
         try:
             new = JobState(state)
@@ -141,6 +169,9 @@ class JobQueries(LedgerDb):
             same_state = row["state"] == new
             if same_state and (log_stream is None or log_stream == row["log_stream"]):
                 return False  # nothing new: the common case of a reconcile pass
+            refresh = same_state and new in BATCH_ACTIVE  # the same state with a log stream now known
+            if forward_only and not refresh and not job_event_allowed(row["state"], new):
+                return False  # a late or repeated event: the job is already further along
             if not self._may_move(row, new, run_id, step, only_from=JobState):
                 return False
             db.execute(

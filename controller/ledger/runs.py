@@ -10,7 +10,11 @@ from typing import Any
 from controller.ledger.db import LedgerDb
 from controller.ledger.rows import RunRow
 from controller.model import InputObject, Plan, Rejection, job_name
-from controller.states import JobState, RunState, job_move_allowed, run_move_allowed
+from controller.states import JOB_BAD, JOB_TERMINAL, JobState, RunState, job_move_allowed, run_move_allowed
+
+# What retry_run reports when no step has to run again, only the run's finishing (every job succeeded but
+# the run failed while reading its summary row): the next reconcile pass finishes it.
+FINISH_AGAIN = "finish"
 
 
 class RunQueries(LedgerDb):
@@ -61,9 +65,46 @@ class RunQueries(LedgerDb):
             )  # fmt: skip
             return cur.rowcount > 0
 
+    def adopt_finished(
+        self, obj: InputObject, *, run_id: str, sample: str, input_uri: str, inbox_key: str,
+        report_uri: str, row_uri: str, now: float | None = None,
+    ) -> bool:  # fmt: skip
+        """Record a run found finished in rows/ (a ledger rebuilt after the host was lost): succeeded,
+        no jobs, so a redelivered event for the object is a duplicate. False when the run exists."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            cur = db.execute(
+                """INSERT OR IGNORE INTO runs (run_id, bucket, key, version, etag, version_id, size, sample,
+                   input_uri, inbox_key, report_uri, row_uri, state, attempt, reason, event_time,
+                   created_at, updated_at, finished_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)""",
+                (
+                    run_id, obj.bucket, obj.key, obj.identity_version, obj.etag, obj.version_id, obj.size,
+                    sample, input_uri, inbox_key, report_uri, row_uri, RunState.SUCCEEDED,
+                    "rebuilt from its summary row", obj.event_time.timestamp() if obj.event_time else None,
+                    now, now, now,
+                ),
+            )  # fmt: skip
+            if cur.rowcount:
+                for kind, uri in (("report", report_uri), ("row", row_uri)):
+                    db.execute(
+                        "INSERT OR REPLACE INTO outputs (run_id, kind, uri, recorded_at) VALUES (?, ?, ?, ?)",
+                        (run_id, kind, uri, now),
+                    )
+            return cur.rowcount > 0
+
     def run_exists(self, bucket: str, key: str, version: str) -> bool:
         rows = self._query(
             "SELECT 1 FROM runs WHERE bucket = ? AND key = ? AND version = ?", (bucket, key, version)
+        )
+        return bool(rows)
+
+    def content_has_run(self, bucket: str, key: str, etag: str) -> bool:
+        """A run exists for this content of the key, under whichever identity (a versionId from an
+        event, or the ETag a listing sees): a rebuilt ledger's inbox listing must not run it again."""
+        rows = self._query(
+            "SELECT 1 FROM runs WHERE bucket = ? AND key = ? AND (etag = ? OR version = ?)",
+            (bucket, key, etag, etag),
         )
         return bool(rows)
 
@@ -117,9 +158,28 @@ class RunQueries(LedgerDb):
             )
             return True
 
+    def finishable_runs(self, limit: int = 1000) -> list[str]:
+        """Active runs with a verdict to reach: every job ended, or one failed. Reconcile sweeps them each
+        pass, so a run whose finishing was interrupted (a crash or a failed commit after its last job's
+        SUCCEEDED, a transient S3 error reading its row) is finished later, never left active."""
+        terminal = ",".join("?" * len(JOB_TERMINAL))
+        bad = ",".join("?" * len(JOB_BAD))
+        rows = self._query(
+            f"""SELECT r.run_id FROM runs r WHERE r.state = ?
+                AND EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.run_id)
+                AND (NOT EXISTS (SELECT 1 FROM jobs j
+                                 WHERE j.run_id = r.run_id AND j.state NOT IN ({terminal}))
+                     OR EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.run_id AND j.state IN ({bad})))
+                ORDER BY r.created_at LIMIT ?""",  # noqa: S608
+            (RunState.ACTIVE, *JOB_TERMINAL, *JOB_BAD, limit),
+        )
+        return [r["run_id"] for r in rows]
+
     def retry_run(self, run_id: str, *, now: float | None = None) -> list[str]:
         """Re-activate a failed/cancelled run: steps that did not succeed go back to PLANNED under a new
-        attempt name; succeeded upstream steps are reused. Returns the steps that will run again."""
+        attempt name; succeeded upstream steps are reused. Returns the steps that will run again, or
+        [FINISH_AGAIN] when every job had succeeded (only the finishing failed): the run is active again
+        and the next reconcile pass finishes it."""
         now = time.time() if now is None else now
         with self._tx() as db:
             row = db.execute("SELECT state, attempt, sample FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -142,6 +202,8 @@ class RunQueries(LedgerDb):
                     (name, JobState.PLANNED, json.dumps(spec, sort_keys=True), now, run_id, job["step"]),
                 )
                 steps.append(job["step"])
+            if not steps and row["state"] == RunState.FAILED:
+                steps.append(FINISH_AGAIN)
             if steps:
                 db.execute(
                     """UPDATE runs SET state = ?, attempt = ?, reason = NULL, finished_at = NULL,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from controller.config import ControllerConfig
 from controller.events import ObjectEvent, s3_notification_body
-from controller.executors.base import JobStatus, SubmitRequest
+from controller.executors.base import FoundJob, JobStatus, SubmitRequest
 from controller.service import Controller
 from controller.sources.base import Message
 
@@ -48,6 +48,9 @@ class HeldExecutor:
 
     def active_count(self) -> int:
         return 0
+
+    def discover(self, name_pattern: str) -> list[FoundJob]:
+        return []
 
     def close(self, *, wait: bool) -> None:
         return None

@@ -169,3 +169,20 @@ def test_admit_then_build_is_plan_run_with_the_probe_in_between() -> None:
     assert build_plan(with_index, CTX) == plan_run(obj(index=True), CTX)
     rejected = admit(obj("incoming/a//b.bam"), CTX.inbox)
     assert isinstance(rejected, Rejection) and rejected.input_uri == "s3://inbox-bucket/incoming/a//b.bam"
+
+
+def test_an_object_version_is_read_pinned_and_keeps_its_own_report_and_index() -> None:
+    # #14: an overwrite or delete while the run is in flight cannot change what it reads or writes.
+    v1, v2 = plan_run(obj(version="V1.a"), CTX), plan_run(obj(version="V2_b"), CTX)
+    assert isinstance(v1, Plan) and isinstance(v2, Plan) and v1.run_id != v2.run_id
+    assert v1.input_uri == "s3://inbox-bucket/incoming/NA12878.bam?versionId=V1.a"
+    assert v1.report_uri == "s3://results-bucket/out/reports/NA12878.bam@V1.a.alignstats.json"
+    assert v2.report_uri == "s3://results-bucket/out/reports/NA12878.bam@V2_b.alignstats.json"
+    assert v1.index_uri == "s3://results-bucket/out/indexes/NA12878.bam@V1.a.bai"
+    index, stats, _ = v1.jobs
+    assert index.command[index.command.index("-i") + 1] == v1.input_uri
+    assert stats.command[stats.command.index("-i") + 1] == v1.input_uri
+    assert stats.command[stats.command.index("-o") + 1] == v1.report_uri
+    unversioned = plan_run(obj(), CTX)
+    assert isinstance(unversioned, Plan)
+    assert unversioned.report_uri == "s3://results-bucket/out/reports/NA12878.bam.alignstats.json"
