@@ -170,7 +170,7 @@ class RunQueries(LedgerDb):
                 AND (NOT EXISTS (SELECT 1 FROM jobs j
                                  WHERE j.run_id = r.run_id AND j.state NOT IN ({terminal}))
                      OR EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.run_id AND j.state IN ({bad})))
-                ORDER BY r.created_at LIMIT ?""",  # noqa: S608
+                ORDER BY r.created_at LIMIT ?""",  # noqa: S608  # nosec B608 # only ? placeholders are formatted in; values are bound
             (RunState.ACTIVE, *JOB_TERMINAL, *JOB_BAD, limit),
         )
         return [r["run_id"] for r in rows]
