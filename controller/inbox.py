@@ -50,10 +50,13 @@ class Inbox(Protocol):
         """The key the results layout and [[pipeline.prefix]] use: without the inbox prefix."""
         ...
 
-    def object_uri(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
+    def object_uri(
+        self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None
+    ) -> str:
         """The object as the worker reads it (s3:// URI or path), pinned to `version_id` when the event
-        named one (`?versionId=V`: the worker reads that version even after an overwrite or a delete).
-        Raises LocationError."""
+        named one (`?versionId=V`: the worker reads that version even after an overwrite or a delete),
+        else to the event's `etag` (`?etag=E`: an overwrite since the event fails the job with 66 instead
+        of reporting the new content under the old identity). Raises LocationError."""
         ...
 
     def validate_key(self, key: str) -> str | None:
@@ -117,8 +120,11 @@ class S3Inbox:
             prefix += "/"
         return key[len(prefix) :] if prefix and key.startswith(prefix) else key
 
-    def object_uri(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
-        return str(Location.s3(bucket, key, version_id=version_id or None))
+    def object_uri(
+        self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None
+    ) -> str:
+        pin_etag = None if version_id else (etag or "").strip('"') or None
+        return str(Location.s3(bucket, key, version_id=version_id or None, expected_etag=pin_etag))
 
     def validate_key(self, key: str) -> str | None:
         return _segment_problem(key)
@@ -181,7 +187,9 @@ class LocalInbox:
     def inbox_key(self, key: str) -> str:
         return key
 
-    def object_uri(self, bucket: str, key: str, *, version_id: str | None = None) -> str:
+    def object_uri(
+        self, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None
+    ) -> str:
         return str(parse_location(bucket, allow_prefix=True).join(key))  # files have no versions
 
     def validate_key(self, key: str) -> str | None:

@@ -84,7 +84,7 @@ def admit(obj: InputObject, inbox: Inbox) -> Admission | Rejection:
     problem = inbox.validate_key(obj.key)
     reason = f"{obj.key!r}: {problem}" if problem else ""
     try:
-        input_uri = inbox.object_uri(obj.bucket, obj.key, version_id=obj.version_id)
+        input_uri = inbox.object_uri(obj.bucket, obj.key, version_id=obj.version_id, etag=obj.etag)
     except LocationError as exc:
         reason = reason or str(exc)
         input_uri = f"{obj.bucket}/{obj.key}"

@@ -94,7 +94,7 @@ def test_objects_in_inbox_become_chained_batch_jobs(env: AwsEnv, tmp_path: Path,
     assert stats["dependsOn"] == [{"jobId": jobs["index"].job_id}]
     assert summary["dependsOn"] == [{"jobId": jobs["alignstats"].job_id}]
     assert index["jobName"] == jobs["index"].name and index["jobName"].endswith("-index-a1")
-    input_uri = "s3://ab-inbox/incoming/run 1/NA12878 ü.bam"
+    input_uri = f"s3://ab-inbox/incoming/run 1/NA12878 ü.bam?etag={odd.etag}"  # #14: pinned to the event
     assert stats["container"]["command"] == [
         "alignbatch-worker", "--index", "s3://ab-results/alignbatch/indexes/run 1/NA12878 ü.bam.bai", "--",
         "alignstats", "-C", "-i", input_uri,

@@ -206,7 +206,9 @@ def test_corpus_keys_on_sqs(aws: str, tmp_path: Path) -> None:
         if case.outcome == "rejected":
             assert run.state == "rejected" and case.reason in (run.reason or ""), (case, run.reason)
             continue
-        assert run.state == "active" and run.input_uri == f"s3://{env.inbox_bucket}/incoming/{case.key}"
+        assert run.state == "active" and run.input_uri.startswith(
+            f"s3://{env.inbox_bucket}/incoming/{case.key}?etag="
+        )  # pinned (#14)
         assert run.report_uri == f"s3://{env.results_bucket}/alignbatch/reports/{case.key}.alignstats.json"
         for job in ctl.ledger.jobs_for_run(run.run_id):
             _key_is_only_an_option_value(job.job_spec.command, case.key)

@@ -36,13 +36,15 @@ def test_missing_index_gives_three_chained_steps() -> None:
     index, stats, summary = plan.jobs
     assert stats.depends_on == ("index",) and summary.depends_on == ("alignstats",)
     assert plan.index_uri == "s3://results-bucket/out/indexes/NA12878.bam.bai"
+    # #14: an unversioned object is read pinned to the event's ETag (an overwrite fails the job, 66).
+    assert plan.input_uri == "s3://inbox-bucket/incoming/NA12878.bam?etag=etag1"
     assert index.command == (
-        "alignbatch-worker", "--", "alignbatch-index", "-i", "s3://inbox-bucket/incoming/NA12878.bam",
+        "alignbatch-worker", "--", "alignbatch-index", "-i", plan.input_uri,
         "-o", plan.index_uri,
     )  # fmt: skip
     assert stats.command == (
         "alignbatch-worker", "--index", plan.index_uri, "--", "alignstats", "-C",
-        "-i", "s3://inbox-bucket/incoming/NA12878.bam", "-t", "s3://ref/targets.bed",
+        "-i", plan.input_uri, "-t", "s3://ref/targets.bed",
         "-o", "s3://results-bucket/out/reports/NA12878.bam.alignstats.json",
     )  # fmt: skip
     assert plan.row_uri == f"s3://results-bucket/out/rows/{plan.run_id}.json"
@@ -168,7 +170,10 @@ def test_admit_then_build_is_plan_run_with_the_probe_in_between() -> None:
     with_index = replace(admission, obj=replace(o, index_present=True))
     assert build_plan(with_index, CTX) == plan_run(obj(index=True), CTX)
     rejected = admit(obj("incoming/a//b.bam"), CTX.inbox)
-    assert isinstance(rejected, Rejection) and rejected.input_uri == "s3://inbox-bucket/incoming/a//b.bam"
+    assert (
+        isinstance(rejected, Rejection)
+        and rejected.input_uri == "s3://inbox-bucket/incoming/a//b.bam?etag=etag1"
+    )
 
 
 def test_an_object_version_is_read_pinned_and_keeps_its_own_report_and_index() -> None:
