@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from worker.engine import kernel as k
 from worker.engine.accumulators import Accumulators
 from worker.engine.bed import BedFile
-from worker.engine.cli import Options, _read_bed, declared_format
 from worker.engine.engine import Engine, EngineConfig, prefetch
 from worker.engine.errors import BadInputError, ToolError
+from worker.engine.options import Options, declared_format, read_bed
 from worker.engine.report import ReportContext, build_report, render_json, render_tsv
 from worker.engine.source import Header, InputFile, Region
 
@@ -55,7 +55,7 @@ def open_input(opts: Options) -> InputFile:
 def load_beds(opts: Options, header: Header) -> tuple[BedFile | None, BedFile | None, BedFile | None]:
     targets = mask = regions = None
     if opts.capture and opts.targets:
-        targets = _read_bed(opts.targets, "target", header, "No usable targets in target file.")
+        targets = read_bed(opts.targets, "target", header, "No usable targets in target file.")
         for line in targets.lines:
             if line.end < 0:
                 # alignstats would crash here (SIGSEGV, §4.7 / Q18); refuse with the line number instead.
@@ -66,9 +66,9 @@ def load_beds(opts: Options, header: Header) -> tuple[BedFile | None, BedFile | 
                     "fix the line to 'contig<TAB>start<TAB>end' with end > start and no leading whitespace",
                 )
     if opts.mask:
-        mask = _read_bed(opts.mask, "coverage mask", header, "No usable targets in coverage mask file.")
+        mask = read_bed(opts.mask, "coverage mask", header, "No usable targets in coverage mask file.")
     if opts.regions:
-        regions = _read_bed(opts.regions, "regions", header, "No usable targets in regions file.")
+        regions = read_bed(opts.regions, "regions", header, "No usable targets in regions file.")
     return targets, mask, regions
 
 

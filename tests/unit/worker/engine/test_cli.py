@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.engine.cli import UsageExit, declared_format, getopt, main, parse_args
+from worker.engine.cli import UsageExit, getopt, main, parse_args
 from worker.engine.errors import ToolError
+from worker.engine.options import declared_format
 from worker.engine.run import validate
 
 

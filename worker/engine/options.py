@@ -1,0 +1,91 @@
+"""The engine's option model: what one alignstats v0.11 run was asked to do, and the helpers that read it.
+
+Kept apart from `cli` (the command-line entry point) so that `run` can use the options, the input-format
+rule and the BED loading without importing the CLI, which itself calls `run`: the module graph stays
+acyclic (cli -> run -> options -> bed).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from worker.engine.bed import BedFile, parse_bed, strtol
+from worker.engine.errors import ToolError
+
+
+@dataclass
+class Options:
+    input: str = "-"
+    format: str | None = None
+    output: str | None = None
+    verbose: bool = False
+    max_records: int = 16384
+    threaded: bool = False
+    hts_threads: int = 1
+    regions: str | None = None
+    targets: str | None = None
+    mask: str | None = None
+    reference: str | None = None
+    min_mapq: int = 0
+    required_flags: int = 0
+    excluded_flags: int = 0
+    min_baseq: int = 0
+    keep_dups: bool = False
+    overlap_mc: bool = False
+    overlap_pos: bool = False
+    skip_unplaced: bool = False
+    alignment: bool = True
+    capture: bool = True
+    wgs: bool = True
+    report_format: str = "json"
+    warnings: list[str] = field(default_factory=list)
+
+
+def int_arg(text: str) -> int:
+    value, _ = strtol(text.encode("utf-8", "surrogateescape"), 0)
+    return value
+
+
+def flag_arg(opt: str, text: str, warnings: list[str]) -> int:
+    value = int_arg(text) & 0xFFFF
+    if value > 4095:
+        warnings.append(f"[AlignStats WARNING] Invalid -{opt} value {value}, using 0.")
+        return 0
+    return value
+
+
+def declared_format(opts: Options) -> str:
+    if opts.format:
+        f = opts.format[:4].lower()
+        if f in ("sam", "bam", "cram"):
+            return f
+    name = opts.input
+    if name == "-":
+        return "sam"
+    if name.endswith("bam"):
+        return "bam"
+    if name.endswith("cram"):
+        return "cram"
+    if name.endswith("sam"):
+        return "sam"
+    opts.warnings.append(
+        f'[AlignStats WARNING] Unrecognized file extension for input file "{name}", opening as SAM file.'
+    )
+    return "sam"
+
+
+def read_bed(path: str, kind: str, header, empty_message: str) -> BedFile:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ToolError(
+            f'[AlignStats ERROR] Failed to open {kind} file "{path}".', f"{exc.strerror}"
+        ) from None
+    bed = parse_bed(path, data, header.name_to_tid, list(header.lengths))
+    for w in bed.warnings:
+        print(w, file=sys.stderr)
+    if not bed.lines:
+        raise ToolError(f"[AlignStats ERROR] {empty_message}")
+    return bed
