@@ -56,10 +56,17 @@ def flag_arg(opt: str, text: str, warnings: list[str]) -> int:
 
 
 def declared_format(opts: Options) -> str:
+    """The format alignstats opens the input as (its HTSlib mode; the content still decides the reader).
+
+    `-j` keeps its first 4 bytes (a 5-byte buffer), lower-cased in ASCII only (C `tolower`), and must then
+    be exactly sam/bam/cram: anything else warns and means SAM, without looking at the file name.
+    """
     if opts.format:
-        f = opts.format[:4].lower()
-        if f in ("sam", "bam", "cram"):
-            return f
+        f = opts.format.encode("utf-8", "surrogateescape")[:4].lower()
+        if f in (b"sam", b"bam", b"cram"):
+            return f.decode()
+        opts.warnings.append("[AlignStats WARNING] Unrecognized input format received from -j option.")
+        return "sam"
     name = opts.input
     if name == "-":
         return "sam"
@@ -67,11 +74,8 @@ def declared_format(opts: Options) -> str:
         return "bam"
     if name.endswith("cram"):
         return "cram"
-    if name.endswith("sam"):
-        return "sam"
-    opts.warnings.append(
-        f'[AlignStats WARNING] Unrecognized file extension for input file "{name}", opening as SAM file.'
-    )
+    if not name.endswith("sam"):
+        opts.warnings.append("[AlignStats WARNING] Input filename has an unrecognized file extension.")
     return "sam"
 
 

@@ -63,7 +63,16 @@ def test_format_guess() -> None:
     assert declared_format(parse_args(["-C"])) == "sam"
     o = parse_args(["-i", "x.txt"])
     assert declared_format(o) == "sam"
-    assert o.warnings
+    assert o.warnings == ["[AlignStats WARNING] Input filename has an unrecognized file extension."]
+
+
+def test_format_option_is_exact_after_four_bytes() -> None:
+    """-j keeps 4 bytes and must then equal sam/bam/cram; otherwise SAM with a warning, name ignored
+    (found by the differential test against the real tool)."""
+    assert declared_format(parse_args(["-i", "x.bam", "-j", "CRAMS"])) == "cram"
+    o = parse_args(["-i", "x.bam", "-j", "bamx"])
+    assert declared_format(o) == "sam"
+    assert o.warnings == ["[AlignStats WARNING] Unrecognized input format received from -j option."]
 
 
 def test_help_and_noargs_exit_codes(capsys) -> None:
