@@ -181,12 +181,10 @@ def parse_args(argv: Sequence[str]) -> Options:
             case "F":
                 opts.excluded_flags = flag_arg("F", val, opts.warnings)
             case "n":
-                n = int_arg(val)
+                n = int_arg(val) & 0xFFFFFFFF  # the tool casts to uint32: -1 is not "too small"
                 if n < 16384:
                     # the tool's own warning names -r here
-                    opts.warnings.append(
-                        "[AlignStats WARNING] Invalid value for -r, using default value of 16384."
-                    )
+                    opts.warnings.append("[AlignStats WARNING] Given value for -r is too small, using 16384")
                     n = 16384
                 opts.max_records = n
     return opts

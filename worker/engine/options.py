@@ -50,7 +50,7 @@ def int_arg(text: str) -> int:
 def flag_arg(opt: str, text: str, warnings: list[str]) -> int:
     value = int_arg(text) & 0xFFFF
     if value > 4095:
-        warnings.append(f"[AlignStats WARNING] Invalid -{opt} value {value}, using 0.")
+        warnings.append(f"[AlignStats WARNING] Invalid flag received from -{opt} option. Setting to 0.")
         return 0
     return value
 
@@ -79,17 +79,27 @@ def declared_format(opts: Options) -> str:
     return "sam"
 
 
-def read_bed(path: str, kind: str, header, empty_message: str) -> BedFile:
+def open_bed(path: str, kind: str) -> bytes:
+    """The tool's `fopen` step (it opens every file before it parses any); the bytes for `load_bed`."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            return fh.read()
     except OSError as exc:
         raise ToolError(
             f'[AlignStats ERROR] Failed to open {kind} file "{path}".', f"{exc.strerror}"
         ) from None
+
+
+def load_bed(path: str, data: bytes, header, empty_message: str) -> BedFile:
+    """Parse, printing the tool's per-line warnings; no usable line is an error (`empty_message` is the
+    whole stderr line: for the coverage mask the tool logs it as a WARNING and still exits 1)."""
     bed = parse_bed(path, data, header.name_to_tid, list(header.lengths))
     for w in bed.warnings:
         print(w, file=sys.stderr)
     if not bed.lines:
-        raise ToolError(f"[AlignStats ERROR] {empty_message}")
+        raise ToolError(empty_message)
     return bed
+
+
+def read_bed(path: str, kind: str, header, empty_message: str) -> BedFile:
+    return load_bed(path, open_bed(path, kind), header, empty_message)

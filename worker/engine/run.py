@@ -17,7 +17,7 @@ from worker.engine.accumulators import Accumulators
 from worker.engine.bed import BedFile
 from worker.engine.engine import Engine, EngineConfig, prefetch
 from worker.engine.errors import BadInputError, ToolError
-from worker.engine.options import Options, declared_format, read_bed
+from worker.engine.options import Options, declared_format, load_bed, open_bed
 from worker.engine.report import ReportContext, build_report, render_json, render_tsv
 from worker.engine.source import Header, InputFile, Region
 
@@ -27,48 +27,67 @@ def _info(opts: Options, message: str) -> None:
         print(f"[AlignStats INFO] {message}", file=sys.stderr, flush=True)
 
 
-def validate(opts: Options) -> None:
+def validate(opts: Options, *, check_targets: bool = True) -> None:
+    """The option checks. The tool checks -t only after opening the input (`run` follows it there);
+    `check_targets=True` is for callers that want every option problem up front."""
     if not (opts.alignment or opts.capture or opts.wgs):
         raise ToolError("[AlignStats ERROR] At least one of -A, -C, or -W must be unset.")
     if opts.overlap_mc and opts.overlap_pos:
         raise ToolError("[AlignStats ERROR] Options -M and -O cannot be set simultaneously.")
-    if opts.capture and not opts.targets:
+    if check_targets and opts.capture and opts.targets is None:
         raise ToolError("[AlignStats ERROR] No target file specified for capture statistics.")
+
+
+def _flush_warnings(opts: Options) -> None:
+    for w in opts.warnings:
+        print(w, file=sys.stderr)
+    opts.warnings.clear()
 
 
 def open_input(opts: Options) -> InputFile:
     fmt = declared_format(opts)
-    for w in opts.warnings:
-        print(w, file=sys.stderr)
-    opts.warnings.clear()
+    _flush_warnings(opts)
     _info(opts, f'Opening input file "{opts.input}" as {fmt.upper()} file.')
     if fmt == "cram" and not opts.reference:
         raise ToolError("[AlignStats ERROR] No reference specified for input CRAM alignment file.")
     inp = InputFile(opts.input, fmt, opts.reference, threads=opts.hts_threads)
     assert inp.header is not None
-    if not inp.header.names:
-        inp.close()
-        raise ToolError("[AlignStats ERROR] No usable reference sequences in SAM header.")
     return inp
 
 
+def check_header(header: Header) -> None:
+    """The tool sizes its coverage array by the longest @SQ, after loading the BED files."""
+    if max(header.lengths, default=0) <= 0:
+        raise ToolError("[AlignStats ERROR] No usable reference sequences in SAM header.")
+
+
+_NO_REGIONS = "[AlignStats ERROR] No usable regions in regions file."
+_NO_TARGETS = "[AlignStats ERROR] No usable targets in target file."
+_NO_MASK = "[AlignStats WARNING] No usable targets in coverage mask file."  # a WARNING, yet exit 1
+
+
+def _check_target_ends(opts: Options, targets: BedFile) -> None:
+    for line in targets.lines:
+        if line.end < 0:
+            # alignstats would crash here (SIGSEGV, §4.7 / Q18); refuse with the line number instead.
+            raise BadInputError(
+                str(opts.targets),
+                f"line {line.line_number}: BED end coordinate parses as {line.end + 1} for contig "
+                f"{line.contig} (alignstats would crash)",
+                "fix the line to 'contig<TAB>start<TAB>end' with end > start and no leading whitespace",
+            )
+
+
 def load_beds(opts: Options, header: Header) -> tuple[BedFile | None, BedFile | None, BedFile | None]:
+    """Targets, mask, regions for a programmatic run (no messages in between, unlike `run`)."""
     targets = mask = regions = None
-    if opts.capture and opts.targets:
-        targets = read_bed(opts.targets, "target", header, "No usable targets in target file.")
-        for line in targets.lines:
-            if line.end < 0:
-                # alignstats would crash here (SIGSEGV, §4.7 / Q18); refuse with the line number instead.
-                raise BadInputError(
-                    opts.targets,
-                    f"line {line.line_number}: BED end coordinate parses as {line.end + 1} for contig "
-                    f"{line.contig} (alignstats would crash)",
-                    "fix the line to 'contig<TAB>start<TAB>end' with end > start and no leading whitespace",
-                )
-    if opts.mask:
-        mask = read_bed(opts.mask, "coverage mask", header, "No usable targets in coverage mask file.")
     if opts.regions:
-        regions = read_bed(opts.regions, "regions", header, "No usable targets in regions file.")
+        regions = load_bed(opts.regions, open_bed(opts.regions, "regions"), header, _NO_REGIONS)
+    if opts.capture and opts.targets:
+        targets = load_bed(opts.targets, open_bed(opts.targets, "target"), header, _NO_TARGETS)
+        _check_target_ends(opts, targets)
+    if opts.mask:
+        mask = load_bed(opts.mask, open_bed(opts.mask, "coverage mask"), header, _NO_MASK)
     return targets, mask, regions
 
 
@@ -110,14 +129,25 @@ def render_report(acc: Accumulators, ctx: ReportContext, fmt: str = "json") -> s
 
 
 def run(opts: Options) -> int:
+    # The tool's order of messages and checks: option warnings, -v banner, option checks, input and
+    # header, index, then every file opened, then the BEDs parsed (regions, targets, mask), then @SQ.
+    _flush_warnings(opts)
     _info(opts, f"Running AlignStats v{'0.11'}")
-    validate(opts)
+    validate(opts, check_targets=False)
     inp = open_input(opts)
     out_fh = None
     created_output = False
     try:
         assert inp.header is not None
         header = inp.header
+        if opts.regions is not None:
+            inp.ensure_index()
+        target_data = mask_data = regions_data = None
+        if opts.capture:
+            _info(opts, f'Opening target file "{"(null)" if opts.targets is None else opts.targets}".')
+            if opts.targets is None:
+                raise ToolError("[AlignStats ERROR] No target file specified for capture statistics.")
+            target_data = open_bed(opts.targets, "target")
         if opts.output:
             _info(opts, f'Opening output file "{opts.output}".')
             try:
@@ -131,10 +161,28 @@ def run(opts: Options) -> int:
             created_output = stat.S_ISREG(os.fstat(out_fh.fileno()).st_mode)
         else:
             print("[AlignStats WARNING] No output file specified, using stdout for report.", file=sys.stderr)
+        if opts.mask:
+            _info(opts, f'Opening coverage mask file "{opts.mask}".')
+            mask_data = open_bed(opts.mask, "coverage mask")
+        if opts.regions is not None:
+            _info(opts, f'Opening regions file "{opts.regions}".')
+            regions_data = open_bed(opts.regions, "regions")
         _info(opts, "Files opened successfully.")
-        targets, mask, regions = load_beds(opts, header)
-        if regions is not None:
-            inp.ensure_index()
+        targets = mask = regions = None
+        if regions_data is not None:
+            _info(opts, "Loading regions file ...")
+            regions = load_bed(str(opts.regions), regions_data, header, _NO_REGIONS)
+            _info(opts, "Regions file loaded successfully.")
+        if target_data is not None:
+            _info(opts, "Loading targets ...")
+            targets = load_bed(str(opts.targets), target_data, header, _NO_TARGETS)
+            _check_target_ends(opts, targets)
+            _info(opts, "Targets loaded successfully.")
+        if mask_data is not None:
+            _info(opts, "Loading coverage mask targets ...")
+            mask = load_bed(str(opts.mask), mask_data, header, _NO_MASK)
+            _info(opts, "Coverage mask targets loaded successfully.")
+        check_header(header)
         config = engine_config(opts, targets, mask)
         engine = Engine(config, header, opts.input, threads=2 if opts.threaded else 1)
         _info(opts, "Start processing records.")

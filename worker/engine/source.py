@@ -238,7 +238,7 @@ class InputFile:
     def ensure_index(self) -> None:
         """-r and per-contig parts need an index (alignstats: 'Failed to read index')."""
         if self.path == "-":
-            raise ToolError(f'[AlignStats ERROR] Failed to read index for input file "{self.path}".')
+            raise ToolError("[AlignStats ERROR] Cannot process regions on input alignment from stdin.")
         if self.content == "bam" and not hasattr(self, "af"):
             self._open_pysam()
         try:

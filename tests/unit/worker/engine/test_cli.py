@@ -103,3 +103,15 @@ def test_a_failed_run_removes_a_partial_report_but_never_a_device(tmp_path, caps
     assert main(["-C", "-i", str(corrupt), "-o", str(link)]) == 65
     assert link.is_symlink()
     assert "corrupt BAM block" in capsys.readouterr().err
+
+
+def test_option_warnings_are_the_tools() -> None:
+    """Texts of the real tool (found by the differential test): -f/-F over 4095, -n below 16384."""
+    o = parse_args(["-F", "5000", "-f", "4096", "-n", "1", "-C"])
+    assert o.warnings == [
+        "[AlignStats WARNING] Invalid flag received from -F option. Setting to 0.",
+        "[AlignStats WARNING] Invalid flag received from -f option. Setting to 0.",
+        "[AlignStats WARNING] Given value for -r is too small, using 16384",
+    ]
+    # -n is cast to uint32 like the tool: -1 is huge, not too small
+    assert parse_args(["-n", "-1", "-C"]).warnings == []
