@@ -20,6 +20,7 @@ Left out of the comparison, on purpose:
 
 from __future__ import annotations
 
+import collections
 import difflib
 import os
 import shutil
@@ -37,7 +38,8 @@ from tests.support.oracle import ROOT, Oracle, OracleUnavailable, Outcome, find_
 SLOW = os.environ.get("ALIGNBATCH_SLOW") == "1"
 BUDGET = float(os.environ.get("ALIGNBATCH_ORACLE_SECONDS", "900" if SLOW else "75"))
 FAILURES = Path(os.environ.get("ALIGNBATCH_ORACLE_FAILURES", str(ROOT / ".oracle-failures")))
-REAL_TIMEOUT = 20.0
+REAL_TIMEOUT = 10.0
+SKIPPED: collections.Counter[str] = collections.Counter()  # examples not compared, by reason
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +67,53 @@ def _diff(real: Outcome, ours: Outcome) -> str:
     )
 
 
+def _lines(o: Outcome, argv: list[str]) -> list[str]:
+    if "-p" in argv:
+        # with -p the tool logs "Start processing records." from the main thread while the worker
+        # threads already run and log "Finished processing records.": their order is a race, and the
+        # two lines can even be written into each other
+        racy = ("Start processing records.", "Finished processing records.")
+        return [line for line in o.tool_lines if not any(r in line for r in racy)]
+    return o.tool_lines
+
+
 def _deliberate(s: alignments.Scenario, real: Outcome, ours: Outcome) -> bool:
     """Documented deliberate differences (docs/engine.md), recognised by their exact shape."""
-    return real.exit_code == 139 and ours.exit_code == 65 and "(alignstats would crash)" in ours.stderr
+    a, b = _pairs(real.report), _pairs(ours.report)
+    key = '    "CapHighCoverageNonTargetHits"'
+    if real.exit_code == ours.exit_code == 0 and {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == {
+        key
+    }:
+        # Q9: the last gap's scan reads the word one past the longest contig - past alignstats'
+        # allocation, where a small (heap) array is followed by malloc's chunk header (>= 20: +1 hit)
+        return int(a[key].rstrip(",")) == int(b[key].rstrip(",")) + 1
+    if ours.exit_code == 65 and "(alignstats would crash)" in ours.stderr:
+        # A -t line ending at 0 or a -m line starting past its end: alignstats dies of SIGSEGV on the
+        # first contig with records that has such a line (and survives if that contig has none).
+        return real.exit_code in (0, 139)
+    if real.exit_code is not None and real.exit_code > 128 and ours.exit_code == 0:
+        # alignstats killed by a signal after its one-past-the-array write (heap overflow, UB)
+        return alignments.real_tool_overflows(s)
+    return False
+
+
+def _pairs(report: bytes) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in report.decode("utf-8", "replace").splitlines() if ":" in line)
+
+
+def signature(real: Outcome, ours: Outcome) -> str:
+    """What kind of difference: exit codes and the differing report keys (one reproducer per kind)."""
+    a = _pairs(real.report)
+    b = _pairs(ours.report)
+    keys = sorted(k.strip().strip('"') for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    lines = "" if real.tool_lines == ours.tool_lines else "-stderr"
+    return f"exit{real.exit_code}-{ours.exit_code}{lines}-" + ("+".join(keys[:4]) or "same-report")
 
 
 def _save(s: alignments.Scenario, work: Path, real: Outcome, ours: Outcome, name: str) -> Path:
-    """Keep the (shrunk: hypothesis replays the minimal example last) failing case for a human."""
-    dest = FAILURES / name
+    """Keep the failing case for a human, one directory per kind of difference; hypothesis replays the
+    minimal (shrunk) example last, so what is left in the directory is the smallest reproducer."""
+    dest = FAILURES / name / signature(real, ours)
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(work, dest)
     (dest / "alignstats.json").write_bytes(real.report)
@@ -91,13 +132,17 @@ def check(oracle: Oracle, s: alignments.Scenario, name: str) -> None:
         real = oracle.run(argv, work, report=alignments.REPORT, timeout=REAL_TIMEOUT)
         if real.exit_code is None:
             if "-p" in argv:
+                SKIPPED["alignstats -p hang (Q13)"] += 1
                 return  # the real tool's -p race (Q13): nothing to compare
             raise AssertionError(f"alignstats timed out on {s.command()}")
+        if alignments.quality_reads_past_record(s):
+            SKIPPED["qualities past a record (undefined in alignstats)"] += 1
+            return
         ours = run_engine(argv, work, report=alignments.REPORT)
         same = (
             real.exit_code == ours.exit_code
             and real.report == ours.report
-            and real.tool_lines == ours.tool_lines
+            and _lines(real, argv) == _lines(ours, argv)
         )
         if not same and not _deliberate(s, real, ours):
             dest = _save(s, work, real, ours, name)

@@ -36,6 +36,7 @@ class EngineConfig:
     overlap: int = k.OVERLAP_NONE
     targets: BedFile | None = None
     mask: BedFile | None = None
+    section_records: int = 1024  # the tool's read section (-n / 16): its order check restarts there
 
     @property
     def coverage(self) -> bool:
@@ -111,6 +112,7 @@ class Engine:
         p[k.P_DO_CAP] = int(config.capture)
         p[k.P_KEEP_DUPS] = int(config.keep_dups)
         p[k.P_OVERLAP] = config.overlap
+        p[k.P_SECTION] = max(config.section_records, 1)
         self.state = k.new_state()
         # With -p (threads=2) and both alignment and coverage metrics, the two halves of the kernel
         # (they share no state) run on two threads over the same buffers (the kernel releases the GIL):

@@ -78,6 +78,29 @@ def _check_target_ends(opts: Options, targets: BedFile) -> None:
             )
 
 
+def _check_mask_ends(opts: Options, mask: BedFile) -> None:
+    for line in mask.lines:
+        if line.end < line.start - 1:
+            # The tool clears [start, end] with memset(end - start + 1): a line starting past its
+            # (clamped) end is a negative size, and alignstats crashes (SIGSEGV) on that contig.
+            raise BadInputError(
+                str(opts.mask),
+                f"line {line.line_number}: coverage mask line on {line.contig} starts at {line.start}, "
+                f"past its end {line.end + 1} or the contig's (alignstats would crash)",
+                "drop the line or fix it to 'contig<TAB>start<TAB>end' with start <= end <= contig length",
+            )
+
+
+def _region_order(regions: BedFile) -> list[Region]:
+    """The tool visits regions by contig in header order, in file order within a contig."""
+    order = sorted(regions.lines, key=lambda line: line.tid)
+    return [Region(line.tid, line.start, line.end) for line in order]
+
+
+def _warn_null_iterator(region: Region) -> None:
+    print(f"[AlignStats WARNING] Unable to set iterator in region {region.tid}", file=sys.stderr)
+
+
 def load_beds(opts: Options, header: Header) -> tuple[BedFile | None, BedFile | None, BedFile | None]:
     """Targets, mask, regions for a programmatic run (no messages in between, unlike `run`)."""
     targets = mask = regions = None
@@ -88,6 +111,7 @@ def load_beds(opts: Options, header: Header) -> tuple[BedFile | None, BedFile | 
         _check_target_ends(opts, targets)
     if opts.mask:
         mask = load_bed(opts.mask, open_bed(opts.mask, "coverage mask"), header, _NO_MASK)
+        _check_mask_ends(opts, mask)
     return targets, mask, regions
 
 
@@ -105,6 +129,7 @@ def engine_config(opts: Options, targets: BedFile | None, mask: BedFile | None) 
         overlap=overlap,
         targets=targets,
         mask=mask,
+        section_records=opts.max_records // 16,
     )
 
 
@@ -172,6 +197,10 @@ def run(opts: Options) -> int:
         if regions_data is not None:
             _info(opts, "Loading regions file ...")
             regions = load_bed(str(opts.regions), regions_data, header, _NO_REGIONS)
+            region_order = _region_order(regions)
+            # the tool sets the first region's iterator while loading, the others as it reads on
+            if inp.null_iterator(region_order[0]):
+                _warn_null_iterator(region_order[0])
             _info(opts, "Regions file loaded successfully.")
         if target_data is not None:
             _info(opts, "Loading targets ...")
@@ -181,16 +210,20 @@ def run(opts: Options) -> int:
         if mask_data is not None:
             _info(opts, "Loading coverage mask targets ...")
             mask = load_bed(str(opts.mask), mask_data, header, _NO_MASK)
+            _check_mask_ends(opts, mask)
             _info(opts, "Coverage mask targets loaded successfully.")
         check_header(header)
         config = engine_config(opts, targets, mask)
         engine = Engine(config, header, opts.input, threads=2 if opts.threaded else 1)
         _info(opts, "Start processing records.")
         if regions is not None:
-            order = sorted(regions.lines, key=lambda line: line.tid)  # header order, file order within
-            chunks = inp.region_chunks(
-                [Region(line.tid, line.start, line.end) for line in order], unplaced=not opts.skip_unplaced
-            )
+            # Later regions' iterators are set while reading, which for inputs of fewer records than
+            # one read section (-n / 16) all happens before the first record is processed; for larger
+            # inputs the tool can interleave these warnings with the order warning (docs/engine.md).
+            for region in region_order[1:]:
+                if inp.null_iterator(region):
+                    _warn_null_iterator(region)
+            chunks = inp.region_chunks(region_order, unplaced=not opts.skip_unplaced)
             engine.feed(prefetch(chunks))
         elif inp.recycles_chunks:
             # BAM: inflate already runs on its own threads, bounded by its recycled buffers

@@ -137,6 +137,7 @@ class InputFile:
         # chunks() comes from our BGZF reader, whose chunks are recycled buffers (valid until the next
         # one is requested): consume them directly, not through a read-ahead queue
         self.recycles_chunks = False
+        self.bgzf_sam = False  # bgzipped SAM text (indexable by samtools, unlike plain SAM)
         self._open()
 
     # --- opening ------------------------------------------------------------------------------------
@@ -168,6 +169,7 @@ class InputFile:
                 self.recycles_chunks = True
                 return
             self.content = "sam"  # bgzipped SAM: let HTSlib read it
+            self.bgzf_sam = True
         # Like HTSlib, go by content, not by the name or -j (a SAM file named x.bam reads fine);
         # content HTSlib cannot parse fails in _open_pysam with the tool's header error.
         self._open_pysam()
@@ -214,8 +216,15 @@ class InputFile:
             with warnings.catch_warnings():
                 # HTSlib itself prints the "EOF marker is absent" warning, as alignstats' HTSlib does
                 warnings.simplefilter("ignore")
+                # pysam refuses extra threads together with ignore_truncation=True ("Cannot add extra
+                # threads"), which made -P 2 fail with 'Failed to read header'. With threads the EOF
+                # check stays on, but it only warns (silenced here; HTSlib prints its own warning).
                 self.af = pysam.AlignmentFile(
-                    self._local_path, "r", check_sq=False, ignore_truncation=True, **kwargs
+                    self._local_path,
+                    "r",
+                    check_sq=False,
+                    ignore_truncation=self.threads <= 1,
+                    **kwargs,
                 )
         except (ValueError, OSError):
             raise ToolError(
@@ -241,25 +250,62 @@ class InputFile:
             raise ToolError("[AlignStats ERROR] Cannot process regions on input alignment from stdin.")
         if self.content == "bam" and not hasattr(self, "af"):
             self._open_pysam()
-        try:
-            ok = self.af.check_index()
-        except (ValueError, AttributeError):
-            ok = False
+        if self.bgzf_sam:
+            ok = self._has_local_index()
+        else:
+            try:
+                ok = self.af.check_index()
+            except (ValueError, AttributeError):
+                ok = False
         if not ok:
             raise ToolError(
                 f"[E::idx_find_and_load] Could not retrieve index file for '{self.path}'",
                 f'[AlignStats ERROR] Failed to read index for input file "{self.path}".',
                 "No such file or directory",
             )
+        if self.bgzf_sam:
+            self._reopen_as_bam()
+
+    def _has_local_index(self) -> bool:
+        """The index files HTSlib looks for next to a bgzipped SAM (samtools index writes .bai/.csi)."""
+        stem = os.path.splitext(self.path)[0]
+        return any(os.path.exists(p + ext) for p in (self.path, stem) for ext in (".csi", ".bai"))
+
+    def _reopen_as_bam(self) -> None:
+        """pysam refuses region queries on SAM ('not available for SAM files') although HTSlib and the
+        tool do them on an indexed bgzipped SAM. Copy the records (the same bam1_t bytes) into an
+        uncompressed BAM in scratch, index that and query it: same records, same order."""
+        import pysam
+
+        part = os.path.join(self.tmpdir(), "regions.bam")
+        with pysam.AlignmentFile(part, "wbu", template=self.af) as out:
+            for rec in self.af.fetch(until_eof=True):
+                out.write(rec)
+        self.af.close()
+        pysam.index(part, "-c")  # CSI: no 512 Mbp contig limit
+        self.af = pysam.AlignmentFile(part, "rb", check_sq=False)
+
+    def null_iterator(self, region: Region) -> bool:
+        """Whether HTSlib 1.16 returns no iterator for this region (the tool then warns 'Unable to set
+        iterator in region <tid>'): a BED line ending at or before its start, except for CRAM, whose
+        1.16 iterator accepts any range."""
+        return self.content != "cram" and region.stop < region.start
 
     def region_chunks(self, regions: Sequence[Region], unplaced: bool) -> Iterator[bytes]:
         """Records of each region in order (overlaps read twice), then the unplaced '*' records."""
 
         def records():
             for r in regions:
-                if r.stop <= r.start:
-                    continue
-                yield from self.af.fetch(self.af.references[r.tid], r.start, r.stop)
+                name = self.af.references[r.tid]
+                if r.stop > r.start:
+                    yield from self.af.fetch(name, r.start, r.stop)
+                elif self.content == "cram" and r.stop > 0:
+                    # HTSlib 1.16's CRAM iterator (Debian 12, the tool's build) applies its overlap test
+                    # pos < end && endpos > beg even when end <= beg, where newer HTSlib (pysam) returns
+                    # nothing: 0-1 bp BED lines still yield the reads spanning [end, beg].
+                    for rec in self.af.fetch(name, r.start, r.start + 1):
+                        if rec.reference_start < r.stop:
+                            yield rec
             if unplaced:
                 yield from self.af.fetch("*")
 
