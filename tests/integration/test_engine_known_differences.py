@@ -186,3 +186,36 @@ def test_stale_word_past_the_longest_contig_reads_as_zero(tmp_path: Path) -> Non
     s = _scenario(300, [_read("a", 0, 150, "10M")], targets=("c0\t10\t20",), options=("-A",))
     report = json.loads(_engine(s, tmp_path).report)
     assert report["CapHighCoverageNonTargetHits"] == 0
+
+
+def _section_case(n_before: int) -> Scenario:
+    """`n_before` records at 500, then one at 100: a step back right after record n_before."""
+    recs = [_read(f"a{i}", 0, 500, "10M") for i in range(n_before)] + [_read("b", 0, 100, "10M")]
+    return _scenario(1000, recs, "sam", options=("-C",))
+
+
+ORDER_WARNING = (
+    "[AlignStats WARNING] Record not in coordinate-sorted order. Results may not be accurate: "
+    "tid 0, pos 501 > 101"
+)
+
+
+@pytest.mark.parametrize(("n_before", "warned"), [(1023, True), (1024, False)])
+def test_order_check_restarts_at_each_read_section(n_before: int, warned: bool, tmp_path: Path) -> None:
+    """The tool reads 1024-record sections (-n/16) and forgets the last position at each: a step back
+    from record 1024 to 1025 is not reported, one from 1023 to 1024 is."""
+    out = _engine(_section_case(n_before), tmp_path)
+    assert (ORDER_WARNING in out.tool_lines) is warned
+
+
+def test_order_check_sections_match_real_tool(oracle: Oracle, tmp_path: Path) -> None:
+    for n_before in (1023, 1024):
+        d = tmp_path / str(n_before)
+        s = _section_case(n_before)
+        ours = _engine(s, d)
+        real = oracle.run(s.argv(), d, report=alignments.REPORT, timeout=30)
+        assert (real.exit_code, real.tool_lines, real.report) == (
+            ours.exit_code,
+            ours.tool_lines,
+            ours.report,
+        )
