@@ -135,7 +135,8 @@ def check(oracle: Oracle, s: alignments.Scenario, name: str) -> None:
         alignments.write(s, work)
         argv = s.argv()
         note(f"argv: {argv}")
-        real = oracle.run(argv, work, report=alignments.REPORT, timeout=REAL_TIMEOUT)
+        stdin = work / s.input_name if s.stdin else None
+        real = oracle.run(argv, work, report=alignments.REPORT, stdin=stdin, timeout=REAL_TIMEOUT)
         if real.exit_code is None:
             if "-p" in argv:
                 SKIPPED["alignstats -p hang (Q13)"] += 1
@@ -144,7 +145,7 @@ def check(oracle: Oracle, s: alignments.Scenario, name: str) -> None:
         if alignments.quality_reads_past_record(s):
             SKIPPED["qualities past a record (undefined in alignstats)"] += 1
             return
-        ours = run_engine(argv, work, report=alignments.REPORT)
+        ours = run_engine(argv, work, report=alignments.REPORT, stdin=stdin)
         same = (
             real.exit_code == ours.exit_code
             and real.report == ours.report

@@ -85,6 +85,9 @@ CASES: dict[str, Scenario] = {
     # -j keeps 4 bytes and must then be exact; the name-based guess has its own warning
     "format_option_unknown": _scenario(1000, CRAM_READS, options=("-C", "-j", "bamx")),
     "format_name_unknown": _scenario(1000, CRAM_READS, "samgz", options=("-C",)),
+    # a bgzipped SAM on stdin: telling it from BAM must not consume blocks the SAM reader then lacks
+    "samgz_stdin": _scenario(1000, CRAM_READS, "samgz", options=("-C",), stdin=True),
+    "samgz_stdin_j": _scenario(1000, CRAM_READS, "samgz", options=("-C", "-j", "SAM"), stdin=True),
 }
 
 # Pinned values of the real tool (checked against it; see test_case_matches_real_tool).
@@ -101,6 +104,8 @@ EXPECTED: dict[str, dict[str, int]] = {
     "order_warning_filtered": {"TotalRecords": 3},
     "format_option_unknown": {"TotalRecords": 2},
     "format_name_unknown": {"TotalRecords": 2},
+    "samgz_stdin": {"TotalRecords": 2},
+    "samgz_stdin_j": {"TotalRecords": 2},
 }
 EXPECTED_LINES: dict[str, list[str]] = {
     "bam_region_0bp": ["[AlignStats WARNING] Unable to set iterator in region 0"],
@@ -116,7 +121,11 @@ EXPECTED_LINES: dict[str, list[str]] = {
 
 def _engine(s: Scenario, d: Path) -> Outcome:
     alignments.write(s, d)
-    return run_engine(s.argv(), d, report=alignments.REPORT)
+    return run_engine(s.argv(), d, report=alignments.REPORT, stdin=_stdin(s, d))
+
+
+def _stdin(s: Scenario, d: Path) -> Path | None:
+    return d / s.input_name if s.stdin else None
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +156,7 @@ def oracle() -> Oracle:
 def test_case_matches_real_tool(name: str, oracle: Oracle, tmp_path: Path) -> None:
     s = CASES[name]
     ours = _engine(s, tmp_path)
-    real = oracle.run(s.argv(), tmp_path, report=alignments.REPORT, timeout=30)
+    real = oracle.run(s.argv(), tmp_path, report=alignments.REPORT, stdin=_stdin(s, tmp_path), timeout=30)
     assert (real.exit_code, real.tool_lines) == (ours.exit_code, ours.tool_lines)
     assert real.report == ours.report
 

@@ -49,6 +49,7 @@ class Scenario:
     regions: tuple[str, ...] | None = None
     options: tuple[str, ...] = ()  # other alignstats options, already tokenised
     index: bool = True
+    stdin: bool = False  # input on stdin (no -i): InputFileName "-", size 0, no -r possible
     extras: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -65,10 +66,12 @@ class Scenario:
             args += ["-r", "regions.bed"]
         if self.fmt == "cram" and "no-ref" not in self.extras:
             args += ["-T", "ref.fa"]
+        if self.stdin:
+            return [*args, "-o", REPORT]
         return [*args, "-i", self.input_name, "-o", REPORT]
 
     def command(self) -> str:
-        return "alignstats " + shlex.join(self.argv())
+        return "alignstats " + shlex.join(self.argv()) + (f" < {self.input_name}" if self.stdin else "")
 
 
 def _parsed(s: Scenario, lines: tuple[str, ...] | None) -> list[tuple[int, int, int]]:
@@ -403,4 +406,77 @@ def scenarios(draw) -> Scenario:
         regions=regions,
         options=tuple(tok for opt in draw(st.permutations(options)) for tok in opt),
         index=not unsorted and draw(st.integers(0, 9)) > 0,
+        stdin=draw(st.integers(0, 9)) == 0,
     )
+
+
+# --- hand-made BAMs (records HTSlib refuses: pysam will not write them) ---------------------------
+
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+_CIGAR_OPS = "MIDNSHP=X"
+_NT16 = {c: i for i, c in enumerate("=ACMGRSVTWYHKDBN")}
+
+
+def raw_record(
+    *,
+    name: bytes = b"r0",
+    flag: int = 0,
+    tid: int = 0,
+    pos: int = 0,
+    mapq: int = 60,
+    cigar: str = "10M",
+    mtid: int = -1,
+    mpos: int = -1,
+    tlen: int = 0,
+    seq: str = "ACGTACGTAC",
+    l_read_name: int | None = None,
+) -> bytes:
+    """One BAM record, field by field as the spec lays it out (§4.2), with nothing checked: a
+    `l_read_name` of 0 drops the name and its NUL; `tid`/`mtid` and the CIGAR are taken as given."""
+    import struct
+
+    read_name = b"" if l_read_name == 0 else name + b"\0"
+    ops = [(int(n), _CIGAR_OPS.index(op)) for n, op in re.findall(r"(\d+)([MIDNSHP=X])", cigar)]
+    packed = bytearray()
+    for i in range(0, len(seq), 2):
+        hi = _NT16[seq[i]] << 4
+        lo = _NT16[seq[i + 1]] if i + 1 < len(seq) else 0
+        packed.append(hi | lo)
+    body = struct.pack(
+        "<iiBBHHHiiii",
+        tid,
+        pos,
+        len(read_name) if l_read_name is None else l_read_name,
+        mapq,
+        4680,  # bin: not checked by anyone on reading
+        len(ops),
+        flag,
+        len(seq),
+        mtid,
+        mpos,
+        tlen,
+    )
+    body += read_name + b"".join(struct.pack("<I", n << 4 | op) for n, op in ops)
+    body += bytes(packed) + bytes([30] * len(seq))
+    return struct.pack("<i", len(body)) + body
+
+
+def write_raw_bam(path: Path, contigs: tuple[tuple[str, int], ...], records: list[bytes]) -> None:
+    """A BGZF-compressed BAM (one block per 60 kB of data, then the EOF block) from raw records."""
+    import struct
+    import zlib
+
+    text = "@HD\tVN:1.6\tSO:coordinate\n" + "".join(f"@SQ\tSN:{n}\tLN:{ln}\n" for n, ln in contigs)
+    data = b"BAM\1" + struct.pack("<i", len(text)) + text.encode() + struct.pack("<i", len(contigs))
+    for n, ln in contigs:
+        data += struct.pack("<i", len(n) + 1) + n.encode() + b"\0" + struct.pack("<i", ln)
+    data += b"".join(records)
+    out = bytearray()
+    for i in range(0, len(data), 60000):
+        chunk = data[i : i + 60000]
+        comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+        deflated = comp.compress(chunk) + comp.flush()
+        # gzip member with the BGZF "BC" extra field holding the block size - 1
+        out += struct.pack("<BBBBIBBHBBHH", 31, 139, 8, 4, 0, 0, 255, 6, 66, 67, 2, len(deflated) + 25)
+        out += deflated + struct.pack("<II", zlib.crc32(chunk), len(chunk))
+    path.write_bytes(bytes(out) + _BGZF_EOF)

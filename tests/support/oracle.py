@@ -125,7 +125,9 @@ def _locate() -> Oracle:
     return Oracle(exe, exe_mt)
 
 
-def run_engine(argv: Sequence[str], cwd: Path, *, report: str | None = None) -> Outcome:
+def run_engine(
+    argv: Sequence[str], cwd: Path, *, report: str | None = None, stdin: Path | None = None
+) -> Outcome:
     """The built-in engine in this process (one numba load for a whole fuzz run), cwd = `cwd`.
 
     Only Python-level stdout/stderr are captured; HTSlib's own C-level lines (pysam) go to fd 2 and are
@@ -139,12 +141,19 @@ def run_engine(argv: Sequence[str], cwd: Path, *, report: str | None = None) -> 
     err = io.StringIO()
     stdout = io.StringIO()
     previous = Path.cwd()
+    saved_stdin = sys.stdin
     t0 = time.monotonic()
     try:
         os.chdir(cwd)
+        if stdin is not None:
+            # the engine reads sys.stdin.buffer, as `alignbatch-alignstats < file` would
+            sys.stdin = io.TextIOWrapper(open(stdin, "rb"))  # noqa: SIM115 - closed below
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(stdout):
             code = main(list(argv))
     finally:
+        if sys.stdin is not saved_stdin:
+            sys.stdin.close()
+            sys.stdin = saved_stdin
         os.chdir(previous)
         sys.stderr.flush()
     produced = (

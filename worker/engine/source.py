@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from worker.engine.bgzf import BGZF_MAGIC, BgzfError, iter_chunks
+from worker.engine.bgzf import BGZF_MAGIC, BgzfError, _block_size, _inflate, iter_chunks
 from worker.engine.errors import BadInputError, ToolError
 
 FORMATS = ("sam", "bam", "cram")
@@ -158,7 +158,11 @@ class InputFile:
             self._prefix = self._read_prefix(self._stream)
             self._local_path = self.path
         self.content = sniff(self._prefix)
-        if self.content == "bgzf":
+        if self.content == "bgzf" and self.path == "-" and not self._stdin_is_bam():
+            # bgzipped SAM on stdin: HTSlib reads it from the spooled copy (prefix + rest of stdin)
+            self.content = "sam"
+            self.bgzf_sam = True
+        elif self.content == "bgzf":
             inflaters = max(self.threads, min(os.cpu_count() or 1, 4))
             chunks = _bgzf_errors(self.path, iter_chunks(self._stream, self._prefix, threads=inflaters))
             header, body = split_header(chunks)
@@ -173,6 +177,34 @@ class InputFile:
         # Like HTSlib, go by content, not by the name or -j (a SAM file named x.bam reads fine);
         # content HTSlib cannot parse fails in _open_pysam with the tool's header error.
         self._open_pysam()
+
+    def _stdin_is_bam(self) -> bool:
+        """BAM or bgzipped SAM on stdin, told apart by inflating the first non-empty block(s).
+
+        stdin cannot be re-read, so the raw bytes read here become the prefix, which the BAM reader or
+        the spooled copy for HTSlib starts with (the BGZF reader would otherwise consume blocks that a
+        bgzipped SAM's spooled copy then lacks). Damage that hides the answer counts as BAM: the BGZF
+        reader then reports it as for any BAM.
+        """
+        assert self._stream is not None
+        data = self._prefix
+        off = 0
+        try:
+            while True:
+                while len(data) - off < 18 or len(data) - off < _block_size(data, off, off):
+                    more = self._stream.read(1 << 16)
+                    if not more:
+                        return True
+                    data += more
+                bsize = _block_size(data, off, off)
+                text = _inflate(memoryview(data), off, bsize, off)
+                off += bsize
+                if text:
+                    return text.startswith(b"BAM\1"[: len(text)])
+        except BgzfError:
+            return True
+        finally:
+            self._prefix = data
 
     @staticmethod
     def _read_prefix(stream: BinaryIO) -> bytes:
