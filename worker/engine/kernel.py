@@ -24,6 +24,13 @@ CHROM_CHANGE = 1  # the record at the returned offset has a new tid; finish/star
 OVERFLOW_FULL = 2  # the overflow list must be drained before continuing
 BAD_RECORD = 3  # the record at the returned offset is malformed (sizes inconsistent)
 
+# --- why a record is BAD_RECORD (state[S_BAD_KIND]): HTSlib's bam_read1/sam_read1 checks, in its order --
+BAD_SIZES = 1  # block_size < 32, l_seq < 0, or the fields do not fit in block_size
+BAD_NAME = 2  # l_read_name 0 (HTSlib requires at least the NUL)
+BAD_CIGAR = 3  # a mapped record whose CIGAR query length differs from l_seq (l_seq > 0)
+BAD_TID = 4  # refID outside [-1, n_ref)
+BAD_MTID = 5  # next_refID outside [-1, n_ref)
+
 # --- params (int64 array) ---------------------------------------------------------------------------
 P_MINQ = 0
 P_REQ_FLAGS = 1
@@ -35,7 +42,8 @@ P_DO_CAP = 6
 P_KEEP_DUPS = 7
 P_OVERLAP = 8  # 0 none, 1 -O (position based), 2 -M (MC tag)
 P_SECTION = 9  # records per read section (-n / 16): the tool's position order check restarts at each
-N_PARAMS = 10
+P_N_REF = 10  # contigs in the header: refID/next_refID must be below it (HTSlib's sam_read1 check)
+N_PARAMS = 11
 
 OVERLAP_NONE = 0
 OVERLAP_POS = 1
@@ -104,7 +112,8 @@ S_NEW_TID = 9  # tid of the record that caused CHROM_CHANGE
 S_WARN_KIND = 10  # 1: pos went backwards, 2: tid went backwards
 S_ORD_TID = 11  # tid of the previous record of any kind (the tool's current chromosome)
 S_SEC_LEFT = 12  # records left in the current read section
-N_STATE = 13
+S_BAD_KIND = 13  # with BAD_RECORD: which check failed (BAD_SIZES ...)
+N_STATE = 14
 
 # Histogram sizes kept in dense arrays; anything outside goes to the overflow list (kind, value).
 LEN_HIST_SIZE = 1 << 16
@@ -132,6 +141,8 @@ F_SUPP = 0x800
 def new_params() -> np.ndarray:
     params = np.zeros(N_PARAMS, dtype=np.int64)
     params[P_SECTION] = 1024
+    # no contig limit until the engine sets the header's count (kernel unit tests build records freely)
+    params[P_N_REF] = 1 << 31
     return params
 
 
@@ -346,17 +357,14 @@ def process_records(
             return NEED_MORE, o
         bs = _i32(buf, o)
         if bs < 32:
+            state[S_BAD_KIND] = BAD_SIZES
             return BAD_RECORD, o
         rec_end = o + 4 + bs
         if rec_end > end:
             return NEED_MORE, o
+        # HTSlib (bam_read1, then sam_read1 with the header) refuses a record before alignstats sees it;
+        # all of its checks run here, before anything (even a chromosome change) looks at the record.
         tid = _i32(buf, o + 4)
-        if do_cov and tid != state[S_CUR_TID]:
-            state[S_NEW_TID] = tid
-            return CHROM_CHANGE, o
-        if state[S_OV_N] > OV_CAPACITY - 4:
-            return OVERFLOW_FULL, o
-
         pos = _i32(buf, o + 8)
         l_rn = np.int64(buf[o + 12])
         mapq = np.int64(buf[o + 13])
@@ -371,6 +379,10 @@ def process_records(
         qual_off = seq_off + (l_seq + 1) // 2
         aux_off = qual_off + l_seq
         if l_seq < 0 or aux_off > rec_end:
+            state[S_BAD_KIND] = BAD_SIZES
+            return BAD_RECORD, o
+        if l_rn == 0:
+            state[S_BAD_KIND] = BAD_NAME
             return BAD_RECORD, o
         if n_cig == 2 and l_seq > 0:
             # More than 65535 CIGAR ops: the real CIGAR is in a CG:B,I tag behind a kSmN placeholder;
@@ -384,6 +396,30 @@ def process_records(
                     if t + 6 + 4 * cnt <= rec_end:
                         cig_off = t + 6
                         n_cig = cnt
+        if n_cig > 0 and l_seq > 0 and (flag & F_UNMAP) == 0:
+            # M I S = X consume the query (HTSlib's bam_cigar2qlen); codes 9-15 consume nothing
+            qlen = 0
+            for i in range(n_cig):
+                c = _u32(buf, cig_off + 4 * i)
+                op = c & 0xF
+                if op == 0 or op == 1 or op == 4 or op == 7 or op == 8:
+                    qlen += c >> 4
+            if qlen != l_seq:
+                state[S_BAD_KIND] = BAD_CIGAR
+                return BAD_RECORD, o
+        n_ref = params[P_N_REF]
+        if tid < -1 or tid >= n_ref:
+            state[S_BAD_KIND] = BAD_TID
+            return BAD_RECORD, o
+        if mtid < -1 or mtid >= n_ref:
+            state[S_BAD_KIND] = BAD_MTID
+            return BAD_RECORD, o
+
+        if do_cov and tid != state[S_CUR_TID]:
+            state[S_NEW_TID] = tid
+            return CHROM_CHANGE, o
+        if state[S_OV_N] > OV_CAPACITY - 4:
+            return OVERFLOW_FULL, o
 
         counts[C_TOTAL] += 1
         filtered = mapq < minq or (flag & req) != req or (flag & excl) != 0
