@@ -8,8 +8,10 @@ lines come from two HTSlib versions and are not compared).
 
 CI: a fixed seed, at most 400 examples and a time budget (ALIGNBATCH_ORACLE_SECONDS, default 60 s; later
 examples are skipped; shrinking a failure gets ALIGNBATCH_ORACLE_SHRINK_SECONDS, default 60 s, more).
-ALIGNBATCH_SLOW=1 (marker `slow`) adds a run with a random seed, up to 5000 examples in 900 s. A failure
-prints the argv and the diff and saves the shrunk reproducer (input files, cmd.sh, both reports,
+ALIGNBATCH_SLOW=1 (marker `slow`) adds a run with a random seed (ALIGNBATCH_ORACLE_SEED to replay one),
+up to ALIGNBATCH_ORACLE_EXAMPLES (5000) examples in ALIGNBATCH_ORACLE_SECONDS (900 s). Each run writes
+what it covered (seed, option sets, features, skips) to <ALIGNBATCH_ORACLE_STATS>/<ci|slow>-coverage.txt.
+A failure prints the argv and the diff and saves the shrunk reproducer (input files, cmd.sh, both reports,
 diff.txt) under ALIGNBATCH_ORACLE_FAILURES (default .oracle-failures/ in the checkout), one directory
 per kind of difference.
 
@@ -28,9 +30,11 @@ from __future__ import annotations
 import collections
 import difflib
 import os
+import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +50,12 @@ FAILURES = Path(os.environ.get("ALIGNBATCH_ORACLE_FAILURES", str(ROOT / ".oracle
 SHRINK = float(os.environ.get("ALIGNBATCH_ORACLE_SHRINK_SECONDS", "60"))
 REAL_TIMEOUT = 10.0
 SKIPPED: collections.Counter[str] = collections.Counter()  # examples not compared, by reason
+COVERED: dict[str, collections.Counter[str]] = {}  # per run name: features of the compared examples
+COMBOS: dict[str, set[tuple[str, ...]]] = {}  # per run name: distinct option sets compared
+STATS = Path(os.environ.get("ALIGNBATCH_ORACLE_STATS", str(FAILURES)))
+# the long run: a fresh seed each time unless one is given (it is in the summary, to replay a run)
+SLOW_SEED = int(os.environ.get("ALIGNBATCH_ORACLE_SEED") or random.SystemRandom().randrange(2**32))
+SLOW_EXAMPLES = int(os.environ.get("ALIGNBATCH_ORACLE_EXAMPLES", "5000"))
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +139,62 @@ def _save(s: alignments.Scenario, work: Path, real: Outcome, ours: Outcome, name
     return dest
 
 
+def _features(s: alignments.Scenario, argv: list[str], real: Outcome) -> set[str]:
+    """What one compared example exercised: options, input shape and record features."""
+    f = {f"format {s.fmt}", f"exit {real.exit_code}", f"contigs {len(s.contigs)}"}
+    f |= {f"option {a}" for a in argv if a.startswith("-")}
+    f |= {"stdin"} if s.stdin else set()
+    f |= {"no index"} if not s.index and s.fmt != "sam" else set()
+    f |= {"no records"} if not s.records else set()
+    keys = [alignments._sort_key(r) for r in s.records]
+    f |= {"unsorted"} if keys != sorted(keys) else set()
+    for r in s.records:
+        f |= {f"flag 0x{bit:x}" for bit in alignments.FLAG_BITS if r.flag & bit}
+        f |= {f"cigar {op}" for op in "MIDNSH=X" if op in r.cigar}
+        f |= {f"tag {tag}" for tag, _, _ in r.tags}
+        f |= {"seq *"} if not r.seq else {"seq N"} if "N" in r.seq else set()
+        f |= {"qual *"} if r.seq and r.qual is None else set()
+        f |= {"unplaced"} if r.tid < 0 else {"mate other contig"} if r.mtid not in (r.tid, -1) else set()
+        if r.tid >= 0 and r.cigar and alignments.ref_end(r) > s.contigs[r.tid][1]:
+            f.add("read past contig end")
+    for kind, lines in (("targets", s.targets), ("mask", s.mask), ("regions", s.regions)):
+        for line in lines or ():
+            t = line.split()
+            if len(t) < 3 or not t[1].lstrip("-").isdigit():
+                f.add(f"{kind}: header/comment line")
+            elif t[0] not in dict(s.contigs):
+                f.add(f"{kind}: unknown contig")
+            elif int(t[2]) <= int(t[1]):
+                f.add(f"{kind}: zero-length line")
+            elif int(t[2]) > dict(s.contigs)[t[0]]:
+                f.add(f"{kind}: past contig end")
+            else:
+                f.add(f"{kind}: ordinary line")
+    return f
+
+
+def _tally(s: alignments.Scenario, argv: list[str], real: Outcome, name: str) -> None:
+    """Count the example's features and keep the summary on disk (a killed long run still has it)."""
+    covered = COVERED.setdefault(name, collections.Counter())
+    combos = COMBOS.setdefault(name, set())
+    covered["examples compared"] += 1
+    covered["records compared"] += len(s.records)
+    covered.update(_features(s, argv, real))
+    combos.add(tuple(sorted({a for a in argv if a.startswith("-") and a not in ("-i", "-o")})))
+    if covered["examples compared"] % 20 == 1:
+        _write_stats(name)
+
+
+def _write_stats(name: str) -> None:
+    covered = COVERED.get(name, collections.Counter())
+    lines = [f"seed: {SLOW_SEED if name == 'slow' else 20261201}"]
+    lines += [f"distinct option sets: {len(COMBOS.get(name, ()))}"]
+    lines += [f"{k}: {v}" for k, v in sorted(covered.items())]
+    lines += [f"skipped, {k}: {v}" for k, v in sorted(SKIPPED.items())]
+    STATS.mkdir(parents=True, exist_ok=True)
+    (STATS / f"{name}-coverage.txt").write_text("\n".join(lines) + "\n")
+
+
 def check(oracle: Oracle, s: alignments.Scenario, name: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="oracle-"))
     try:
@@ -151,6 +217,7 @@ def check(oracle: Oracle, s: alignments.Scenario, name: str) -> None:
             and real.report == ours.report
             and _lines(real, argv) == _lines(ours, argv)
         )
+        _tally(s, argv, real, name)
         if not same and not _deliberate(s, real, ours):
             dest = _save(s, work, real, ours, name)
             raise AssertionError(f"{s.command()}\nreproducer: {dest}\n{_diff(real, ours)}")
@@ -172,6 +239,13 @@ _COMMON = {
 @given(s=alignments.scenarios())
 def test_engine_matches_real_alignstats(oracle: Oracle, s: alignments.Scenario) -> None:
     _run_one(oracle, s, "ci")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _coverage_summary() -> Iterator[None]:
+    yield
+    for name in COVERED:
+        _write_stats(name)
 
 
 @dataclass
@@ -207,7 +281,8 @@ def _run_one(oracle: Oracle, s: alignments.Scenario, name: str) -> None:
 
 
 @pytest.mark.slow
-@settings(max_examples=5000, **_COMMON)
+@seed(SLOW_SEED)
+@settings(max_examples=SLOW_EXAMPLES, **_COMMON)
 @given(s=alignments.scenarios())
 def test_engine_matches_real_alignstats_long(oracle: Oracle, s: alignments.Scenario) -> None:
     _run_one(oracle, s, "slow")
