@@ -101,3 +101,34 @@ def test_real_tool_on_bad_record(tmp_path: Path, case: str) -> None:
     assert json.loads(real.report)["TotalRecords"] == (REAL_TOTAL[case] if bad else 4)
     if not bad:
         assert run_engine(argv, tmp_path, report="report.json").report == real.report
+
+
+def test_bad_record_through_htslib_names_it(tmp_path: Path) -> None:
+    """Inputs read through pysam (here: SAM text) fail in HTSlib itself; the line still names the record."""
+    sam = "@HD\tVN:1.6\tSO:coordinate\n@SQ\tSN:c0\tLN:1000\n" + "".join(
+        f"{name}\t0\tc0\t{pos}\t60\t{cigar}\t*\t0\t0\tACGTACGTAC\t*\n"
+        for name, pos, cigar in (("a", 11, "10M"), ("b", 21, "12M"), ("c", 31, "10M"))
+    )
+    (tmp_path / "in.sam").write_text(sam)
+    out = run_engine(["-C", "-i", "in.sam", "-o", "report.json"], tmp_path, report="report.json")
+    assert out.exit_code == 65
+    assert "in.sam: unreadable alignment data at record 2 (" in out.stderr
+
+
+def test_bad_record_with_regions(tmp_path: Path) -> None:
+    """-r reads through HTSlib's iterator: pysam's HTSlib refuses the record there too (exit 65). The
+    index is that of a twin file with the same layout, since samtools refuses to index the bad one."""
+    import pysam
+
+    twin = tmp_path / "twin.bam"
+    write_raw_bam(twin, CONTIGS, [*GOOD, raw_record(pos=30), raw_record(name=b"z", pos=40)])
+    pysam.index(str(twin))
+    write_raw_bam(
+        tmp_path / "in.bam", CONTIGS, [*GOOD, raw_record(pos=30, mtid=9), raw_record(name=b"z", pos=40)]
+    )
+    (tmp_path / "twin.bam.bai").rename(tmp_path / "in.bam.bai")
+    (tmp_path / "regions.bed").write_text("c0\t0\t1000\n")
+    argv = ["-C", "-r", "regions.bed", "-i", "in.bam", "-o", "report.json"]
+    out = run_engine(argv, tmp_path, report="report.json")
+    assert out.exit_code == 65
+    assert "in.bam: unreadable alignment data at record 3 (" in out.stderr

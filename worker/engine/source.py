@@ -359,6 +359,7 @@ class InputFile:
 
         part = os.path.join(self.tmpdir(), "part.bam")
         it = iter(records)
+        done = 0  # records of earlier batches: HTSlib's refusal is then named by its record number
         while True:
             n = 0
             try:
@@ -369,11 +370,13 @@ class InputFile:
                         if n >= _BATCH_RECORDS:
                             break
             except OSError as exc:
+                # HTSlib refused record done + n + 1 (SAM parse errors, the record checks of BAM via -r)
                 raise BadInputError(
                     self.path,
-                    f"unreadable alignment data ({exc})",
+                    f"unreadable alignment data at record {done + n + 1} ({exc})",
                     "the file is damaged; re-create or re-upload it",
                 ) from None
+            done += n
             if n == 0:
                 return
             with open(part, "rb") as fh:
