@@ -132,3 +132,24 @@ def test_bad_record_with_regions(tmp_path: Path) -> None:
     out = run_engine(argv, tmp_path, report="report.json")
     assert out.exit_code == 65
     assert "in.bam: unreadable alignment data at record 3 (" in out.stderr
+
+
+@pytest.mark.parametrize(("n_before", "total"), [(1023, 1025), (1024, 1024)])
+def test_real_tool_stops_when_the_refused_record_starts_a_section(
+    tmp_path: Path, n_before: int, total: int
+) -> None:
+    """The real tool drops a refused record, unless it is the first of a 1024-record read section: that
+    section comes back empty and its read loop ends (the 2 records after it are lost too)."""
+    try:
+        oracle = find_or_build()
+    except OracleUnavailable as exc:
+        pytest.skip(str(exc))
+    recs = [raw_record(name=b"a%d" % i, pos=10 + i) for i in range(n_before)]
+    recs += [raw_record(tid=3, pos=5000), raw_record(name=b"z", pos=5001), raw_record(name=b"y", pos=5002)]
+    write_raw_bam(tmp_path / "in.bam", (("c0", 100000),), recs)
+    argv = ["-C", "-i", "in.bam", "-o", "report.json"]
+    real = oracle.run(argv, tmp_path, report="report.json", timeout=30)
+    assert (real.exit_code, json.loads(real.report)["TotalRecords"]) == (0, total)
+    ours = run_engine(argv, tmp_path, report="report.json")
+    assert ours.exit_code == 65
+    assert f"malformed BAM record (number {n_before + 1}: reference id 3" in ours.stderr
