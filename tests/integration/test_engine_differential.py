@@ -234,6 +234,12 @@ _COMMON = {
 }
 
 
+# pytest-timeout's default (setup.cfg) would kill a run part-way (it did, at 300 s, a long run): the
+# time budget plus shrinking, plus room for the last examples, real-tool timeouts and the replay
+RUN_TIMEOUT = BUDGET + SHRINK + 300
+
+
+@pytest.mark.timeout(RUN_TIMEOUT)
 @seed(20261201)
 @settings(max_examples=400, **_COMMON)
 @given(s=alignments.scenarios())
@@ -281,6 +287,7 @@ def _run_one(oracle: Oracle, s: alignments.Scenario, name: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT)
 @seed(SLOW_SEED)
 @settings(max_examples=SLOW_EXAMPLES, **_COMMON)
 @given(s=alignments.scenarios())
