@@ -12,11 +12,10 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from core.exitcodes import ExitCode
-from worker.engine.bed import BedFile, parse_bed, strtol
-from worker.engine.errors import BadInputError, EngineError, ToolError
+from worker.engine.errors import BadInputError, EngineError
+from worker.engine.options import Options, declared_format, flag_arg, int_arg
 
 VERSION = "0.11"
 # The banner is part of the compatibility contract (golden/cli_help.stderr.txt), so it names the HTSlib
@@ -82,47 +81,6 @@ class UsageExit(Exception):
         super().__init__(message or "")
         self.code = code
         self.message = message
-
-
-@dataclass
-class Options:
-    input: str = "-"
-    format: str | None = None
-    output: str | None = None
-    verbose: bool = False
-    max_records: int = 16384
-    threaded: bool = False
-    hts_threads: int = 1
-    regions: str | None = None
-    targets: str | None = None
-    mask: str | None = None
-    reference: str | None = None
-    min_mapq: int = 0
-    required_flags: int = 0
-    excluded_flags: int = 0
-    min_baseq: int = 0
-    keep_dups: bool = False
-    overlap_mc: bool = False
-    overlap_pos: bool = False
-    skip_unplaced: bool = False
-    alignment: bool = True
-    capture: bool = True
-    wgs: bool = True
-    report_format: str = "json"
-    warnings: list[str] = field(default_factory=list)
-
-
-def _int_arg(text: str) -> int:
-    value, _ = strtol(text.encode("utf-8", "surrogateescape"), 0)
-    return value
-
-
-def _flag_arg(opt: str, text: str, warnings: list[str]) -> int:
-    value = _int_arg(text) & 0xFFFF
-    if value > 4095:
-        warnings.append(f"[AlignStats WARNING] Invalid -{opt} value {value}, using 0.")
-        return 0
-    return value
 
 
 def getopt(argv: Sequence[str], optstring: str) -> list[tuple[str, str | None]]:
@@ -213,61 +171,23 @@ def parse_args(argv: Sequence[str]) -> Options:
             case "T":
                 opts.reference = val
             case "q":
-                opts.min_mapq = _int_arg(val) & 0xFF
+                opts.min_mapq = int_arg(val) & 0xFF
             case "b":
-                opts.min_baseq = _int_arg(val) & 0xFF
+                opts.min_baseq = int_arg(val) & 0xFF
             case "P":
-                opts.hts_threads = _int_arg(val) & 0xFF
+                opts.hts_threads = int_arg(val) & 0xFF
             case "f":
-                opts.required_flags = _flag_arg("f", val, opts.warnings)
+                opts.required_flags = flag_arg("f", val, opts.warnings)
             case "F":
-                opts.excluded_flags = _flag_arg("F", val, opts.warnings)
+                opts.excluded_flags = flag_arg("F", val, opts.warnings)
             case "n":
-                n = _int_arg(val)
+                n = int_arg(val) & 0xFFFFFFFF  # the tool casts to uint32: -1 is not "too small"
                 if n < 16384:
                     # the tool's own warning names -r here
-                    opts.warnings.append(
-                        "[AlignStats WARNING] Invalid value for -r, using default value of 16384."
-                    )
+                    opts.warnings.append("[AlignStats WARNING] Given value for -r is too small, using 16384")
                     n = 16384
                 opts.max_records = n
     return opts
-
-
-def declared_format(opts: Options) -> str:
-    if opts.format:
-        f = opts.format[:4].lower()
-        if f in ("sam", "bam", "cram"):
-            return f
-    name = opts.input
-    if name == "-":
-        return "sam"
-    if name.endswith("bam"):
-        return "bam"
-    if name.endswith("cram"):
-        return "cram"
-    if name.endswith("sam"):
-        return "sam"
-    opts.warnings.append(
-        f'[AlignStats WARNING] Unrecognized file extension for input file "{name}", opening as SAM file.'
-    )
-    return "sam"
-
-
-def _read_bed(path: str, kind: str, header, empty_message: str) -> BedFile:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ToolError(
-            f'[AlignStats ERROR] Failed to open {kind} file "{path}".', f"{exc.strerror}"
-        ) from None
-    bed = parse_bed(path, data, header.name_to_tid, list(header.lengths))
-    for w in bed.warnings:
-        print(w, file=sys.stderr)
-    if not bed.lines:
-        raise ToolError(f"[AlignStats ERROR] {empty_message}")
-    return bed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.code in (0, 1):
             sys.stderr.write(BANNER + "\n" + USAGE)
         return exc.code
+    # Imported here, not at the top, only so that `-h` and usage errors answer without loading numpy and
+    # the kernel (about 0.5 s); the dependency is one-way (run never imports cli).
     from worker.engine.run import run
 
     try:
@@ -305,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERNAL)
 
 
-__all__ = ["BadInputError", "Options", "main", "parse_args"]
+__all__ = ["BadInputError", "Options", "declared_format", "main", "parse_args"]
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class EngineConfig:
     overlap: int = k.OVERLAP_NONE
     targets: BedFile | None = None
     mask: BedFile | None = None
+    section_records: int = 1024  # the tool's read section (-n / 16): its order check restarts there
 
     @property
     def coverage(self) -> bool:
@@ -111,6 +112,8 @@ class Engine:
         p[k.P_DO_CAP] = int(config.capture)
         p[k.P_KEEP_DUPS] = int(config.keep_dups)
         p[k.P_OVERLAP] = config.overlap
+        p[k.P_SECTION] = max(config.section_records, 1)
+        p[k.P_N_REF] = n_ref
         self.state = k.new_state()
         # With -p (threads=2) and both alignment and coverage metrics, the two halves of the kernel
         # (they share no state) run on two threads over the same buffers (the kernel releases the GIL):
@@ -216,9 +219,10 @@ class Engine:
                 self._drain_overflow()
             elif status == k.BAD_RECORD:
                 number = int(counts[k.C_TOTAL]) + 1
+                why = _bad_record_reason(buf, off, int(state[k.S_BAD_KIND]), len(self.header.lengths))
                 raise BadInputError(
                     self.input_path,
-                    f"malformed BAM record (number {number}: sizes do not add up)",
+                    f"malformed BAM record (number {number}: {why})",
                     "the file is damaged; re-create it with samtools or re-upload it",
                 )
 
@@ -331,3 +335,20 @@ class Engine:
                         self.acc.high_coverage_non_target += int(word >= 20)
                     else:
                         self.acc.stale_pending.append((length, word))
+
+
+def _bad_record_reason(buf: np.ndarray, off: int, kind: int, n_ref: int) -> str:
+    """The failed HTSlib check in words, read back from the record (only ever on the error path)."""
+
+    def i32(at: int) -> int:
+        return int.from_bytes(bytes(buf[off + at : off + at + 4]), "little", signed=True)
+
+    if kind == k.BAD_NAME:
+        return "read name length 0, HTSlib requires at least its NUL"
+    if kind == k.BAD_CIGAR:
+        return f"CIGAR and sequence lengths differ, sequence length {i32(20)}"
+    if kind == k.BAD_TID:
+        return f"reference id {i32(4)} outside the header's {n_ref} contigs"
+    if kind == k.BAD_MTID:
+        return f"mate reference id {i32(24)} outside the header's {n_ref} contigs"
+    return "sizes do not add up"

@@ -24,6 +24,13 @@ CHROM_CHANGE = 1  # the record at the returned offset has a new tid; finish/star
 OVERFLOW_FULL = 2  # the overflow list must be drained before continuing
 BAD_RECORD = 3  # the record at the returned offset is malformed (sizes inconsistent)
 
+# --- why a record is BAD_RECORD (state[S_BAD_KIND]): HTSlib's bam_read1/sam_read1 checks, in its order --
+BAD_SIZES = 1  # block_size < 32, l_seq < 0, or the fields do not fit in block_size
+BAD_NAME = 2  # l_read_name 0 (HTSlib requires at least the NUL)
+BAD_CIGAR = 3  # a mapped record whose CIGAR query length differs from l_seq (l_seq > 0)
+BAD_TID = 4  # refID outside [-1, n_ref)
+BAD_MTID = 5  # next_refID outside [-1, n_ref)
+
 # --- params (int64 array) ---------------------------------------------------------------------------
 P_MINQ = 0
 P_REQ_FLAGS = 1
@@ -34,7 +41,9 @@ P_DO_COV = 5
 P_DO_CAP = 6
 P_KEEP_DUPS = 7
 P_OVERLAP = 8  # 0 none, 1 -O (position based), 2 -M (MC tag)
-N_PARAMS = 9
+P_SECTION = 9  # records per read section (-n / 16): the tool's position order check restarts at each
+P_N_REF = 10  # contigs in the header: refID/next_refID must be below it (HTSlib's sam_read1 check)
+N_PARAMS = 11
 
 OVERLAP_NONE = 0
 OVERLAP_POS = 1
@@ -92,8 +101,8 @@ N_COUNTS = 22
 # --- kernel state (state array): not merged, describes where the reader is --------------------------
 S_CUR_TID = 0  # chromosome currently held in the depth array (-1: none)
 S_CUR_LEN = 1
-S_LAST_TID = 2  # order check
-S_LAST_POS = 3
+S_LAST_TID = 2  # order check: last placed tid seen (any record)
+S_LAST_POS = 3  # order check: position of the last *unfiltered* record in this section and tid
 S_WARNED = 4
 S_WARN_TID = 5
 S_WARN_PREV = 6
@@ -101,7 +110,10 @@ S_WARN_CUR = 7
 S_OV_N = 8  # entries used in the overflow list
 S_NEW_TID = 9  # tid of the record that caused CHROM_CHANGE
 S_WARN_KIND = 10  # 1: pos went backwards, 2: tid went backwards
-N_STATE = 11
+S_ORD_TID = 11  # tid of the previous record of any kind (the tool's current chromosome)
+S_SEC_LEFT = 12  # records left in the current read section
+S_BAD_KIND = 13  # with BAD_RECORD: which check failed (BAD_SIZES ...)
+N_STATE = 14
 
 # Histogram sizes kept in dense arrays; anything outside goes to the overflow list (kind, value).
 LEN_HIST_SIZE = 1 << 16
@@ -127,14 +139,19 @@ F_SUPP = 0x800
 
 
 def new_params() -> np.ndarray:
-    return np.zeros(N_PARAMS, dtype=np.int64)
+    params = np.zeros(N_PARAMS, dtype=np.int64)
+    params[P_SECTION] = 1024
+    # no contig limit until the engine sets the header's count (kernel unit tests build records freely)
+    params[P_N_REF] = 1 << 31
+    return params
 
 
 def new_state() -> np.ndarray:
     state = np.zeros(N_STATE, dtype=np.int64)
     state[S_CUR_TID] = -1
-    state[S_LAST_TID] = -1
-    state[S_LAST_POS] = -1
+    state[S_LAST_TID] = -999  # the tool's initial "previous" chromosome indexes
+    state[S_ORD_TID] = -999
+    state[S_LAST_POS] = -2
     return state
 
 
@@ -228,29 +245,76 @@ def _aux_int(buf, t, end, default):
 
 
 @njit(cache=True)
+def _is_mc_op(ch):
+    """A CIGAR letter the tool's MC parser accepts (MIDNSHP=XB); anything else ends the parse."""
+    return (
+        ch == 77
+        or ch == 73
+        or ch == 68
+        or ch == 78
+        or ch == 83
+        or ch == 72
+        or ch == 80
+        or ch == 61
+        or ch == 88
+        or ch == 66
+    )
+
+
+@njit(cache=True)
 def _parse_mc(buf, t, end, mstart, mend, mpos):
-    """Parse a MC:Z CIGAR at type byte t into the mate's M/=/X reference blocks; return the count."""
+    """Parse a MC:Z CIGAR at type byte t into the mate's M/=/X reference blocks; return the count.
+
+    As the tool does: it first counts the string's *letters* (C isalpha) and parses at most that many
+    operations, so '=' (not a letter) makes "75=" zero operations and "10M5=20X" two (10M, 5=);
+    each operation is strtol + one character, and a missing number or an unknown character ends it.
+    """
     if buf[t] != 90:
         return -1
+    limit = 0
     o = t + 1
-    n = 0
-    num = np.int64(0)
-    ref = mpos
     while o < end and buf[o] != 0:
         ch = buf[o]
-        if 48 <= ch <= 57:
-            num = num * 10 + (ch - 48)
-        else:
-            if ch == 77 or ch == 61 or ch == 88:  # M = X
-                if n < mstart.shape[0]:
-                    mstart[n] = ref
-                    mend[n] = ref + num
-                    n += 1
-                ref += num
-            elif ch == 68 or ch == 78:  # D N
-                ref += num
-            num = 0
+        if (65 <= ch <= 90) or (97 <= ch <= 122):
+            limit += 1
         o += 1
+    o = t + 1
+    n = 0
+    n_ops = 0
+    ref = mpos
+    while o < end and buf[o] != 0 and n_ops < limit:
+        p = o
+        while p < end and (buf[p] == 32 or 9 <= buf[p] <= 13):
+            p += 1
+        neg = False
+        if p < end and (buf[p] == 43 or buf[p] == 45):
+            neg = buf[p] == 45
+            p += 1
+        d0 = p
+        num = np.int64(0)
+        while p < end and 48 <= buf[p] <= 57:
+            if num < (np.int64(1) << 40):  # saturate (strtol clamps; only the low 28 bits survive)
+                num = num * 10 + (buf[p] - 48)
+            p += 1
+        if p == d0 or p >= end or buf[p] == 0:
+            break
+        ch = buf[p]
+        o = p + 1
+        if not _is_mc_op(ch):
+            break
+        if neg:
+            num = -num
+        # stored as (uint32)len << 4 and read back with >> 4: the low 28 bits
+        ln = num & 0x0FFFFFFF
+        n_ops += 1
+        if ch == 77 or ch == 61 or ch == 88:  # M = X
+            if n < mstart.shape[0]:
+                mstart[n] = ref
+                mend[n] = ref + ln
+                n += 1
+            ref += ln
+        elif ch == 68 or ch == 78:  # D N
+            ref += ln
     return n
 
 
@@ -293,17 +357,14 @@ def process_records(
             return NEED_MORE, o
         bs = _i32(buf, o)
         if bs < 32:
+            state[S_BAD_KIND] = BAD_SIZES
             return BAD_RECORD, o
         rec_end = o + 4 + bs
         if rec_end > end:
             return NEED_MORE, o
+        # HTSlib (bam_read1, then sam_read1 with the header) refuses a record before alignstats sees it;
+        # all of its checks run here, before anything (even a chromosome change) looks at the record.
         tid = _i32(buf, o + 4)
-        if do_cov and tid != state[S_CUR_TID]:
-            state[S_NEW_TID] = tid
-            return CHROM_CHANGE, o
-        if state[S_OV_N] > OV_CAPACITY - 4:
-            return OVERFLOW_FULL, o
-
         pos = _i32(buf, o + 8)
         l_rn = np.int64(buf[o + 12])
         mapq = np.int64(buf[o + 13])
@@ -318,6 +379,10 @@ def process_records(
         qual_off = seq_off + (l_seq + 1) // 2
         aux_off = qual_off + l_seq
         if l_seq < 0 or aux_off > rec_end:
+            state[S_BAD_KIND] = BAD_SIZES
+            return BAD_RECORD, o
+        if l_rn == 0:
+            state[S_BAD_KIND] = BAD_NAME
             return BAD_RECORD, o
         if n_cig == 2 and l_seq > 0:
             # More than 65535 CIGAR ops: the real CIGAR is in a CG:B,I tag behind a kSmN placeholder;
@@ -331,33 +396,64 @@ def process_records(
                     if t + 6 + 4 * cnt <= rec_end:
                         cig_off = t + 6
                         n_cig = cnt
+        if n_cig > 0 and l_seq > 0 and (flag & F_UNMAP) == 0:
+            # M I S = X consume the query (HTSlib's bam_cigar2qlen); codes 9-15 consume nothing
+            qlen = 0
+            for i in range(n_cig):
+                c = _u32(buf, cig_off + 4 * i)
+                op = c & 0xF
+                if op == 0 or op == 1 or op == 4 or op == 7 or op == 8:
+                    qlen += c >> 4
+            if qlen != l_seq:
+                state[S_BAD_KIND] = BAD_CIGAR
+                return BAD_RECORD, o
+        n_ref = params[P_N_REF]
+        if tid < -1 or tid >= n_ref:
+            state[S_BAD_KIND] = BAD_TID
+            return BAD_RECORD, o
+        if mtid < -1 or mtid >= n_ref:
+            state[S_BAD_KIND] = BAD_MTID
+            return BAD_RECORD, o
+
+        if do_cov and tid != state[S_CUR_TID]:
+            state[S_NEW_TID] = tid
+            return CHROM_CHANGE, o
+        if state[S_OV_N] > OV_CAPACITY - 4:
+            return OVERFLOW_FULL, o
 
         counts[C_TOTAL] += 1
         filtered = mapq < minq or (flag & req) != req or (flag & excl) != 0
+
+        # Order check (a warning only, printed once by the driver), as the tool does it: every record
+        # is checked, filtered or not, but only unfiltered ones move the position on; the position is
+        # forgotten at each chromosome change and at the start of each read section.
+        if state[S_SEC_LEFT] <= 0:
+            state[S_SEC_LEFT] = params[P_SECTION]
+            state[S_LAST_POS] = -2
+        state[S_SEC_LEFT] -= 1
+        if tid != state[S_ORD_TID]:
+            if state[S_ORD_TID] >= 0:
+                state[S_LAST_TID] = state[S_ORD_TID]
+            state[S_ORD_TID] = tid
+            if state[S_WARNED] == 0 and tid != -1 and state[S_LAST_TID] > tid:
+                state[S_WARNED] = 1
+                state[S_WARN_KIND] = 2
+                state[S_WARN_TID] = tid
+                state[S_WARN_PREV] = state[S_LAST_TID]
+                state[S_WARN_CUR] = tid
+            state[S_LAST_POS] = -2
+        if state[S_WARNED] == 0 and pos < state[S_LAST_POS]:
+            state[S_WARNED] = 1
+            state[S_WARN_KIND] = 1
+            state[S_WARN_TID] = tid
+            state[S_WARN_PREV] = state[S_LAST_POS]
+            state[S_WARN_CUR] = pos
         if filtered:
             counts[C_FILTERED] += 1
             o = rec_end
             continue
         counts[C_UNFILTERED] += 1
-
-        # Order check (a warning only, printed once by the driver).
-        if state[S_WARNED] == 0 and tid >= 0:
-            lt = state[S_LAST_TID]
-            if lt >= 0 and tid < lt:
-                state[S_WARNED] = 1
-                state[S_WARN_KIND] = 2
-                state[S_WARN_TID] = tid
-                state[S_WARN_PREV] = lt
-                state[S_WARN_CUR] = tid
-            elif tid == lt and pos < state[S_LAST_POS]:
-                state[S_WARNED] = 1
-                state[S_WARN_KIND] = 1
-                state[S_WARN_TID] = tid
-                state[S_WARN_PREV] = state[S_LAST_POS]
-                state[S_WARN_CUR] = pos
-        if tid >= 0:
-            state[S_LAST_TID] = tid
-            state[S_LAST_POS] = pos
+        state[S_LAST_POS] = pos
 
         unmapped = (flag & F_UNMAP) != 0
 
@@ -711,8 +807,11 @@ def target_tally(depth, length, tstart, tend, hist):
             hit += 1
             continue
         bs = s - 100 if s > 100 else 0
+        # the tool's left buffer scan stops at the contig's last position: for a target starting at or
+        # past the end it never looks at [length - 1, s) (CapTargetBuffersHit)
+        bend = s if s < length else length - 1
         found = False
-        for p in range(bs, s):
+        for p in range(bs, bend):
             if depth[p] & DEPTH_MASK:
                 found = True
                 break

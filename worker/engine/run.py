@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from worker.engine import kernel as k
 from worker.engine.accumulators import Accumulators
 from worker.engine.bed import BedFile
-from worker.engine.cli import Options, _read_bed, declared_format
 from worker.engine.engine import Engine, EngineConfig, prefetch
 from worker.engine.errors import BadInputError, ToolError
+from worker.engine.options import Options, declared_format, load_bed, open_bed
 from worker.engine.report import ReportContext, build_report, render_json, render_tsv
 from worker.engine.source import Header, InputFile, Region
 
@@ -27,48 +27,91 @@ def _info(opts: Options, message: str) -> None:
         print(f"[AlignStats INFO] {message}", file=sys.stderr, flush=True)
 
 
-def validate(opts: Options) -> None:
+def validate(opts: Options, *, check_targets: bool = True) -> None:
+    """The option checks. The tool checks -t only after opening the input (`run` follows it there);
+    `check_targets=True` is for callers that want every option problem up front."""
     if not (opts.alignment or opts.capture or opts.wgs):
         raise ToolError("[AlignStats ERROR] At least one of -A, -C, or -W must be unset.")
     if opts.overlap_mc and opts.overlap_pos:
         raise ToolError("[AlignStats ERROR] Options -M and -O cannot be set simultaneously.")
-    if opts.capture and not opts.targets:
+    if check_targets and opts.capture and opts.targets is None:
         raise ToolError("[AlignStats ERROR] No target file specified for capture statistics.")
+
+
+def _flush_warnings(opts: Options) -> None:
+    for w in opts.warnings:
+        print(w, file=sys.stderr)
+    opts.warnings.clear()
 
 
 def open_input(opts: Options) -> InputFile:
     fmt = declared_format(opts)
-    for w in opts.warnings:
-        print(w, file=sys.stderr)
-    opts.warnings.clear()
+    _flush_warnings(opts)
     _info(opts, f'Opening input file "{opts.input}" as {fmt.upper()} file.')
     if fmt == "cram" and not opts.reference:
         raise ToolError("[AlignStats ERROR] No reference specified for input CRAM alignment file.")
     inp = InputFile(opts.input, fmt, opts.reference, threads=opts.hts_threads)
     assert inp.header is not None
-    if not inp.header.names:
-        inp.close()
-        raise ToolError("[AlignStats ERROR] No usable reference sequences in SAM header.")
     return inp
 
 
+def check_header(header: Header) -> None:
+    """The tool sizes its coverage array by the longest @SQ, after loading the BED files."""
+    if max(header.lengths, default=0) <= 0:
+        raise ToolError("[AlignStats ERROR] No usable reference sequences in SAM header.")
+
+
+_NO_REGIONS = "[AlignStats ERROR] No usable regions in regions file."
+_NO_TARGETS = "[AlignStats ERROR] No usable targets in target file."
+_NO_MASK = "[AlignStats WARNING] No usable targets in coverage mask file."  # a WARNING, yet exit 1
+
+
+def _check_target_ends(opts: Options, targets: BedFile) -> None:
+    for line in targets.lines:
+        if line.end < 0:
+            # alignstats would crash here (SIGSEGV, §4.7 / Q18); refuse with the line number instead.
+            raise BadInputError(
+                str(opts.targets),
+                f"line {line.line_number}: BED end coordinate parses as {line.end + 1} for contig "
+                f"{line.contig} (alignstats would crash)",
+                "fix the line to 'contig<TAB>start<TAB>end' with end > start and no leading whitespace",
+            )
+
+
+def _check_mask_ends(opts: Options, mask: BedFile) -> None:
+    for line in mask.lines:
+        if line.end < line.start - 1:
+            # The tool clears [start, end] with memset(end - start + 1): a line starting past its
+            # (clamped) end is a negative size, and alignstats crashes (SIGSEGV) on that contig.
+            raise BadInputError(
+                str(opts.mask),
+                f"line {line.line_number}: coverage mask line on {line.contig} starts at {line.start}, "
+                f"past its end {line.end + 1} or the contig's (alignstats would crash)",
+                "drop the line or fix it to 'contig<TAB>start<TAB>end' with start <= end <= contig length",
+            )
+
+
+def _region_order(regions: BedFile) -> list[Region]:
+    """The tool visits regions by contig in header order, in file order within a contig."""
+    order = sorted(regions.lines, key=lambda line: line.tid)
+    return [Region(line.tid, line.start, line.end) for line in order]
+
+
+def _warn_null_iterator(region: Region) -> None:
+    print(f"[AlignStats WARNING] Unable to set iterator in region {region.tid}", file=sys.stderr)
+
+
 def load_beds(opts: Options, header: Header) -> tuple[BedFile | None, BedFile | None, BedFile | None]:
+    """Targets, mask, regions for a programmatic run (no messages in between, unlike `run`)."""
     targets = mask = regions = None
-    if opts.capture and opts.targets:
-        targets = _read_bed(opts.targets, "target", header, "No usable targets in target file.")
-        for line in targets.lines:
-            if line.end < 0:
-                # alignstats would crash here (SIGSEGV, §4.7 / Q18); refuse with the line number instead.
-                raise BadInputError(
-                    opts.targets,
-                    f"line {line.line_number}: BED end coordinate parses as {line.end + 1} for contig "
-                    f"{line.contig} (alignstats would crash)",
-                    "fix the line to 'contig<TAB>start<TAB>end' with end > start and no leading whitespace",
-                )
-    if opts.mask:
-        mask = _read_bed(opts.mask, "coverage mask", header, "No usable targets in coverage mask file.")
     if opts.regions:
-        regions = _read_bed(opts.regions, "regions", header, "No usable targets in regions file.")
+        regions = load_bed(opts.regions, open_bed(opts.regions, "regions"), header, _NO_REGIONS)
+    if opts.capture and opts.targets:
+        targets = load_bed(opts.targets, open_bed(opts.targets, "target"), header, _NO_TARGETS)
+        _check_target_ends(opts, targets)
+    if opts.mask:
+        mask = load_bed(opts.mask, open_bed(opts.mask, "coverage mask"), header, _NO_MASK)
+        _check_mask_ends(opts, mask)
     return targets, mask, regions
 
 
@@ -86,6 +129,7 @@ def engine_config(opts: Options, targets: BedFile | None, mask: BedFile | None) 
         overlap=overlap,
         targets=targets,
         mask=mask,
+        section_records=opts.max_records // 16,
     )
 
 
@@ -110,14 +154,25 @@ def render_report(acc: Accumulators, ctx: ReportContext, fmt: str = "json") -> s
 
 
 def run(opts: Options) -> int:
+    # The tool's order of messages and checks: option warnings, -v banner, option checks, input and
+    # header, index, then every file opened, then the BEDs parsed (regions, targets, mask), then @SQ.
+    _flush_warnings(opts)
     _info(opts, f"Running AlignStats v{'0.11'}")
-    validate(opts)
+    validate(opts, check_targets=False)
     inp = open_input(opts)
     out_fh = None
     created_output = False
     try:
         assert inp.header is not None
         header = inp.header
+        if opts.regions is not None:
+            inp.ensure_index()
+        target_data = mask_data = regions_data = None
+        if opts.capture:
+            _info(opts, f'Opening target file "{"(null)" if opts.targets is None else opts.targets}".')
+            if opts.targets is None:
+                raise ToolError("[AlignStats ERROR] No target file specified for capture statistics.")
+            target_data = open_bed(opts.targets, "target")
         if opts.output:
             _info(opts, f'Opening output file "{opts.output}".')
             try:
@@ -131,18 +186,44 @@ def run(opts: Options) -> int:
             created_output = stat.S_ISREG(os.fstat(out_fh.fileno()).st_mode)
         else:
             print("[AlignStats WARNING] No output file specified, using stdout for report.", file=sys.stderr)
+        if opts.mask:
+            _info(opts, f'Opening coverage mask file "{opts.mask}".')
+            mask_data = open_bed(opts.mask, "coverage mask")
+        if opts.regions is not None:
+            _info(opts, f'Opening regions file "{opts.regions}".')
+            regions_data = open_bed(opts.regions, "regions")
         _info(opts, "Files opened successfully.")
-        targets, mask, regions = load_beds(opts, header)
-        if regions is not None:
-            inp.ensure_index()
+        targets = mask = regions = None
+        if regions_data is not None:
+            _info(opts, "Loading regions file ...")
+            regions = load_bed(str(opts.regions), regions_data, header, _NO_REGIONS)
+            region_order = _region_order(regions)
+            # the tool sets the first region's iterator while loading, the others as it reads on
+            if inp.null_iterator(region_order[0]):
+                _warn_null_iterator(region_order[0])
+            _info(opts, "Regions file loaded successfully.")
+        if target_data is not None:
+            _info(opts, "Loading targets ...")
+            targets = load_bed(str(opts.targets), target_data, header, _NO_TARGETS)
+            _check_target_ends(opts, targets)
+            _info(opts, "Targets loaded successfully.")
+        if mask_data is not None:
+            _info(opts, "Loading coverage mask targets ...")
+            mask = load_bed(str(opts.mask), mask_data, header, _NO_MASK)
+            _check_mask_ends(opts, mask)
+            _info(opts, "Coverage mask targets loaded successfully.")
+        check_header(header)
         config = engine_config(opts, targets, mask)
         engine = Engine(config, header, opts.input, threads=2 if opts.threaded else 1)
         _info(opts, "Start processing records.")
         if regions is not None:
-            order = sorted(regions.lines, key=lambda line: line.tid)  # header order, file order within
-            chunks = inp.region_chunks(
-                [Region(line.tid, line.start, line.end) for line in order], unplaced=not opts.skip_unplaced
-            )
+            # Later regions' iterators are set while reading, which for inputs of fewer records than
+            # one read section (-n / 16) all happens before the first record is processed; for larger
+            # inputs the tool can interleave these warnings with the order warning (docs/engine.md).
+            for region in region_order[1:]:
+                if inp.null_iterator(region):
+                    _warn_null_iterator(region)
+            chunks = inp.region_chunks(region_order, unplaced=not opts.skip_unplaced)
             engine.feed(prefetch(chunks))
         elif inp.recycles_chunks:
             # BAM: inflate already runs on its own threads, bounded by its recycled buffers

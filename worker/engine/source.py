@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from worker.engine.bgzf import BGZF_MAGIC, BgzfError, iter_chunks
+from worker.engine.bgzf import BGZF_MAGIC, BgzfError, _block_size, _inflate, iter_chunks
 from worker.engine.errors import BadInputError, ToolError
 
 FORMATS = ("sam", "bam", "cram")
@@ -137,6 +137,7 @@ class InputFile:
         # chunks() comes from our BGZF reader, whose chunks are recycled buffers (valid until the next
         # one is requested): consume them directly, not through a read-ahead queue
         self.recycles_chunks = False
+        self.bgzf_sam = False  # bgzipped SAM text (indexable by samtools, unlike plain SAM)
         self._open()
 
     # --- opening ------------------------------------------------------------------------------------
@@ -157,7 +158,11 @@ class InputFile:
             self._prefix = self._read_prefix(self._stream)
             self._local_path = self.path
         self.content = sniff(self._prefix)
-        if self.content == "bgzf":
+        if self.content == "bgzf" and self.path == "-" and not self._stdin_is_bam():
+            # bgzipped SAM on stdin: HTSlib reads it from the spooled copy (prefix + rest of stdin)
+            self.content = "sam"
+            self.bgzf_sam = True
+        elif self.content == "bgzf":
             inflaters = max(self.threads, min(os.cpu_count() or 1, 4))
             chunks = _bgzf_errors(self.path, iter_chunks(self._stream, self._prefix, threads=inflaters))
             header, body = split_header(chunks)
@@ -168,9 +173,38 @@ class InputFile:
                 self.recycles_chunks = True
                 return
             self.content = "sam"  # bgzipped SAM: let HTSlib read it
+            self.bgzf_sam = True
         # Like HTSlib, go by content, not by the name or -j (a SAM file named x.bam reads fine);
         # content HTSlib cannot parse fails in _open_pysam with the tool's header error.
         self._open_pysam()
+
+    def _stdin_is_bam(self) -> bool:
+        """BAM or bgzipped SAM on stdin, told apart by inflating the first non-empty block(s).
+
+        stdin cannot be re-read, so the raw bytes read here become the prefix, which the BAM reader or
+        the spooled copy for HTSlib starts with (the BGZF reader would otherwise consume blocks that a
+        bgzipped SAM's spooled copy then lacks). Damage that hides the answer counts as BAM: the BGZF
+        reader then reports it as for any BAM.
+        """
+        assert self._stream is not None
+        data = self._prefix
+        off = 0
+        try:
+            while True:
+                while len(data) - off < 18 or len(data) - off < _block_size(data, off, off):
+                    more = self._stream.read(1 << 16)
+                    if not more:
+                        return True
+                    data += more
+                bsize = _block_size(data, off, off)
+                text = _inflate(memoryview(data), off, bsize, off)
+                off += bsize
+                if text:
+                    return text.startswith(b"BAM\1"[: len(text)])
+        except BgzfError:
+            return True
+        finally:
+            self._prefix = data
 
     @staticmethod
     def _read_prefix(stream: BinaryIO) -> bytes:
@@ -214,8 +248,15 @@ class InputFile:
             with warnings.catch_warnings():
                 # HTSlib itself prints the "EOF marker is absent" warning, as alignstats' HTSlib does
                 warnings.simplefilter("ignore")
+                # pysam refuses extra threads together with ignore_truncation=True ("Cannot add extra
+                # threads"), which made -P 2 fail with 'Failed to read header'. With threads the EOF
+                # check stays on, but it only warns (silenced here; HTSlib prints its own warning).
                 self.af = pysam.AlignmentFile(
-                    self._local_path, "r", check_sq=False, ignore_truncation=True, **kwargs
+                    self._local_path,
+                    "r",
+                    check_sq=False,
+                    ignore_truncation=self.threads <= 1,
+                    **kwargs,
                 )
         except (ValueError, OSError):
             raise ToolError(
@@ -238,28 +279,65 @@ class InputFile:
     def ensure_index(self) -> None:
         """-r and per-contig parts need an index (alignstats: 'Failed to read index')."""
         if self.path == "-":
-            raise ToolError(f'[AlignStats ERROR] Failed to read index for input file "{self.path}".')
+            raise ToolError("[AlignStats ERROR] Cannot process regions on input alignment from stdin.")
         if self.content == "bam" and not hasattr(self, "af"):
             self._open_pysam()
-        try:
-            ok = self.af.check_index()
-        except (ValueError, AttributeError):
-            ok = False
+        if self.bgzf_sam:
+            ok = self._has_local_index()
+        else:
+            try:
+                ok = self.af.check_index()
+            except (ValueError, AttributeError):
+                ok = False
         if not ok:
             raise ToolError(
                 f"[E::idx_find_and_load] Could not retrieve index file for '{self.path}'",
                 f'[AlignStats ERROR] Failed to read index for input file "{self.path}".',
                 "No such file or directory",
             )
+        if self.bgzf_sam:
+            self._reopen_as_bam()
+
+    def _has_local_index(self) -> bool:
+        """The index files HTSlib looks for next to a bgzipped SAM (samtools index writes .bai/.csi)."""
+        stem = os.path.splitext(self.path)[0]
+        return any(os.path.exists(p + ext) for p in (self.path, stem) for ext in (".csi", ".bai"))
+
+    def _reopen_as_bam(self) -> None:
+        """pysam refuses region queries on SAM ('not available for SAM files') although HTSlib and the
+        tool do them on an indexed bgzipped SAM. Copy the records (the same bam1_t bytes) into an
+        uncompressed BAM in scratch, index that and query it: same records, same order."""
+        import pysam
+
+        part = os.path.join(self.tmpdir(), "regions.bam")
+        with pysam.AlignmentFile(part, "wbu", template=self.af) as out:
+            for rec in self.af.fetch(until_eof=True):
+                out.write(rec)
+        self.af.close()
+        pysam.index(part, "-c")  # CSI: no 512 Mbp contig limit
+        self.af = pysam.AlignmentFile(part, "rb", check_sq=False)
+
+    def null_iterator(self, region: Region) -> bool:
+        """Whether HTSlib 1.16 returns no iterator for this region (the tool then warns 'Unable to set
+        iterator in region <tid>'): a BED line ending at or before its start, except for CRAM, whose
+        1.16 iterator accepts any range."""
+        return self.content != "cram" and region.stop < region.start
 
     def region_chunks(self, regions: Sequence[Region], unplaced: bool) -> Iterator[bytes]:
         """Records of each region in order (overlaps read twice), then the unplaced '*' records."""
 
         def records():
             for r in regions:
-                if r.stop <= r.start:
-                    continue
-                yield from self.af.fetch(self.af.references[r.tid], r.start, r.stop)
+                name = self.af.references[r.tid]
+                if r.stop > r.start:
+                    yield from self.af.fetch(name, r.start, r.stop)
+                elif self.content == "cram" and r.stop > 0:
+                    # HTSlib 1.16's CRAM iterator (Debian 12, the tool's build) applies its overlap test
+                    # pos < end && endpos > beg even when end <= beg, where newer HTSlib (pysam) returns
+                    # nothing: 0-1 bp BED lines still yield the reads spanning [end, beg].
+                    for rec in self.af.fetch(name, r.start, r.start + 1):
+                        if rec.reference_start < r.stop:
+                            yield rec
             if unplaced:
                 yield from self.af.fetch("*")
 
@@ -281,6 +359,7 @@ class InputFile:
 
         part = os.path.join(self.tmpdir(), "part.bam")
         it = iter(records)
+        done = 0  # records of earlier batches: HTSlib's refusal is then named by its record number
         while True:
             n = 0
             try:
@@ -291,11 +370,13 @@ class InputFile:
                         if n >= _BATCH_RECORDS:
                             break
             except OSError as exc:
+                # HTSlib refused record done + n + 1 (SAM parse errors, the record checks of BAM via -r)
                 raise BadInputError(
                     self.path,
-                    f"unreadable alignment data ({exc})",
+                    f"unreadable alignment data at record {done + n + 1} ({exc})",
                     "the file is damaged; re-create or re-upload it",
                 ) from None
+            done += n
             if n == 0:
                 return
             with open(part, "rb") as fh:

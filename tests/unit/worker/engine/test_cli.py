@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.engine.cli import UsageExit, declared_format, getopt, main, parse_args
+from worker.engine.cli import UsageExit, getopt, main, parse_args
 from worker.engine.errors import ToolError
+from worker.engine.options import declared_format
 from worker.engine.run import validate
 
 
@@ -62,7 +63,16 @@ def test_format_guess() -> None:
     assert declared_format(parse_args(["-C"])) == "sam"
     o = parse_args(["-i", "x.txt"])
     assert declared_format(o) == "sam"
-    assert o.warnings
+    assert o.warnings == ["[AlignStats WARNING] Input filename has an unrecognized file extension."]
+
+
+def test_format_option_is_exact_after_four_bytes() -> None:
+    """-j keeps 4 bytes and must then equal sam/bam/cram; otherwise SAM with a warning, name ignored
+    (found by the differential test against the real tool)."""
+    assert declared_format(parse_args(["-i", "x.bam", "-j", "CRAMS"])) == "cram"
+    o = parse_args(["-i", "x.bam", "-j", "bamx"])
+    assert declared_format(o) == "sam"
+    assert o.warnings == ["[AlignStats WARNING] Unrecognized input format received from -j option."]
 
 
 def test_help_and_noargs_exit_codes(capsys) -> None:
@@ -93,3 +103,15 @@ def test_a_failed_run_removes_a_partial_report_but_never_a_device(tmp_path, caps
     assert main(["-C", "-i", str(corrupt), "-o", str(link)]) == 65
     assert link.is_symlink()
     assert "corrupt BAM block" in capsys.readouterr().err
+
+
+def test_option_warnings_are_the_tools() -> None:
+    """Texts of the real tool (found by the differential test): -f/-F over 4095, -n below 16384."""
+    o = parse_args(["-F", "5000", "-f", "4096", "-n", "1", "-C"])
+    assert o.warnings == [
+        "[AlignStats WARNING] Invalid flag received from -F option. Setting to 0.",
+        "[AlignStats WARNING] Invalid flag received from -f option. Setting to 0.",
+        "[AlignStats WARNING] Given value for -r is too small, using 16384",
+    ]
+    # -n is cast to uint32 like the tool: -1 is huge, not too small
+    assert parse_args(["-n", "-1", "-C"]).warnings == []

@@ -70,3 +70,43 @@ def test_eqx_cigar_with_nm_wraps_like_uint64() -> None:
     # no M bases: matched = 0 - (NM - D) wraps around 2**64
     assert e.acc.aln_value(0, k.A_B_MATCHED) == (1 << 64) - 1
     assert e.acc.aln_value(0, k.A_B_MISM) == 1
+
+
+def _patched(data: bytes, offset: int, value: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into("<i", out, offset, value)
+    return bytes(out)
+
+
+GOOD = record(10, [(0, 10)], 10)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        # HTSlib's checks, in its order; the offsets are of the 4-byte block_size + 32 fixed bytes
+        (record(20, [(0, 12)], 10), "CIGAR and sequence lengths differ"),
+        (record(20, [(0, 4), (2, 2), (0, 5)], 10), "CIGAR and sequence lengths differ"),
+        (_patched(record(20, [(0, 10)], 10), 4, 1), "reference id 1 outside the header's 1 contigs"),
+        (_patched(record(20, [(0, 10)], 10), 4, -2), "reference id -2 outside"),
+        (_patched(record(20, [(0, 10)], 10), 24, 1), "mate reference id 1 outside"),
+    ],
+)
+def test_records_htslib_refuses(data: bytes, words: str) -> None:
+    for cfg in ({}, {"wgs": False}, {"alignment": False}):  # with coverage the tid check comes first
+        with pytest.raises(BadInputError, match=f"number 2: {words}"):
+            run(GOOD + data, **cfg)
+
+
+def test_read_name_length_0_is_refused() -> None:
+    body = struct.pack("<iiBBHHHiiii", 0, 20, 0, 60, 0, 1, 0, 10, -1, -1, 0)
+    body += struct.pack("<I", 10 << 4) + b"\x11" * 5 + bytes([30]) * 10
+    with pytest.raises(BadInputError, match="number 2: read name length 0"):
+        run(GOOD + struct.pack("<i", len(body)) + body)
+
+
+def test_records_htslib_accepts() -> None:
+    unmapped = record(20, [(0, 12)], 10, flag=4)  # the CIGAR check is for mapped records only
+    no_seq = record(30, [(0, 12)], 0)  # ... with a SEQ (l_seq > 0)
+    e = run(GOOD + unmapped + no_seq)
+    assert e.acc.counts[k.C_TOTAL] == 3
