@@ -157,7 +157,7 @@ def rebuild(ctl: Controller, outcome: str = "new") -> RebuildReport:
 def _backfill_inbox(ctl: Controller) -> int:
     """Plan every inbox object that has no run yet (see the module). Returns the runs created. Not in
     local mode: the local source walks the whole inbox again after a start anyway."""
-    from controller.backfill import listed_events
+    from controller.listing import listed_events
 
     if ctl.cfg.is_local:
         return 0

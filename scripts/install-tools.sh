@@ -21,6 +21,7 @@ command -v debootstrap >/dev/null 2>&1 || apt_pkgs+=(debootstrap)
 [ -f /usr/include/htslib/sam.h ] || apt_pkgs+=(libhts-dev)
 command -v autoconf >/dev/null 2>&1 || apt_pkgs+=(autoconf)
 command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
+[ -f /usr/include/stdio.h ] || apt_pkgs+=(libc6-dev)  # only a Recommends of gcc
 command -v make >/dev/null 2>&1 || apt_pkgs+=(make)
 # The QC batch report and the MultiQC page are looked at in a real headless browser.
 command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
