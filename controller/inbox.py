@@ -38,6 +38,12 @@ class Inbox(Protocol):
         ...
 
     @property
+    def replayed_on_start(self) -> bool:
+        """Every object in it is offered again as an event after each start (the local directory is
+        walked whole), so a ledger rebuilt after a loss need not list it to find unplanned objects."""
+        ...
+
+    @property
     def reference_root(self) -> str:
         """Where a bare BED/FASTA key in the config lives ('' = used as given)."""
         ...
@@ -100,6 +106,7 @@ class S3Inbox:
     reference_root: str = ""
     kms_key_id: str = ""  # results are written with SSE-KMS under this key ('' = SSE-S3)
     kind: str = "s3"
+    replayed_on_start: bool = False  # S3 notifies each object once; deleted messages are not redelivered
 
     @classmethod
     def from_root(cls, root: str, reference_root: str = "") -> S3Inbox:
@@ -176,6 +183,7 @@ class LocalInbox:
     directory: str  # absolute: event buckets are this directory, keys are relative to it
     reference_root: str = ""  # config paths are used as given
     kind: str = "local"
+    replayed_on_start: bool = True  # the local source walks the whole directory after every start
 
     @property
     def root(self) -> str:

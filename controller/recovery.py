@@ -159,7 +159,7 @@ def _backfill_inbox(ctl: Controller) -> int:
     local mode: the local source walks the whole inbox again after a start anyway."""
     from controller.listing import listed_events
 
-    if ctl.cfg.is_local:
+    if ctl.inbox.replayed_on_start:
         return 0
     try:
         root = parse_location(ctl.inbox.root, allow_prefix=True)
