@@ -39,7 +39,7 @@ class Finisher:
         # Dirty from the start: the first flush after a start rebuilds the table from rows/ (a new or
         # restored ledger may know fewer runs than the results bucket holds).
         self._table_dirty.set()
-        self.rows = RowIndex(store, results_root)
+        self.rows = RowIndex(store, results_root, annotate=qc.table_columns)
 
     def evaluate_run(self, run_id: str) -> None:
         """Decide an active run whose jobs have all ended; nothing while any job is still to run."""

@@ -11,7 +11,7 @@ start reads them all, on a few threads. The latest row per inbox key wins: the n
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +36,18 @@ def row_order(row: Mapping[str, Any], where: str) -> tuple[str, str, str]:
 
 
 class RowIndex:
-    def __init__(self, store: ObjectStore, results_root: str, *, read_threads: int = 8) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        results_root: str,
+        *,
+        read_threads: int = 8,
+        annotate: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
+    ) -> None:
         self.store = store
+        # Columns the controller adds to a row read back (the QC verdict): the summary job's row object
+        # is the durable record and never carries them itself.
+        self.annotate = annotate
         self.results_root = results_root
         self.read_threads = read_threads
         self._seen: dict[str, _Seen] = {}
@@ -88,6 +98,8 @@ class RowIndex:
                 "table.row_skipped", row=str(info.location), reason="not a JSON object; rewrite or delete it"
             )
             return None
+        if self.annotate is not None:
+            row.update(self.annotate(row))
         return row
 
 

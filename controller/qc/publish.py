@@ -107,6 +107,11 @@ class QcPublisher:
             self._pending[run.run_id] = {**row, **columns}
         return columns
 
+    def table_columns(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """The qc_* columns of a row read back from rows/ for the results table (not counted again: the
+        verdict was counted when the run finished)."""
+        return self.thresholds.verdict(row, str(row.get("inbox_key") or "")).row_columns()
+
     # -- history and report (flush_table) -------------------------------------------------------------
     def publish(self, now: datetime | None = None) -> bool:
         """Append the rows finished since the last pass to the history and re-render the pages of their

@@ -83,7 +83,7 @@ def test_batch_commands_name_exactly_the_object(aws: str, tmp_path: Path, data_d
         for d in env.client("batch").describe_jobs(jobs=[j.job_id for j in jobs.values()])["jobs"]
     }
     commands = {step: described[j.job_id]["container"]["command"] for step, j in jobs.items()}
-    uri = f"s3://{env.inbox_bucket}/{key}"
+    uri = f"s3://{env.inbox_bucket}/{key}?etag={run.etag}"  # pinned to the event's ETag (#14)
     assert commands["index"][commands["index"].index("-i") + 1] == uri
     assert commands["alignstats"][commands["alignstats"].index("-i") + 1] == uri
     summary = commands["summary"]
