@@ -24,6 +24,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.s3proxy import read_request
 from tests.support.worker_helpers import (
     PART_BYTES,
     VENV_BIN,
@@ -55,23 +56,8 @@ class FaultProxy:
             def log_message(self, *args: object) -> None:
                 return None
 
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    out = b""
-                    while True:
-                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            return out
-                        out += self.rfile.read(size)
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
             def _handle(self) -> None:
-                body = self._body()
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
-                if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
-                    headers["Content-Length"] = str(len(body))
+                body, headers = read_request(self)
                 action = proxy.rule(self.command, self.path, headers)
                 path, extra = self.path, {}
                 query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)

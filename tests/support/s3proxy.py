@@ -27,6 +27,26 @@ _DENIED = (
 )
 
 
+def read_request(handler: BaseHTTPRequestHandler) -> tuple[bytes, dict[str, str]]:
+    """A proxied request's body and the headers to forward it with: a chunked body (botocore streams
+    uploads that way) is read whole and sent on with a Content-Length, as http.client needs."""
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            size = int(handler.rfile.readline().strip().split(b";")[0], 16)
+            if size == 0:
+                handler.rfile.readline()
+                break
+            body += handler.rfile.read(size)
+            handler.rfile.readline()
+    else:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    headers = {k: v for k, v in handler.headers.items() if k.lower() != "transfer-encoding"}
+    if body or "Content-Length" in handler.headers or "Transfer-Encoding" in handler.headers:
+        headers["Content-Length"] = str(len(body))
+    return body, headers
+
+
 class S3Proxy:
     def __init__(self, upstream: str, *, forbid_missing: bool = False, hold: HoldRule | None = None) -> None:
         self.upstream = urllib.parse.urlparse(upstream)
@@ -43,23 +63,8 @@ class S3Proxy:
             def log_message(self, *args: object) -> None:
                 return None
 
-            def _body(self) -> bytes:
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    out = b""
-                    while True:
-                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                        if size == 0:
-                            self.rfile.readline()
-                            return out
-                        out += self.rfile.read(size)
-                        self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
             def _handle(self) -> None:
-                body = self._body()
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
-                if body or "Content-Length" in self.headers or "Transfer-Encoding" in self.headers:
-                    headers["Content-Length"] = str(len(body))
+                body, headers = read_request(self)
                 conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=120)
                 conn.request(self.command, self.path, body=body, headers=headers)
                 resp = conn.getresponse()
