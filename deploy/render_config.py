@@ -59,6 +59,9 @@ class RenderOptions:
     log_level: str = "INFO"
     target_bed: str = ""
     reference_fasta: str = ""
+    # The controller stack's JobStateQueueUrl: Batch job states then arrive as events and reconcile is a
+    # slower sweep; empty keeps DescribeJobs polling alone (a deployment without the controller stack's rule).
+    state_queue_url: str = ""
 
 
 def _toml_str(value: str) -> str:
@@ -117,6 +120,11 @@ def render(
                 ("job_definition_index", _toml_str(batch["JobDefinitionIndex"])),
                 ("job_definition_alignstats", _toml_str(batch["JobDefinitionAlignstats"])),
                 ("job_definition_summary", _toml_str(batch["JobDefinitionSummary"])),
+                *(
+                    [("events_enabled", "true"), ("state_queue_url", _toml_str(opts.state_queue_url))]
+                    if opts.state_queue_url
+                    else []
+                ),
             ],
         ),
         (
@@ -183,6 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--target-bed", default="", help="s3:// URI of the default target BED")
     parser.add_argument("--reference-fasta", default="", help="s3:// URI of the reference FASTA (for CRAM)")
+    parser.add_argument(
+        "--state-queue-url",
+        default="",
+        help="the controller stack's JobStateQueueUrl: apply Batch job state events as they arrive",
+    )
     args = parser.parse_args(argv)
 
     import boto3
@@ -205,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         target_bed=args.target_bed,
         reference_fasta=args.reference_fasta,
+        state_queue_url=args.state_queue_url,
     )
     try:
         text = render(

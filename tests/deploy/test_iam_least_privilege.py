@@ -397,6 +397,13 @@ def test_bootstrap_installs_dependencies_from_the_hashed_lock_when_shipped(
     assert "--no-deps" in script  # the package itself: its dependencies came from the lock
 
 
+def test_bootstrap_renders_the_config_with_the_job_state_queue(templates: Mapping[str, Any]) -> None:
+    # the rule and queue are this stack's: the rendered config must use them, or reconcile polls alone
+    script = _user_data(templates)
+    render = script[script.index("render_config.py") : script.index("> /etc/alignbatch/controller.toml.new")]
+    assert '--state-queue-url "${JobStateQueue}"' in render
+
+
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS")
 def test_network_stack_in_endpoints_mode_creates_with_the_s3_prefix_list(aws: str) -> None:
     """The Endpoints variant (prefix-list egress, endpoint policy) is accepted by CloudFormation (moto)."""

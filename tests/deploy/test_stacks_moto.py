@@ -177,9 +177,9 @@ def test_inbox_notification_applied_through_the_api_reaches_the_queue(
     assert keys == [f"{prefix}centre A/sample 1.bam", f"{prefix}x.cram"]
 
 
-def _render(tmp_path: Path) -> Path:
+def _render(tmp_path: Path, *extra: str) -> Path:
     proc = subprocess.run(
-        [sys.executable, str(DEPLOY / "render_config.py"), "--stack-prefix", "alignbatch"],
+        [sys.executable, str(DEPLOY / "render_config.py"), "--stack-prefix", "alignbatch", *extra],
         capture_output=True,
         text=True,
         timeout=60,
@@ -205,6 +205,18 @@ def test_controller_config_rendered_from_outputs_alone(
     assert cfg.batch.job_definition_alignstats == batch["JobDefinitionAlignstats"]
     assert cfg.metrics.address == "127.0.0.1"
     assert cfg.results_root == f"s3://{storage['ResultsBucket']}/alignbatch"
+
+
+def test_rendered_config_follows_job_states_by_events_from_the_controller_stack(
+    outputs: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    from controller.config import load_config, validate_aws
+
+    assert not load_config(_render(tmp_path), env={}).batch.events_enabled  # no queue given: polling only
+    queue = outputs["alignbatch-controller"]["JobStateQueueUrl"]
+    cfg = load_config(_render(tmp_path, "--state-queue-url", queue), env={})
+    assert cfg.batch.events_enabled and cfg.batch.state_queue_url == queue
+    assert validate_aws(cfg) == []
 
 
 def test_controller_check_accepts_the_rendered_config(
