@@ -194,7 +194,9 @@ class Intake:
         return obj, build_plan(replace(admission, obj=obj), self.plan_context(admission.inbox_key))
 
     def _accept(self, ev: ObjectEvent) -> str:
-        obj = InputObject(ev.bucket, ev.key, ev.size, ev.etag, ev.version_id, False, ev.event_time)
+        obj = InputObject(
+            ev.bucket, ev.key, ev.size, ev.etag, ev.version_id, False, ev.event_time, ev.sequencer
+        )
         plan: Plan | Rejection
         try:
             obj, plan = self._plan(ev, obj)

@@ -43,6 +43,9 @@ class InputObject:
     version_id: str | None
     index_present: bool = False  # an index exists next to the object (or an index event was recorded)
     event_time: datetime | None = None
+    # S3's event sequencer (hex): orders the events of one key where eventTime cannot (same millisecond,
+    # or a listed object); None for local inboxes and listings
+    sequencer: str | None = None
 
     @property
     def identity_version(self) -> str:

@@ -219,6 +219,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
         target_bed=opts.target_bed,
         reference_fasta=opts.reference_fasta,
         event_time=obj.event_time.isoformat() if obj.event_time else "",
+        s3_sequencer=obj.sequencer or "",
         job_id_alignstats=JobRef(Step.ALIGNSTATS),
         **index_fields,
     )

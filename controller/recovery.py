@@ -207,6 +207,7 @@ def _adopt_row(ctl: Controller, row: dict[str, object]) -> bool:
     obj = InputObject(
         bucket, key, int(size) if isinstance(size, int) else 0, str(row.get("input_etag") or ""),
         str(row.get("input_version_id") or "") or None, False, _event_time(str(row.get("event_time") or "")),
+        str(row.get("s3_sequencer") or "") or None,
     )  # fmt: skip
     row_uri = str(parse_location(ctl.cfg.results_root, allow_prefix=True).join(f"rows/{run_id}.json"))
     adopted = ctl.ledger.adopt_finished(

@@ -4,8 +4,10 @@ would describe (a host lost, a ledger restored from an older backup or started e
 
 `RowIndex.refresh()` lists rows/ once and reads only row objects it has not seen (by key and ETag), so a
 flush with 10,000 rows costs one LIST (ten pages on S3) and a GET per new row; the first refresh after a
-start reads them all, on a few threads. The latest row per inbox key wins: the newest object event
-(`event_time`), then the latest `written_at` (a retry of the same version), then the row's key.
+start reads them all, on a few threads. The newest version per inbox key wins, never the run that finished
+last: by S3's event sequencer when both rows carry one (S3 documents it as the order of a key's events:
+left-pad the shorter hex string with zeros, then compare), otherwise by the event time; then the latest
+`written_at` (a retry of the same version), then the row's key.
 """
 
 from __future__ import annotations
@@ -30,8 +32,21 @@ class _Seen:
     row: dict[str, Any] | None  # None: not a JSON object (logged once, left out of the table)
 
 
-def row_order(row: Mapping[str, Any], where: str) -> tuple[str, str, str]:
-    """Sort key of a row among the rows of one inbox key: the larger one is the table's."""
+def _sequencer(row: Mapping[str, Any]) -> str | None:
+    value = str(row.get("s3_sequencer") or "").strip().upper()
+    return value if value and all(c in "0123456789ABCDEF" for c in value) else None
+
+
+def is_newer(a: Mapping[str, Any], a_where: str, b: Mapping[str, Any], b_where: str) -> bool:
+    """Whether row `a` describes a newer version of its key than row `b` (the table shows the newer)."""
+    seq_a, seq_b = _sequencer(a), _sequencer(b)
+    if seq_a and seq_b and seq_a.lstrip("0") != seq_b.lstrip("0"):
+        width = max(len(seq_a), len(seq_b))
+        return seq_a.rjust(width, "0") > seq_b.rjust(width, "0")
+    return _tie_order(a, a_where) > _tie_order(b, b_where)
+
+
+def _tie_order(row: Mapping[str, Any], where: str) -> tuple[str, str, str]:
     return (str(row.get("event_time") or ""), str(row.get("written_at") or ""), where)
 
 
@@ -72,14 +87,13 @@ class RowIndex:
                     self._seen[str(info.location)] = _Seen(info.etag, info.size, row)
         for gone in set(self._seen) - set(listing):
             del self._seen[gone]
-        best: dict[str, tuple[tuple[str, str, str], dict[str, Any]]] = {}
+        best: dict[str, tuple[str, dict[str, Any]]] = {}
         for where, seen in self._seen.items():
             if seen.row is None:
                 continue
             key = str(seen.row.get("inbox_key") or where.rsplit("/", 1)[-1].removesuffix(".json"))
-            order = row_order(seen.row, where)
-            if key not in best or order > best[key][0]:
-                best[key] = (order, seen.row)
+            if key not in best or is_newer(seen.row, where, best[key][1], best[key][0]):
+                best[key] = (where, seen.row)
         return [best[k][1] for k in sorted(best)]
 
     def all_rows(self) -> list[dict[str, Any]]:

@@ -45,6 +45,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("job_id_alignstats", str, "planner"),
     Column("job_id_summary", str, "summary"),
     Column("event_time", str, "planner"),
+    # S3's event sequencer of the object's version: which of two versions of a key is newer
+    Column("s3_sequencer", str, "planner"),
     Column("written_at", str, "summary"),
     # The QC verdict (core.qc): pass/warn/fail, the assay its rules came from, every breached rule as
     # {metric, value, threshold, level, direction} (JSON in a CSV cell), and which rules file decided it.
@@ -78,6 +80,7 @@ META_ORDER: tuple[str, ...] = (
     "target_bed",
     "reference_fasta",
     "event_time",
+    "s3_sequencer",
     "job_id_alignstats",
     "job_id_index",
     "index_uri",
