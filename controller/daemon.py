@@ -244,6 +244,7 @@ class Daemon:
         ex.close(wait=True)
         # Record what finished while we waited, then write the table one last time.
         self._step(self.ctl.reconcile, "reconcile")
+        self._step(self.ctl.flush_reports, "qc_report")  # rows the report's interval held back
         self._step(self.ctl.refresh_gauges, "gauges")
         self.log.info("daemon.stopped", status=self.ctl.status_line())
 

@@ -104,8 +104,11 @@ class Finisher:
             log.info("run.succeeded", report=run.report_uri, row=run.row_uri, key=run.key)
 
     def flush_table(self) -> None:
-        """Rewrite the combined table when a run succeeded since the last flush (retried on failure)."""
+        """Rewrite the combined table when a run succeeded since the last flush (retried on failure);
+        the QC report follows at its own pace (controller/qc/publish.py)."""
         if not self._table_dirty.is_set():
+            if self.qc.pending() and not self.qc.publish():  # rows the report's interval held back
+                self._table_dirty.set()
             return
         self._table_dirty.clear()
         try:
@@ -119,6 +122,10 @@ class Finisher:
         except (WorkerError, LocationError) as exc:
             self._table_dirty.set()
             self.log.error("table.write_failed", error=str(exc))
+
+    def flush_reports(self) -> None:
+        """Render the QC report now with whatever rows wait (a stop, the end of `run --once`)."""
+        self.qc.publish(force=True)
 
     def cancel_run(self, run_id: str, reason: str = "cancelled by operator") -> bool:
         jobs = self.ledger.jobs_for_run(run_id)

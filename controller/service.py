@@ -84,6 +84,7 @@ class Controller:
             thresholds or load_qc_thresholds(cfg), ledger=ledger, store=self.store, metrics=self.metrics.qc,
             results_root=cfg.results_root,
             stuck_after_seconds=stuck_after(t.timeout_seconds for t in cfg.tiers),
+            min_interval_seconds=cfg.qc.report_interval_seconds,
         )  # fmt: skip
         self.finisher = Finisher(
             results_root=cfg.results_root, ledger=ledger, executor=executor, store=self.store,
@@ -196,6 +197,10 @@ class Controller:
 
     def cancel_run(self, run_id: str, reason: str = "cancelled by operator") -> bool:
         return self.finisher.cancel_run(run_id, reason)
+
+    def flush_reports(self) -> None:
+        """The QC report with every row its rate limit held back (on stop and at the end of --once)."""
+        self.finisher.flush_reports()
 
     def backup_ledger(self) -> int:
         """One ledger backup to the results store (controller.backup); 0 when backups are off."""

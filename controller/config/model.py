@@ -110,6 +110,10 @@ class QcConfig:
     path is relative to the config file's directory."""
 
     thresholds: str = ""
+    # The batch report is re-rendered at most this often (each render reads the day's history and draws
+    # its plots: ~0.7 s per 500 rows); rows finished meanwhile wait for the next render, and a stop or
+    # the end of `run --once` always renders what is left. 0: after every table write.
+    report_interval_seconds: int = 60
 
 
 @dataclass(frozen=True)

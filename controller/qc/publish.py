@@ -2,7 +2,8 @@
 batch report. finish.py calls two methods and nothing else:
 
     row.update(qc.verdict_columns(run, row))   # evaluate_run, once the summary row is read
-    qc.publish()                               # flush_table, after the table is written (False: retry)
+    qc.publish()                               # flush_table, every pass (False: retry); it renders
+                                               # when rows wait and report_interval_seconds have passed
 
 What it writes:
 
@@ -22,10 +23,11 @@ it is logged once (`qc.report_unavailable`) and verdicts go on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from controller.ledger import Ledger, RunRow
@@ -79,6 +81,8 @@ class QcPublisher:
         results_root: str,
         stuck_after_seconds: float = 12 * 3600,
         title: str = "alignbatch QC",
+        min_interval_seconds: float = 0.0,
+        clock: Callable[[], float] = monotonic,
     ) -> None:
         self.thresholds = thresholds
         self.ledger, self.store, self.metrics = ledger, store, metrics
@@ -92,6 +96,10 @@ class QcPublisher:
         self._pending: dict[str, dict[str, Any]] = {}  # run_id -> row with its verdict, not yet in history
         self._caught_up = False  # the ledger's rows are appended once per start (a crash loses none)
         self._unavailable = False
+        self.min_interval_seconds = min_interval_seconds
+        self._clock = clock
+        self._rendered_at: float | None = None  # clock() of the last render
+        self.renders = 0
 
     # -- the verdict (evaluate_run) -------------------------------------------------------------------
     def verdict_columns(self, run: RunRow, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -113,15 +121,25 @@ class QcPublisher:
         return self.thresholds.verdict(row, str(row.get("inbox_key") or "")).row_columns()
 
     # -- history and report (flush_table) -------------------------------------------------------------
-    def publish(self, now: datetime | None = None) -> bool:
-        """Append the rows finished since the last pass to the history and re-render the pages of their
-        days. True when done (or nothing to do); False when it failed and should run again next pass."""
+    def pending(self) -> int:
+        """Rows with a verdict not yet in the history and the report."""
+        with self._lock:
+            return len(self._pending)
+
+    def publish(self, now: datetime | None = None, *, force: bool = False) -> bool:
+        """Append the rows finished since the last render to the history and re-render the pages of their
+        days, unless the last render was under `min_interval_seconds` ago (then the rows wait; `force`
+        renders anyway). True when done, deferred or nothing to do; False when it failed and should run
+        again next pass."""
         if self.paths.history is None or self._unavailable:
             return True
         with self._lock:
             rows = list(self._pending.values())
         if not rows and self._caught_up:
             return True
+        last = self._rendered_at
+        if not force and last is not None and self._clock() - last < self.min_interval_seconds:
+            return True  # deferred: flush_table calls again every pass, and a stop forces it
         now = now or datetime.now(UTC)
         try:
             from controller.qc import batch_report, history
@@ -151,6 +169,8 @@ class QcPublisher:
             for row in rows:
                 self._pending.pop(str(row.get("run_id", "")), None)
         self._caught_up = True
+        self._rendered_at = self._clock()
+        self.renders += 1
         self.log.info("qc.report_written", reports=written, history=str(self.paths.history), rows=len(rows))
         return True
 

@@ -38,6 +38,7 @@ def test_verdicts_history_and_report_after_the_table(tmp_path: Path) -> None:
     ctl = local_controller(tmp_path, ScriptedExecutor())
     good = finish(ctl, tmp_path, "wgs/good.bam", "g", GOOD)
     finish(ctl, tmp_path, "wgs/low.bam", "l", {**GOOD, "WgsCoverageMean": 18.0})
+    ctl.flush_reports()  # the second row came within the report's interval; a stop renders it
     rows = {r["run_id"]: r for r in ctl.ledger.result_rows()}
     assert rows[good]["qc_verdict"] == "pass" and rows[good]["qc_rules_sha256"]
     [low] = [r for r in rows.values() if r["run_id"] != good]
@@ -58,6 +59,29 @@ def test_verdicts_history_and_report_after_the_table(tmp_path: Path) -> None:
         "alignbatch_qc_verdicts_total", {"assay": "wgs", "verdict": "fail"}
     )
     assert text == 1.0
+
+
+def test_the_report_is_rendered_at_most_once_per_interval_and_nothing_waits_forever(tmp_path: Path) -> None:
+    ctl = local_controller(tmp_path, ScriptedExecutor())
+    now = [1000.0]
+    ctl.qc._clock = lambda: now[0]
+    ctl.qc.min_interval_seconds = 60
+    finish(ctl, tmp_path, "wgs/a.bam", "a", GOOD)
+    assert (ctl.qc.renders, ctl.qc.pending()) == (1, 0)  # the first render is never held back
+    for n in range(3):
+        now[0] += 5
+        finish(ctl, tmp_path, f"wgs/b{n}.bam", f"b{n}", GOOD)
+    assert (ctl.qc.renders, ctl.qc.pending()) == (1, 3)  # the table has them; the report waits
+    assert len((tmp_path / "results" / "table" / "results.csv").read_text().splitlines()) == 5
+    now[0] += 60
+    ctl.reconcile()  # a pass with nothing new still renders what waited once the interval is over
+    assert (ctl.qc.renders, ctl.qc.pending()) == (2, 0)
+    finish(ctl, tmp_path, "wgs/c.bam", "c", GOOD)
+    assert ctl.qc.pending() == 1
+    ctl.flush_reports()  # a stop renders at once
+    assert (ctl.qc.renders, ctl.qc.pending()) == (3, 0)
+    page = Path(report_uri(str(tmp_path / "results"), datetime.now(UTC).date())).read_text()
+    assert all(name in page for name in ("b0", "b2", "c"))
 
 
 class FailingStore(LocalObjectStore):
