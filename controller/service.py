@@ -15,6 +15,7 @@ Each method is safe to call from its own scheduler thread: the ledger serialises
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from typing import Any
@@ -31,6 +32,7 @@ from controller.intake import Intake, PollResult
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.planner import PlanContext
+from controller.qc.log_links import LogLinks
 from controller.qc.publish import QcPublisher, stuck_after
 from controller.reconcile import Reconciler
 from controller.references import ReferenceCheck
@@ -85,6 +87,9 @@ class Controller:
             results_root=cfg.results_root,
             stuck_after_seconds=stuck_after(t.timeout_seconds for t in cfg.tiers),
             min_interval_seconds=cfg.qc.report_interval_seconds,
+            log_links=LogLinks(
+                cfg.aws.region or os.environ.get("AWS_REGION", ""), cfg.logging.job_log_group
+            ),
         )  # fmt: skip
         self.finisher = Finisher(
             results_root=cfg.results_root, ledger=ledger, executor=executor, store=self.store,

@@ -32,6 +32,7 @@ STORAGE_OUTPUTS = (
     "DeadLetterQueueUrl",
     "KmsKeyArn",
     "ControllerLogGroup",
+    "JobLogGroup",
 )
 BATCH_OUTPUTS = (
     "JobQueue",
@@ -144,6 +145,7 @@ def render(
             [
                 ("level", _toml_str(opts.log_level)),
                 ("cloudwatch_group", _toml_str(storage["ControllerLogGroup"])),
+                ("job_log_group", _toml_str(storage["JobLogGroup"])),
             ],
         ),
         ("state", [("ledger_path", _toml_str(opts.ledger_path))]),

@@ -102,6 +102,9 @@ class LoggingConfig:
     cloudwatch_group: str = ""
     cloudwatch_stream: str = ""
     cloudwatch_retention_days: int = 0
+    # The Batch jobs' log group (the storage stack's JobLogGroup): the QC report links failed jobs' logs
+    # in the CloudWatch console; empty, it shows the log stream's name.
+    job_log_group: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from controller.ledger import Ledger, RunRow
+from controller.qc.log_links import LogLinks
 from controller.qc.metrics import QcMetrics
 from controller.states import JobState, RunState
 from core.locations import parse_location
@@ -83,6 +84,7 @@ class QcPublisher:
         title: str = "alignbatch QC",
         min_interval_seconds: float = 0.0,
         clock: Callable[[], float] = monotonic,
+        log_links: LogLinks | None = None,
     ) -> None:
         self.thresholds = thresholds
         self.ledger, self.store, self.metrics = ledger, store, metrics
@@ -97,6 +99,7 @@ class QcPublisher:
         self._caught_up = False  # the ledger's rows are appended once per start (a crash loses none)
         self._unavailable = False
         self.min_interval_seconds = min_interval_seconds
+        self.log_links = log_links or LogLinks()
         self._clock = clock
         self._rendered_at: float | None = None  # clock() of the last render
         self.renders = 0
@@ -209,7 +212,8 @@ class QcPublisher:
                 RunIssue(
                     run.run_id, run.sample, run.inbox_key, IssueKind.LOST if lost else IssueKind.FAILED,
                     run.reason or "", since=datetime.fromtimestamp(run.finished_at, UTC),
-                    step=job.step if job else "", log_url=(job.log_stream or "") if job else "",
+                    step=job.step if job else "",
+                    log_url=self.log_links.url(job.log_stream or "") if job else "",
                 )
             )  # fmt: skip
         if end >= now - timedelta(seconds=1):

@@ -205,6 +205,7 @@ def test_controller_config_rendered_from_outputs_alone(
     assert cfg.batch.job_definition_alignstats == batch["JobDefinitionAlignstats"]
     assert cfg.metrics.address == "127.0.0.1"
     assert cfg.results_root == f"s3://{storage['ResultsBucket']}/alignbatch"
+    assert cfg.logging.job_log_group == storage["JobLogGroup"]  # the QC report's links to job logs
 
 
 def test_rendered_config_follows_job_states_by_events_from_the_controller_stack(
