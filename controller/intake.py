@@ -172,6 +172,7 @@ class Intake:
             pipeline=opts,
             tiers=self.cfg.tiers,
             pipeline_version=__version__,
+            deployment=self.cfg.batch.deployment,
             inbox=self.inbox,
         )
 

@@ -55,6 +55,7 @@ class PlanContext:
     summary_vcpus: int = 1
     summary_memory_mib: int = 512
     summary_timeout_seconds: int = 900
+    deployment: str = ""  # [batch] deployment: the alignbatch:deployment tag of every job ("" = none)
     # The inbox's key rules; the controller passes its own, a bare root gets the rules its form names.
     inbox: Inbox = field(default=None)  # type: ignore[assignment]
 
@@ -155,6 +156,8 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
             "alignbatch:run-id": run_id,
             "alignbatch:step": str(step),
             "alignbatch:pipeline-version": ctx.pipeline_version,
+            # which deployment submitted it: the controller role may stop only its own deployment's jobs
+            **({"alignbatch:deployment": ctx.deployment} if ctx.deployment else {}),
         }
 
     jobs: list[JobSpec] = []

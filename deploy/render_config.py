@@ -63,6 +63,7 @@ class RenderOptions:
     # The controller stack's JobStateQueueUrl: Batch job states then arrive as events and reconcile is a
     # slower sweep; empty keeps DescribeJobs polling alone (a deployment without the controller stack's rule).
     state_queue_url: str = ""
+    deployment: str = ""  # the controller stack's name: every job's alignbatch:deployment tag
 
 
 def _toml_str(value: str) -> str:
@@ -121,6 +122,7 @@ def render(
                 ("job_definition_index", _toml_str(batch["JobDefinitionIndex"])),
                 ("job_definition_alignstats", _toml_str(batch["JobDefinitionAlignstats"])),
                 ("job_definition_summary", _toml_str(batch["JobDefinitionSummary"])),
+                ("deployment", _toml_str(opts.deployment)),
                 *(
                     [("events_enabled", "true"), ("state_queue_url", _toml_str(opts.state_queue_url))]
                     if opts.state_queue_url
@@ -198,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         help="the controller stack's JobStateQueueUrl: apply Batch job state events as they arrive",
     )
+    parser.add_argument(
+        "--deployment",
+        help="the alignbatch:deployment tag of every job: the controller stack's name (default PREFIX)",
+    )
     args = parser.parse_args(argv)
 
     import boto3
@@ -221,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         target_bed=args.target_bed,
         reference_fasta=args.reference_fasta,
         state_queue_url=args.state_queue_url,
+        deployment=args.deployment or args.stack_prefix,
     )
     try:
         text = render(

@@ -47,6 +47,11 @@ def warnings(cfg: ControllerConfig) -> list[str]:
             "[batch] submit_rate_per_second above 40: Batch allows 50 SubmitJob/s per account, shared with "
             "everything else in it; expect throttling"
         )
+    if not cfg.is_local and not cfg.batch.deployment:
+        out.append(
+            "[batch] deployment is empty: jobs carry no alignbatch:deployment tag, and the controller "
+            "stack's role refuses TerminateJob (cancel, timeouts) on them; set it to that stack's name"
+        )
     if cfg.metrics.address not in ("127.0.0.1", "::1", "localhost"):
         out.append(f"[metrics] address {cfg.metrics.address}: metrics are exposed beyond loopback")
     return out

@@ -51,6 +51,9 @@ class BatchConfig:
     events_enabled: bool = False
     state_queue_url: str = ""
     events_sweep_seconds: int = 300
+    # Tagged on every job as alignbatch:deployment (the controller stack's name when rendered by
+    # deploy/render_config.py); that stack's role may terminate only jobs with its own value.
+    deployment: str = ""
 
 
 @dataclass(frozen=True)

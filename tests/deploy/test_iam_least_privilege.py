@@ -250,12 +250,16 @@ def test_controller_stops_only_jobs_carrying_the_project_tag(templates: Mapping[
         actions = set(map(str, _as_list(st["Action"])))
         if actions & {"batch:TerminateJob", "batch:CancelJob"}:
             assert actions <= {"batch:TerminateJob", "batch:CancelJob"}, actions
+            # this deployment's jobs only: the exact tag value, not just any alignbatch job in the account
             cond = st.get("Condition", {})
-            keys = {k for op in cond.values() for k in op}
-            assert any(k.startswith("aws:ResourceTag/alignbatch:") for k in keys), st
+            assert cond == {
+                "StringEquals": {"aws:ResourceTag/alignbatch:deployment": {"Ref": "AWS::StackName"}}
+            }
         if "batch:TagResource" in actions:
             assert actions == {"batch:TagResource"}
-            assert "aws:TagKeys" in json.dumps(st.get("Condition", {})), st
+            cond = st.get("Condition", {})
+            assert "aws:TagKeys" in json.dumps(cond), st
+            assert cond["StringEquals"] == {"aws:RequestTag/alignbatch:deployment": {"Ref": "AWS::StackName"}}
 
 
 def test_kms_use_only_through_the_services(templates: Mapping[str, Any]) -> None:
@@ -402,6 +406,8 @@ def test_bootstrap_renders_the_config_with_the_job_state_queue(templates: Mappin
     script = _user_data(templates)
     render = script[script.index("render_config.py") : script.index("> /etc/alignbatch/controller.toml.new")]
     assert '--state-queue-url "${JobStateQueue}"' in render
+    # ... and with the stack's name as every job's alignbatch:deployment, the value the role requires
+    assert '--deployment "${AWS::StackName}"' in render
 
 
 @pytest.mark.filterwarnings("ignore:Tried to parse AWS")

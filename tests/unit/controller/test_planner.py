@@ -60,6 +60,13 @@ def test_missing_index_gives_three_chained_steps() -> None:
     assert summary.tags["alignbatch:run-id"] == plan.run_id
     assert summary.tags["alignbatch:step"] == "summary"
     assert summary.tags["alignbatch:sample"] == "NA12878"
+    assert "alignbatch:deployment" not in summary.tags  # none configured (local mode)
+
+
+def test_every_job_carries_the_deployment_its_role_may_stop() -> None:
+    plan = plan_run(obj(), PlanContext(**{**CTX.__dict__, "deployment": "alignbatch-controller"}))
+    assert {j.tags["alignbatch:deployment"] for j in plan.jobs} == {"alignbatch-controller"}
+    assert len(plan.jobs) == 3
 
 
 def test_index_present_skips_index_step() -> None:
