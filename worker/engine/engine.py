@@ -98,6 +98,9 @@ class Engine:
         self.input_path = input_path
         self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
         self.acc = Accumulators()
+        # records before this stream in the input (a part of a parallel run): error messages number
+        # records as the whole run would
+        self.record_base = 0
         n_ref = len(header.lengths)
         longest = max(header.lengths) if header.lengths else 0
         self.depth = np.zeros(longest + 1 if config.coverage else 1, dtype=np.uint32)
@@ -218,7 +221,7 @@ class Engine:
             elif status == k.OVERFLOW_FULL:
                 self._drain_overflow()
             elif status == k.BAD_RECORD:
-                number = int(counts[k.C_TOTAL]) + 1
+                number = self.record_base + int(counts[k.C_TOTAL]) + 1
                 why = _bad_record_reason(buf, off, int(state[k.S_BAD_KIND]), len(self.header.lengths))
                 raise BadInputError(
                     self.input_path,
