@@ -9,6 +9,15 @@ from worker.engine.layout import DEPTH_MASK, STATE_BUFFER, STATE_SHIFT, STATE_TA
 
 
 @njit(cache=True, nogil=True)
+def prefix_sum(depth, length):
+    """Difference array -> depths over [0, length), in place (uint32 wrap-around makes -1 exact)."""
+    run = np.uint32(0)
+    for p in range(length):
+        run += depth[p]
+        depth[p] = run
+
+
+@njit(cache=True, nogil=True)
 def set_target_bits(depth, length, tstart, tend):
     """Set buffer then target state bits for each target; return (bases on target, on buffer)."""
     for i in range(tstart.shape[0]):

@@ -117,6 +117,13 @@ class Engine:
         p[k.P_OVERLAP] = config.overlap
         p[k.P_SECTION] = max(config.section_records, 1)
         p[k.P_N_REF] = n_ref
+        # Per-base increments are only needed when a base can be skipped (-b, -O/-M) or its target state
+        # read (capture); otherwise a difference array and one prefix sum per chromosome give the same
+        # depths for a fraction of the writes.
+        self.depth_diff = config.coverage and not (
+            config.capture or config.min_baseq or config.overlap != k.OVERLAP_NONE
+        )
+        p[k.P_DEPTH_DIFF] = int(self.depth_diff)
         self.state = k.new_state()
         # With -p (threads=2) and both alignment and coverage metrics, the two halves of the kernel
         # (they share no state) run on two threads over the same buffers (the kernel releases the GIL):
@@ -313,6 +320,8 @@ class Engine:
     def _finish_chromosome(self, tid: int) -> None:
         length = self.header.lengths[tid]
         depth = self.depth
+        if self.depth_diff:
+            k.prefix_sum(depth, length)
         ms, me = self.mask[tid]
         for s, e in zip(ms.tolist(), me.tolist(), strict=True):
             if e >= s:

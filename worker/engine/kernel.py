@@ -11,6 +11,7 @@ from worker.engine.depth import (  # noqa: F401
     depth_histogram,
     high_coverage_non_target,
     max_depth,
+    prefix_sum,
     set_target_bits,
     target_tally,
 )

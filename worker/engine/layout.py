@@ -35,7 +35,10 @@ P_KEEP_DUPS = 7
 P_OVERLAP = 8  # 0 none, 1 -O (position based), 2 -M (MC tag)
 P_SECTION = 9  # records per read section (-n / 16): the tool's position order check restarts at each
 P_N_REF = 10  # contigs in the header: refID/next_refID must be below it (HTSlib's sam_read1 check)
-N_PARAMS = 11
+# 1: depth as a difference array (+1 at a block's start, -1 past its end), turned into depths by one
+# prefix sum per chromosome; only when no base-level filter or target state is in force (Engine decides)
+P_DEPTH_DIFF = 11
+N_PARAMS = 12
 
 OVERLAP_NONE = 0
 OVERLAP_POS = 1

@@ -47,6 +47,7 @@ from worker.engine.layout import (
     OVERFLOW_FULL,
     OVERLAP_NONE,
     OVERLAP_POS,
+    P_DEPTH_DIFF,
     P_DO_ALN,
     P_DO_CAP,
     P_DO_COV,
@@ -102,6 +103,7 @@ def process_records(
     do_cov = params[P_DO_COV] != 0
     do_cap = params[P_DO_CAP] != 0
     keep_dups = params[P_KEEP_DUPS] != 0
+    depth_diff = params[P_DEPTH_DIFF] != 0
     overlap = params[P_OVERLAP]
     rstart = scratch[0]
     rend = scratch[1]
@@ -325,6 +327,15 @@ def process_records(
                     k1 = ln
                     if b0 + k1 > chrom_len:
                         k1 = chrom_len - b0
+                    if depth_diff:
+                        # two writes per block instead of one per base; the word at chrom_len is left
+                        # alone (the prefix sum stops before it, and capture's Q9 scan reads it)
+                        if k1 > k0:
+                            depth[b0 + k0] += 1
+                            if b0 + k1 < chrom_len:
+                                depth[b0 + k1] -= 1
+                        ref_pos += ln
+                        continue
                     if n_iv == 0 and minbq == 0 and not do_cap:
                         # common WGS case: nothing to filter, no target states to look at
                         for rp in range(b0 + k0, b0 + k1):
