@@ -53,7 +53,8 @@ def index_path(bam: str) -> str | None:
     return None
 
 
-def read_index(path: str, n_ref: int) -> BamIndex:
+def read_index(path: str, n_ref: int | None = None) -> BamIndex:
+    """Parse the index; with `n_ref` (the BAM header's contig count) also check it matches."""
     with open(path, "rb") as fh:
         data = fh.read()
     if data[:2] == b"\x1f\x8b":  # CSI is BGZF-compressed
@@ -68,12 +69,12 @@ def read_index(path: str, n_ref: int) -> BamIndex:
     raise BadIndexError(f"{path}: not a BAI or CSI index")
 
 
-def _parse(data: bytes, o: int, n_idx_ref: int, n_ref: int, pseudo: int, *, csi: bool) -> BamIndex:
-    if n_idx_ref != n_ref:
+def _parse(data: bytes, o: int, n_idx_ref: int, n_ref: int | None, pseudo: int, *, csi: bool) -> BamIndex:
+    if n_ref is not None and n_idx_ref != n_ref:
         raise BadIndexError(f"the index lists {n_idx_ref} contigs, the header {n_ref}")
     spans: list[ContigSpan | None] = []
     last = 0
-    for tid in range(n_ref):
+    for tid in range(n_idx_ref):
         (n_bin,) = struct.unpack_from("<i", data, o)
         o += 4
         span = None
