@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from worker.engine.alignment import count_alignment
-from worker.engine.bamfields import _aux_find, _i32, _parse_mc, _u16, _u32
+# counters by module attribute (numba reads them as compile-time constants): fewer import lines
+from worker.engine import layout as L
+from worker.engine.bamfields import _aux_find, _aux_int, _i32, _u16, _u32
 from worker.engine.layout import (
     BAD_CIGAR,
     BAD_MTID,
@@ -21,32 +22,24 @@ from worker.engine.layout import (
     BAD_RECORD,
     BAD_SIZES,
     BAD_TID,
-    C_CAP_BUFFER_READS,
-    C_CAP_OVERLAP,
-    C_CAP_TARGET_READS,
-    C_COV_ALIGNED,
-    C_COV_DUP,
-    C_COV_PAIRED,
-    C_COV_PAIRED_MATES,
-    C_COV_TOTAL,
-    C_FILTERED,
-    C_PROCESSED,
-    C_TOTAL,
-    C_UNFILTERED,
-    C_WGS_LOWQ,
-    C_WGS_OVERLAP,
     CHROM_CHANGE,
     F_DUP,
     F_MUNMAP,
     F_PAIRED,
+    F_PROPER,
     F_QCFAIL,
+    F_READ1,
+    F_READ2,
     F_SECONDARY,
+    F_SUPP,
     F_UNMAP,
+    INS_HIST_SIZE,
+    LEN_HIST_SIZE,
     NEED_MORE,
     OV_CAPACITY,
+    OV_KIND_INSERT,
     OVERFLOW_FULL,
     OVERLAP_NONE,
-    OVERLAP_POS,
     P_DEPTH_DIFF,
     P_DO_ALN,
     P_DO_CAP,
@@ -77,6 +70,7 @@ from worker.engine.layout import (
     STATE_SHIFT,
     STATE_TARGET,
 )
+from worker.engine.overlap import overlap_intervals
 
 
 @njit(cache=True, nogil=True)
@@ -105,13 +99,8 @@ def process_records(
     keep_dups = params[P_KEEP_DUPS] != 0
     depth_diff = params[P_DEPTH_DIFF] != 0
     overlap = params[P_OVERLAP]
-    rstart = scratch[0]
-    rend = scratch[1]
-    mstart = scratch[2]
-    mend = scratch[3]
     ivs = scratch[4]
     ive = scratch[5]
-    nscr = rstart.shape[0]
 
     o = start
     while True:
@@ -183,7 +172,7 @@ def process_records(
         if state[S_OV_N] > OV_CAPACITY - 4:
             return OVERFLOW_FULL, o
 
-        counts[C_TOTAL] += 1
+        counts[L.C_TOTAL] += 1
         filtered = mapq < minq or (flag & req) != req or (flag & excl) != 0
 
         # Order check (a warning only, printed once by the driver), as the tool does it: every record
@@ -211,45 +200,163 @@ def process_records(
             state[S_WARN_PREV] = state[S_LAST_POS]
             state[S_WARN_CUR] = pos
         if filtered:
-            counts[C_FILTERED] += 1
+            counts[L.C_FILTERED] += 1
             o = rec_end
             continue
-        counts[C_UNFILTERED] += 1
+        counts[L.C_UNFILTERED] += 1
         state[S_LAST_POS] = pos
 
+        unmapped = (flag & F_UNMAP) != 0
         if do_aln:
-            count_alignment(
-                buf,
-                flag,
-                tid,
-                mtid,
-                l_seq,
-                tlen,
-                n_cig,
-                cig_off,
-                qual_off,
-                aux_off,
-                rec_end,
-                counts,
-                aln,
-                len_hist,
-                ins_hist,
-                ov,
-                state,
-            )
+            g2 = -1
+            if flag & F_READ1:
+                g2 = 1
+            elif flag & F_READ2:
+                g2 = 2
+            aln[0, L.A_R_TOTAL] += 1
+            aln[0, L.A_B_TOTAL] += l_seq
+            if g2 > 0:
+                aln[g2, L.A_R_TOTAL] += 1
+                aln[g2, L.A_B_TOTAL] += l_seq
+            if unmapped:
+                aln[0, L.A_R_UNMAPPED] += 1
+                aln[0, L.A_B_UNMAPPED] += l_seq
+                if g2 > 0:
+                    aln[g2, L.A_R_UNMAPPED] += 1
+                    aln[g2, L.A_B_UNMAPPED] += l_seq
+            else:
+                aln[0, L.A_R_MAPPED] += 1
+                aln[0, L.A_B_MAPPED] += l_seq
+                if g2 > 0:
+                    aln[g2, L.A_R_MAPPED] += 1
+                    aln[g2, L.A_B_MAPPED] += l_seq
+                if (flag & (F_SECONDARY | F_QCFAIL)) == 0:
+                    is_dup = (flag & F_DUP) != 0
+                    m = np.int64(0)
+                    ins = np.int64(0)
+                    dl = np.int64(0)
+                    sc = np.int64(0)
+                    eq = np.int64(0)
+                    xx = np.int64(0)
+                    q20 = np.int64(0)
+                    q30 = np.int64(0)
+                    p = np.int64(0)
+                    for ci in range(n_cig):
+                        c = _u32(buf, cig_off + 4 * ci)
+                        op = c & 0xF
+                        ln = c >> 4
+                        if op == 0 or op == 1 or op == 7 or op == 8:
+                            if op == 0:
+                                m += ln
+                            elif op == 1:
+                                ins += ln
+                            elif op == 7:
+                                eq += ln
+                            else:
+                                xx += ln
+                            qs = qual_off + p
+                            qe = qs + ln
+                            if qe > rec_end:
+                                qe = rec_end
+                            for k in range(qs, qe):  # branch-free so LLVM vectorises it
+                                qv = buf[k]
+                                q20 += qv >= 20
+                                q30 += qv >= 30
+                            p += ln
+                        elif op == 2:
+                            dl += ln
+                        elif op == 4:
+                            sc += ln
+                            p += ln
+                    t = _aux_find(buf, aux_off, rec_end, 78, 77)  # NM
+                    if t >= 0:
+                        nm = _aux_int(buf, t, rec_end, 0)
+                        mism = nm - dl
+                        match = m - mism
+                    else:
+                        mism = xx
+                        match = m - xx if m > eq else eq
+                    aligned = l_seq - sc
+                    perfect = (mism + dl + ins) == 0
+                    # aligned read length: int32 value used as uint64 key
+                    alen = aligned & 0xFFFFFFFF
+                    if alen >= 0x80000000:
+                        alen -= 0x100000000
+                    for g in (0, g2):
+                        if g < 0:
+                            continue
+                        aln[g, L.A_R_AQP] += 1
+                        aln[g, L.A_B_AQP] += l_seq
+                        if is_dup:
+                            aln[g, L.A_R_DUP] += 1
+                            aln[g, L.A_B_DUP] += l_seq
+                        aln[g, L.A_B_ALIGNED] += aligned
+                        aln[g, L.A_B_MATCHED] += match
+                        aln[g, L.A_B_MISM] += mism
+                        aln[g, L.A_B_INS] += ins
+                        aln[g, L.A_B_DEL] += dl
+                        if sc > 0:
+                            aln[g, L.A_R_SOFT] += 1
+                            aln[g, L.A_B_SOFT] += sc
+                        if perfect:
+                            aln[g, L.A_R_PERFECT] += 1
+                            aln[g, L.A_B_PERFECT] += aligned
+                        aln[g, L.A_Q20] += q20
+                        aln[g, L.A_Q30] += q30
+                        if 0 <= alen < LEN_HIST_SIZE:
+                            len_hist[g, alen] += 1
+                        else:
+                            n = state[S_OV_N]
+                            ov[n, 0] = g
+                            ov[n, 1] = alen
+                            state[S_OV_N] = n + 1
+
+            # pair statistics: paired records without READ1
+            if (flag & F_PAIRED) and not (flag & F_READ1):
+                if flag & F_READ2:
+                    counts[L.C_PAIRS_R2] += 1
+                munmap = (flag & F_MUNMAP) != 0
+                if unmapped and munmap:
+                    counts[L.C_UNPAIRED] += 1
+                elif unmapped:
+                    counts[L.C_R1_UNPAIRED] += 1
+                elif munmap:
+                    counts[L.C_R2_UNPAIRED] += 1
+                else:
+                    counts[L.C_TOTAL_PAIRS] += 1
+                    if tid == mtid:
+                        counts[L.C_SAME_CHR] += 1
+            if (flag & (F_UNMAP | F_SECONDARY | F_QCFAIL | F_DUP)) == 0:
+                counts[L.C_CHIM_DEN] += 1
+                if (flag & (F_PROPER | F_MUNMAP)) == 0:
+                    counts[L.C_CHIM_NUM] += 1
+            # insert size
+            if (
+                (flag & (F_PAIRED | F_PROPER)) == (F_PAIRED | F_PROPER)
+                and (flag & (F_READ1 | F_SECONDARY | F_SUPP | F_UNMAP | F_MUNMAP | F_DUP)) == 0
+                and tid == mtid
+            ):
+                isz = tlen if tlen >= 0 else -tlen
+                if isz < INS_HIST_SIZE:
+                    ins_hist[isz] += 1
+                else:
+                    n = state[S_OV_N]
+                    ov[n, 0] = OV_KIND_INSERT
+                    ov[n, 1] = isz
+                    state[S_OV_N] = n + 1
 
         if do_cov:
-            counts[C_COV_TOTAL] += 1
+            counts[L.C_COV_TOTAL] += 1
             if (flag & (F_UNMAP | F_SECONDARY | F_QCFAIL)) != 0 or tid < 0:
                 o = rec_end
                 continue
-            counts[C_COV_ALIGNED] += 1
+            counts[L.C_COV_ALIGNED] += 1
             if flag & F_PAIRED:
-                counts[C_COV_PAIRED] += 1
+                counts[L.C_COV_PAIRED] += 1
                 if not (flag & F_MUNMAP):
-                    counts[C_COV_PAIRED_MATES] += 1
+                    counts[L.C_COV_PAIRED_MATES] += 1
             if flag & F_DUP:
-                counts[C_COV_DUP] += 1
+                counts[L.C_COV_DUP] += 1
                 if not keep_dups:
                     o = rec_end
                     continue
@@ -258,56 +365,7 @@ def process_records(
             # Overlap intervals (-O / -M) for the left-most mate of a same-chromosome pair.
             n_iv = 0
             if overlap != OVERLAP_NONE and not (flag & F_MUNMAP) and tid == mtid and pos < mpos:
-                # bam_endpos: reference length of M/D/N/=/X, at least 1
-                rlen = np.int64(0)
-                for ci in range(n_cig):
-                    c = _u32(buf, cig_off + 4 * ci)
-                    op = c & 0xF
-                    if op == 0 or op == 2 or op == 3 or op == 7 or op == 8:
-                        rlen += c >> 4
-                if rlen == 0:
-                    rlen = 1
-                endpos = pos + rlen
-                if mpos < endpos:
-                    if overlap == OVERLAP_POS:
-                        ivs[0] = mpos
-                        ive[0] = endpos
-                        n_iv = 1
-                    else:
-                        t = _aux_find(buf, aux_off, rec_end, 77, 67)  # MC
-                        if t >= 0:
-                            nm_b = _parse_mc(buf, t, rec_end, mstart, mend, mpos)
-                            if nm_b > 0:
-                                nr = 0
-                                ref = pos
-                                for ci in range(n_cig):
-                                    c = _u32(buf, cig_off + 4 * ci)
-                                    op = c & 0xF
-                                    ln = c >> 4
-                                    if op == 0 or op == 7 or op == 8:
-                                        if nr < nscr:
-                                            rstart[nr] = ref
-                                            rend[nr] = ref + ln
-                                            nr += 1
-                                        ref += ln
-                                    elif op == 2 or op == 3:
-                                        ref += ln
-                                i = 0
-                                j = 0
-                                while i < nr and j < nm_b:
-                                    s0 = rstart[i] if rstart[i] > mstart[j] else mstart[j]
-                                    e0 = rend[i] if rend[i] < mend[j] else mend[j]
-                                    if s0 < e0 and n_iv < nscr:
-                                        ivs[n_iv] = s0
-                                        ive[n_iv] = e0
-                                        n_iv += 1
-                                    # alignstats moves the pointer whose block *starts* first (not
-                                    # ends first), so it can miss later intersections; golden -M runs
-                                    # confirm this walk.
-                                    if rstart[i] < mstart[j]:
-                                        i += 1
-                                    else:
-                                        j += 1
+                n_iv = overlap_intervals(buf, pos, mpos, n_cig, cig_off, aux_off, rec_end, overlap, scratch)
 
             # Depth walk: M/=/X add depth, D advances, N does not (Q7); qualities indexed by the
             # reference offset (Q6).
@@ -357,17 +415,17 @@ def process_records(
                             if ii < n_iv and ivs[ii] <= rp < ive[ii]:
                                 in_ov = True
                         if in_ov:
-                            counts[C_WGS_OVERLAP] += 1
+                            counts[L.C_WGS_OVERLAP] += 1
                             if st == STATE_TARGET:
-                                counts[C_CAP_OVERLAP] += 1
+                                counts[L.C_CAP_OVERLAP] += 1
                             continue
                         if minbq > 0:
                             qi = qual_off + ref_pos + k
                             qv = np.int64(buf[qi]) if qi < rec_end else np.int64(0)
                             if qv < minbq:
-                                counts[C_WGS_LOWQ] += 1
+                                counts[L.C_WGS_LOWQ] += 1
                                 if st == STATE_TARGET:
-                                    counts[C_CAP_OVERLAP] += 1
+                                    counts[L.C_CAP_OVERLAP] += 1
                                 continue
                         depth[rp] = word + 1
                     ref_pos += ln
@@ -375,8 +433,8 @@ def process_records(
                     ref_pos += ln
             if do_cap:
                 if in_target:
-                    counts[C_CAP_TARGET_READS] += 1
+                    counts[L.C_CAP_TARGET_READS] += 1
                 elif in_buffer:
-                    counts[C_CAP_BUFFER_READS] += 1
-            counts[C_PROCESSED] += 1
+                    counts[L.C_CAP_BUFFER_READS] += 1
+            counts[L.C_PROCESSED] += 1
         o = rec_end
