@@ -44,6 +44,13 @@ class Region:
     stop: int
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def sniff(prefix: bytes) -> str:
     """Content format: 'bam', 'cram', 'bgzf' (compressed non-BAM), or 'text'."""
     if prefix.startswith(b"CRAM"):
@@ -164,7 +171,9 @@ class InputFile:
             self.content = "sam"
             self.bgzf_sam = True
         elif self.content == "bgzf":
-            inflaters = max(self.threads, min(os.cpu_count() or 1, 4))
+            # the CPUs we may run on (taskset, cpusets), not the host's: on one CPU, inflate threads only
+            # add switches between them and the kernel
+            inflaters = max(self.threads, min(_usable_cpus(), 4))
             chunks = bgzf_errors(self.path, iter_chunks(self._stream, self._prefix, threads=inflaters))
             header, body = split_header(chunks)
             self._raw_chunks = chunks
