@@ -98,6 +98,24 @@ def real_tool_overflows(s: Scenario) -> bool:
     return any(ln == longest and end + 101 >= ln for ln, _, end in _parsed(s, s.targets))
 
 
+def longest_contig_finishes(s: Scenario) -> int:
+    """How often alignstats finishes a chromosome of the longest length: once per run of records on it.
+
+    Each finish's high-coverage scan reads the word one past that chromosome, which for the longest one
+    is one past the allocation (Q9, undefined: malloc's next chunk header). The tool starts a chromosome
+    at every change of a record's tid, so records on the longest contig with unplaced (or other) records
+    between them finish it again, and the word is read again each time. An upper bound with -r (its
+    iterator returns each contig at most once).
+    """
+    longest = max(length for _, length in s.contigs)
+    tids = [r.tid for r in s.records]
+    return sum(
+        1
+        for i, tid in enumerate(tids)
+        if tid >= 0 and s.contigs[tid][1] == longest and (i == 0 or tids[i - 1] != tid)
+    )
+
+
 def _aux_len(r: Record) -> int:
     n = 0
     for _tag, value, typ in r.tags:
