@@ -305,3 +305,28 @@ def test_longest_contig_finished_twice_real_tool_reads_past_twice(oracle: Oracle
     assert (real.exit_code, real.tool_lines) == (ours.exit_code, ours.tool_lines)
     assert {k: v for k, v in a.items() if k != key} == {k: v for k, v in b.items() if k != key}
     assert a[key] - b[key] == 2
+
+
+def _negative_length_case() -> Scenario:
+    """Found by a long differential run (shrunk by hand): two primary records with SEQ '*' and a soft
+    clip, so their aligned length (l_qseq - S) is -4; the tool's uint64 sums wrap, the variance comes out
+    negative and sqrt gives x86-64's default NaN, which glibc prints as "-nan" (Python prints "nan")."""
+    recs = [Record(n, 0, 0, 10, 60, "4S2M", -1, -1, 0, "", None, ()) for n in ("a", "b")]
+    # ZP padding: the Q20 walk over the missing qualities then reads stored aux bytes (defined)
+    return alignments.pad_past_record_reads(_scenario(200, recs, options=("-C",)), "A")
+
+
+def test_negative_read_lengths_sd_prints_minus_nan(tmp_path: Path) -> None:
+    out = _engine(_negative_length_case(), tmp_path)
+    assert out.exit_code == 0, out.stderr
+    lines = out.report.decode().splitlines()
+    assert '    "AlignedReadLengthStandardDeviation": -nan,' in lines
+    assert '    "R1AlignedReadLengthStandardDeviation": 0.000000,' in lines
+
+
+def test_negative_read_lengths_sd_matches_real_tool(oracle: Oracle, tmp_path: Path) -> None:
+    s = _negative_length_case()
+    assert not alignments.quality_reads_past_record(s)
+    ours = _engine(s, tmp_path)
+    real = oracle.run(s.argv(), tmp_path, report=alignments.REPORT, timeout=30)
+    assert (real.exit_code, real.tool_lines, real.report) == (ours.exit_code, ours.tool_lines, ours.report)
