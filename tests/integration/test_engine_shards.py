@@ -120,8 +120,28 @@ def test_merge_refuses_missing_or_foreign_parts(data_dir: Path, tmp_path: Path, 
     assert main([*base, "--shard-index", "1", "--part-out", str(c), "-C", "-q", "20"]) == 0
     out = tmp_path / "r.json"
     assert main(["--merge-parts", "-o", str(out), str(a)]) == ExitCode.USAGE
-    assert "expected shards 0..1" in capsys.readouterr().err
+    assert "expected shards [0, 1] of 0..1" in capsys.readouterr().err
     assert main(["--merge-parts", "-o", str(out), str(a), str(c)]) == ExitCode.USAGE
     assert "different runs" in capsys.readouterr().err
     assert not out.exists()
     assert main(["--merge-parts", "-o", str(out), str(a), str(b)]) == 0
+
+
+def test_empty_groups_need_not_run(refdata: Path, tmp_path: Path, monkeypatch) -> None:
+    """8 shards of a 4-contig BAM: the merge of only the non-empty groups' parts is the full report."""
+    from worker.engine.bamindex import read_index
+    from worker.engine.shards import plan_from_index
+
+    plan = plan_from_index(read_index(str(refdata / "a_wgs.bam.bai")), 8)
+    assert [s.empty for s in plan] == [False] * 5 + [True] * 3
+    monkeypatch.chdir(refdata)
+    parts = []
+    for shard in plan:
+        if not shard.empty:
+            part = tmp_path / f"p{shard.index}.json"
+            args = ["--shard-of", "8", "--shard-index", str(shard.index), "--part-out", str(part)]
+            assert main([*args, "-C", "-i", "a_wgs.bam"]) == 0
+            parts.append(str(part))
+    out = tmp_path / "r.json"
+    assert main(["--merge-parts", "-o", str(out), *parts]) == 0
+    assert out.read_bytes() == (GOLDEN / "a_wgs__C.json").read_bytes()

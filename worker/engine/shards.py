@@ -31,6 +31,11 @@ class Shard:
     unplaced: bool
     load: int  # mapped records planned (what the groups are balanced on)
 
+    @property
+    def empty(self) -> bool:
+        """Nothing to read (more groups than contigs): the planner need not start this child."""
+        return not self.tids and not self.unplaced
+
 
 def balance(
     mapped: Sequence[int], n: int, unplaced: int = 0, totals: Sequence[int] | None = None
@@ -101,8 +106,10 @@ def merge_parts(docs: Sequence[dict]) -> tuple[Accumulators, ReportContext]:
                 raise ShardError(f"the parts come from different runs ({key} differs)")
     n = first["shard_of"]
     seen = sorted(doc["shard_index"] for doc in docs)
-    if seen != list(range(n)):
-        raise ShardError(f"expected shards 0..{n - 1} once each, got {seen}")
+    # a group with nothing to read need not run: the planner may skip it (Shard.empty)
+    needed = [i for i, (tids, star) in enumerate(first["plan"]) if tids or star]
+    if len(set(seen)) != len(seen) or not set(needed) <= set(seen) or not set(seen) <= set(range(n)):
+        raise ShardError(f"expected shards {needed} of 0..{n - 1} once each, got {seen}")
     pieces: list[tuple[int, Accumulators]] = []
     for doc in docs:
         tids, unplaced = doc["plan"][doc["shard_index"]]
