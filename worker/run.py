@@ -24,6 +24,7 @@ from core.errors import BadInput, TransientIOError, UsageError
 from core.objectstore import Stores
 from worker import checks
 from worker.argv import plan_argv
+from worker.cpus import with_engine_cpus
 from worker.engines import resolve_engine
 from worker.execute import ToolRunner, reference_environment
 from worker.inputs import Input, InputPlanner, Mode
@@ -123,7 +124,8 @@ class WorkerRun:
 
         # 5. run the tool on local files only
         plan = plan_argv(self.scratch, cmd, engine, inputs, main_slot if stream else None, fmt)
-        env = reference_environment(dict(os.environ), self.scratch.root, self.log)
+        # the built-in engine uses the job's vCPUs for one input (worker/cpus.py); the real tool ignores it
+        env = with_engine_cpus(reference_environment(dict(os.environ), self.scratch.root, self.log))
         rc = self.runner.run(
             engine, plan.argv, main if stream else None, plan.stdout_path, plan.inherit_stdin, env
         )

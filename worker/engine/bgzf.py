@@ -156,7 +156,7 @@ def _load_libdeflate() -> _Libdeflate | None:
 _LIBDEFLATE = _load_libdeflate()
 
 
-def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[Batch]:
+def iter_blocks(stream: BinaryIO, prefix: bytes = b"", require_eof: bool = True) -> Iterator[Batch]:
     """Split the stream into batches of whole BGZF blocks (~256 KiB uncompressed each), checking framing.
 
     Each entry is (file offset, buffer, offset of the block in the buffer, block size). Raises BgzfError
@@ -210,13 +210,13 @@ def iter_blocks(stream: BinaryIO, prefix: bytes = b"") -> Iterator[Batch]:
                     "truncated",
                     f"file ends inside a BGZF block at offset {file_off + pos} ({n - pos} bytes left over)",
                 )
-            if not last_block_empty:
+            if require_eof and not last_block_empty:
                 raise BgzfError("no_eof", "the BGZF end-of-file marker block is missing")
             return
 
 
 def iter_chunks(
-    stream: BinaryIO, prefix: bytes = b"", threads: int = 2
+    stream: BinaryIO, prefix: bytes = b"", threads: int = 2, require_eof: bool = True
 ) -> Iterator[bytes | bytearray | memoryview]:
     """Yield decompressed data in chunks of about 256 KiB, in order; raise BgzfError on any damage.
 
@@ -224,17 +224,18 @@ def iter_chunks(
     `threads` worker threads inflate the next batches into `threads` + 1 recycled buffers while the
     consumer works on the current one, so memory stays fixed whatever the input size; a chunk is then
     only valid until the next one is requested (its buffer is refilled): consume it in place and copy
-    what must outlive it.
+    what must outlive it. `require_eof=False` is for a byte range of a file (the caller checked the
+    file's own end-of-file block).
     """
     if threads <= 1:
-        for batch in iter_blocks(stream, prefix):
+        for batch in iter_blocks(stream, prefix, require_eof):
             yield _inflate_batch(batch)
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bgzf-inflate") as pool:
         free: list[bytearray] = []
         pending: deque[tuple[Future[bytes | memoryview], bytearray]] = deque()
         try:
-            for batch in iter_blocks(stream, prefix):
+            for batch in iter_blocks(stream, prefix, require_eof):
                 out = free.pop() if free else bytearray(_CHUNK_CAPACITY)
                 pending.append((pool.submit(_inflate_batch, batch, out), out))
                 if len(pending) > threads:

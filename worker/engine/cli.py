@@ -3,7 +3,8 @@
 Option parsing follows the tool's POSIX getopt string `ACDF:MOP:T:UWb:f:hi:j:m:n:o:pq:r:t:v` with GNU
 permutation; numbers are parsed like C `strtol(.., 10)` and cast like the tool (uint8/uint16), so odd
 values behave the same (`-F 0x400` is 0, `-q 300` is 44). Extras (ours, outside the tool's option space so
-they never change its behaviour): `--format json|tsv`.
+they never change its behaviour): `--format json|tsv`, and for fan-out (shard_run.py) `--shard-of N`,
+`--shard-index I`, `--part-out PATH`, `--merge-parts PART...`.
 """
 
 from __future__ import annotations
@@ -83,8 +84,12 @@ class UsageExit(Exception):
         self.message = message
 
 
-def getopt(argv: Sequence[str], optstring: str) -> list[tuple[str, str | None]]:
-    """GNU getopt with permutation; raises UsageExit(1, message) like the C tool on bad options."""
+def getopt(
+    argv: Sequence[str], optstring: str, positional: list[str] | None = None
+) -> list[tuple[str, str | None]]:
+    """GNU getopt with permutation; raises UsageExit(1, message) like the C tool on bad options.
+
+    Non-option arguments are ignored, as alignstats does, or collected into `positional`."""
     takes_arg = {c for i, c in enumerate(optstring) if c != ":" and optstring[i + 1 : i + 2] == ":"}
     known = {c for c in optstring if c != ":"}
     out: list[tuple[str, str | None]] = []
@@ -95,6 +100,8 @@ def getopt(argv: Sequence[str], optstring: str) -> list[tuple[str, str | None]]:
         if arg == "--":
             break
         if not arg.startswith("-") or arg == "-":
+            if positional is not None:
+                positional.append(arg)
             continue  # non-option arguments are ignored by alignstats
         j = 1
         while j < len(arg):
@@ -115,6 +122,27 @@ def getopt(argv: Sequence[str], optstring: str) -> list[tuple[str, str | None]]:
     return out
 
 
+_LONG_WITH_VALUE = ("--format", "--shard-of", "--shard-index", "--part-out")
+
+
+def _long_option(opts: Options, name: str, value: str) -> None:
+    if name == "--format":
+        if value not in ("json", "tsv"):
+            raise UsageExit(int(ExitCode.USAGE), f"{PROG}: --format must be json or tsv, not {value!r}")
+        opts.report_format = value
+    elif name == "--part-out":
+        opts.part_out = value
+    else:
+        try:
+            number = int(value)
+        except ValueError:
+            raise UsageExit(int(ExitCode.USAGE), f"{PROG}: {name} needs an integer, not {value!r}") from None
+        if name == "--shard-of":
+            opts.shard_of = number
+        else:
+            opts.shard_index = number
+
+
 def parse_args(argv: Sequence[str]) -> Options:
     opts = Options()
     rest: list[str] = []
@@ -122,15 +150,26 @@ def parse_args(argv: Sequence[str]) -> Options:
     # our extra (long option, never a valid alignstats argument)
     while i < len(argv):
         a = argv[i]
-        if a == "--format" or a.startswith("--format="):
+        name = a.split("=", 1)[0]
+        if name == "--merge-parts" and "=" not in a:
+            opts.merge_parts = []
+            i += 1
+            continue
+        if name in _LONG_WITH_VALUE:
             value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
             i += 1 if "=" in a else 2
-            if value not in ("json", "tsv"):
-                raise UsageExit(int(ExitCode.USAGE), f"{PROG}: --format must be json or tsv, not {value!r}")
-            opts.report_format = value
+            _long_option(opts, name, value)
             continue
         rest.append(a)
         i += 1
+    if opts.merge_parts is not None:
+        # the merge reads only part files (and -o/--format): the run's options are inside them
+        for c, v in getopt(rest, OPTSTRING, opts.merge_parts):
+            if c == "o":
+                opts.output = v
+        if not opts.merge_parts:
+            raise UsageExit(int(ExitCode.USAGE), f"{PROG}: --merge-parts needs part files")
+        return opts
     if not rest:
         raise UsageExit(1)
     for c, v in getopt(rest, OPTSTRING):
@@ -205,6 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from worker.engine.run import run
 
     try:
+        if opts.merge_parts is not None or opts.shard_of is not None:
+            from worker.engine.shard_run import run_merge, run_shard
+
+            return run_merge(opts) if opts.merge_parts is not None else run_shard(opts)
         return run(opts)
     except EngineError as exc:
         sys.stderr.write("\n".join(exc.lines) + "\n")

@@ -98,6 +98,9 @@ class Engine:
         self.input_path = input_path
         self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
         self.acc = Accumulators()
+        # records before this stream in the input (a part of a parallel run): error messages number
+        # records as the whole run would
+        self.record_base = 0
         n_ref = len(header.lengths)
         longest = max(header.lengths) if header.lengths else 0
         self.depth = np.zeros(longest + 1 if config.coverage else 1, dtype=np.uint32)
@@ -114,6 +117,13 @@ class Engine:
         p[k.P_OVERLAP] = config.overlap
         p[k.P_SECTION] = max(config.section_records, 1)
         p[k.P_N_REF] = n_ref
+        # Per-base increments are only needed when a base can be skipped (-b, -O/-M) or its target state
+        # read (capture); otherwise a difference array and one prefix sum per chromosome give the same
+        # depths for a fraction of the writes.
+        self.depth_diff = config.coverage and not (
+            config.capture or config.min_baseq or config.overlap != k.OVERLAP_NONE
+        )
+        p[k.P_DEPTH_DIFF] = int(self.depth_diff)
         self.state = k.new_state()
         # With -p (threads=2) and both alignment and coverage metrics, the two halves of the kernel
         # (they share no state) run on two threads over the same buffers (the kernel releases the GIL):
@@ -218,7 +228,7 @@ class Engine:
             elif status == k.OVERFLOW_FULL:
                 self._drain_overflow()
             elif status == k.BAD_RECORD:
-                number = int(counts[k.C_TOTAL]) + 1
+                number = self.record_base + int(counts[k.C_TOTAL]) + 1
                 why = _bad_record_reason(buf, off, int(state[k.S_BAD_KIND]), len(self.header.lengths))
                 raise BadInputError(
                     self.input_path,
@@ -310,6 +320,8 @@ class Engine:
     def _finish_chromosome(self, tid: int) -> None:
         length = self.header.lengths[tid]
         depth = self.depth
+        if self.depth_diff:
+            k.prefix_sum(depth, length)
         ms, me = self.mask[tid]
         for s, e in zip(ms.tolist(), me.tolist(), strict=True):
             if e >= s:

@@ -34,3 +34,14 @@ class BadInputError(EngineError):
         super().__init__(f"[alignbatch-alignstats ERROR] {path}: {problem}; {fix}")
         self.path = path
         self.problem = problem
+
+
+class ShardError(EngineError):
+    """A shard or merge request the engine cannot honour (options it cannot split, parts that do not
+    belong together): one line with the reason, exit 64 (ExitCode.USAGE); the caller runs one job."""
+
+    exit_code = int(ExitCode.USAGE)
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"[alignbatch-alignstats ERROR] cannot shard: {reason}")
+        self.reason = reason

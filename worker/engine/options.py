@@ -39,6 +39,11 @@ class Options:
     capture: bool = True
     wgs: bool = True
     report_format: str = "json"
+    # fan-out (ours, long options only): one shard of the run into a part file, or the merge of parts
+    shard_of: int | None = None
+    shard_index: int | None = None
+    part_out: str | None = None
+    merge_parts: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
 
 

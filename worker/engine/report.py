@@ -6,6 +6,7 @@ reproduces the tool's byte layout; `render_tsv` is our extra (`--format tsv`), o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from worker.engine import kernel as k
@@ -28,6 +29,9 @@ class ReportContext:
 
 
 def fmt_float(x: float) -> str:
+    if math.isnan(x):
+        # glibc prints a NaN's sign ("-nan"); Python's formatting drops it
+        return "-nan" if math.copysign(1.0, x) < 0 else "nan"
     return "%f" % x  # noqa: UP031 - C printf %f semantics, 6 decimals
 
 

@@ -18,6 +18,7 @@ from worker.engine.bed import BedFile
 from worker.engine.engine import Engine, EngineConfig, prefetch
 from worker.engine.errors import BadInputError, ToolError
 from worker.engine.options import Options, declared_format, load_bed, open_bed
+from worker.engine.parallel import engine_cpus, merge_in_order, plan_pieces, run_pieces
 from worker.engine.report import ReportContext, build_report, render_json, render_tsv
 from worker.engine.source import Header, InputFile, Region
 
@@ -214,24 +215,17 @@ def run(opts: Options) -> int:
             _info(opts, "Coverage mask targets loaded successfully.")
         check_header(header)
         config = engine_config(opts, targets, mask)
-        engine = Engine(config, header, opts.input, threads=2 if opts.threaded else 1)
+        kernel_threads = 2 if opts.threaded else 1
+        pieces = None
+        cpus = engine_cpus()
+        if cpus > 1 and regions is None:
+            pieces, _why_serial = plan_pieces(inp)
         _info(opts, "Start processing records.")
-        if regions is not None:
-            # Later regions' iterators are set while reading, which for inputs of fewer records than
-            # one read section (-n / 16) all happens before the first record is processed; for larger
-            # inputs the tool can interleave these warnings with the order warning (docs/engine.md).
-            for region in region_order[1:]:
-                if inp.null_iterator(region):
-                    _warn_null_iterator(region)
-            chunks = inp.region_chunks(region_order, unplaced=not opts.skip_unplaced)
-            engine.feed(prefetch(chunks))
-        elif inp.recycles_chunks:
-            # BAM: inflate already runs on its own threads, bounded by its recycled buffers
-            engine.feed(inp.chunks())
+        if pieces is not None:
+            inp.discard_body()
+            acc = merge_in_order(run_pieces(config, header, opts.input, pieces, cpus, kernel_threads))
         else:
-            # HTSlib-backed (SAM/CRAM): pysam reads and re-serialises one chunk ahead on a thread
-            engine.feed(prefetch(inp.chunks()))
-        acc = engine.finish()
+            acc = _run_serial(opts, inp, config, region_order if regions is not None else None)
         _info(opts, "Finished processing records.")
         ctx = report_context(opts, inp.size, header, targets, mask)
         text = render_report(acc, ctx, opts.report_format)
@@ -255,6 +249,28 @@ def run(opts: Options) -> int:
         raise
     finally:
         inp.close()
+
+
+def _run_serial(
+    opts: Options, inp: InputFile, config: EngineConfig, region_order: list[Region] | None
+) -> Accumulators:
+    assert inp.header is not None
+    engine = Engine(config, inp.header, opts.input, threads=2 if opts.threaded else 1)
+    if region_order is not None:
+        # Later regions' iterators are set while reading, which for inputs of fewer records than
+        # one read section (-n / 16) all happens before the first record is processed; for larger
+        # inputs the tool can interleave these warnings with the order warning (docs/engine.md).
+        for region in region_order[1:]:
+            if inp.null_iterator(region):
+                _warn_null_iterator(region)
+        engine.feed(prefetch(inp.region_chunks(region_order, unplaced=not opts.skip_unplaced)))
+    elif inp.recycles_chunks:
+        # BAM: inflate already runs on its own threads, bounded by its recycled buffers
+        engine.feed(inp.chunks())
+    else:
+        # HTSlib-backed (SAM/CRAM): pysam reads and re-serialises one chunk ahead on a thread
+        engine.feed(prefetch(inp.chunks()))
+    return engine.finish()
 
 
 def compute_part(

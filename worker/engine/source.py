@@ -16,7 +16,7 @@ import struct
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -42,6 +42,13 @@ class Region:
     tid: int
     start: int
     stop: int
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def sniff(prefix: bytes) -> str:
@@ -102,7 +109,7 @@ def split_header(chunks: Iterator[bytes]) -> tuple[Header | None, Iterator[bytes
     return Header(tuple(names), tuple(lengths)), body()
 
 
-def _bgzf_errors(path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
+def bgzf_errors(path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Turn BGZF damage into the one-line BAD_INPUT error."""
     try:
         yield from chunks
@@ -134,6 +141,7 @@ class InputFile:
         self.content = "text"
         self.header: Header | None = None
         self._raw_body: Iterator[bytes] | None = None
+        self._raw_chunks: Generator[bytes, None, None] | None = None
         # chunks() comes from our BGZF reader, whose chunks are recycled buffers (valid until the next
         # one is requested): consume them directly, not through a read-ahead queue
         self.recycles_chunks = False
@@ -163,9 +171,12 @@ class InputFile:
             self.content = "sam"
             self.bgzf_sam = True
         elif self.content == "bgzf":
-            inflaters = max(self.threads, min(os.cpu_count() or 1, 4))
-            chunks = _bgzf_errors(self.path, iter_chunks(self._stream, self._prefix, threads=inflaters))
+            # the CPUs we may run on (taskset, cpusets), not the host's: on one CPU, inflate threads only
+            # add switches between them and the kernel
+            inflaters = max(self.threads, min(_usable_cpus(), 4))
+            chunks = bgzf_errors(self.path, iter_chunks(self._stream, self._prefix, threads=inflaters))
             header, body = split_header(chunks)
+            self._raw_chunks = chunks
             if header is not None:
                 self.content = "bam"
                 self.header = header
@@ -275,6 +286,13 @@ class InputFile:
             body, self._raw_body = self._raw_body, None
             return body
         return self._via_pysam(self.af.fetch(until_eof=True))
+
+    def discard_body(self) -> None:
+        """Stop the whole-file reader (a parallel run reads the records by index ranges instead)."""
+        self._raw_body = None
+        if self._raw_chunks is not None:
+            self._raw_chunks.close()  # cancels the inflate pool's pending blocks
+            self._raw_chunks = None
 
     def ensure_index(self) -> None:
         """-r and per-contig parts need an index (alignstats: 'Failed to read index')."""

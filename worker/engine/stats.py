@@ -59,7 +59,10 @@ def hist_stats(items: list[tuple[int, int]], mid: int | None = None) -> HistStat
     mean = ds / dk
     if k > 1:
         var = (_u64_to_double(sq) - ds * (ds / dk)) / (dk - 1.0)
-        sd = math.sqrt(var) if var >= 0 else math.nan
+        # sqrt of a negative variance (uint64 sums that wrapped): x86-64's sqrtsd returns the default
+        # NaN, whose sign bit is set, and glibc prints it as "-nan" (negative aligned read lengths: a
+        # SEQ '*' record with soft clips; found by the differential test)
+        sd = math.sqrt(var) if var >= 0 else -math.nan
     else:
         sd = 0.0
     return HistStats(mean, median, best_v, sd)

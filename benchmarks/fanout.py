@@ -1,0 +1,171 @@
+"""Fan-out of one indexed BAM (#17): N shard processes + merge against one single run.
+
+Usage: python benchmarks/fanout.py DIR [--bam e_large.bam] [--shards 8] [--repeat 3] [--opts "-C"]
+       [--model 8,24,64]
+
+Measures, in one session (the engine from this checkout, one core per process, ALIGNBATCH_ENGINE_CPUS=1):
+- the single run (median wall, CPU);
+- each of the N shards as its own local process, one at a time (what a Batch array child does), its
+  wall and CPU; the total CPU of all shards against the single run (target <= 1.1x);
+- the merge (`--merge-parts`) as a process (target <= 1 s) and, in-process, the merge itself without
+  Python start-up;
+- whether the merged report is byte-identical to the single run;
+- a model of the wall time with N = 8, 24, 64 children: each child's time = the fixed cost of a child
+  (measured: an empty shard's wall) + the per-record cost (fitted on the measured shards) x its records
+  from the shard plan, wall = the slowest child + the merge. Batch scheduling and S3 transfer are not in
+  it. Also the floor of whole-contig shards (the largest contig alone) and what an ideal split of the
+  records would give.
+Figures only; nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+ENGINE = [sys.executable, "-m", "worker.engine.cli"]
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """(wall, CPU) of one command; CPU from the children's rusage delta."""
+    before = os.times()
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - start
+    after = os.times()
+    if proc.returncode:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr.decode(errors='replace')}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return wall, cpu
+
+
+def med(samples: list[tuple[float, float]]) -> tuple[float, float]:
+    mid = sorted(samples)[len(samples) // 2]
+    return statistics.median(s[0] for s in samples), mid[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir", type=Path)
+    ap.add_argument("--bam", default="e_large.bam")
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--opts", default="-C")
+    ap.add_argument("--model", default="8,24,64")
+    args = ap.parse_args()
+    from worker.engine.bamindex import index_path, read_index
+    from worker.engine.shards import load_part, merge_parts, plan_from_index
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ALIGNBATCH_ENGINE_CPUS": "1"}
+    env.pop("AWS_BATCH_JOB_ARRAY_INDEX", None)
+    opts = shlex.split(args.opts)
+    bam = args.bam
+    ipath = index_path(str(args.dir / bam))
+    if ipath is None:
+        sys.exit(f"{bam}: no index")
+    index = read_index(ipath)
+    n = args.shards
+    tmp = Path(tempfile.mkdtemp(prefix="fanout-"))
+    print(f"case {args.dir / bam}, {args.opts}, {n} shards, repeat {args.repeat}; load {os.getloadavg()}")
+    single_out = tmp / "single.json"
+    single = med(
+        [run([*ENGINE, *opts, "-i", bam, "-o", str(single_out)], args.dir, env) for _ in range(args.repeat)]
+    )
+    parts = [tmp / f"part-{i}.json" for i in range(n)]
+    shard_times = []
+    for i in range(n):
+        cmd = [
+            *ENGINE,
+            "--shard-of",
+            str(n),
+            "--shard-index",
+            str(i),
+            "--part-out",
+            str(parts[i]),
+            *opts,
+            "-i",
+            bam,
+        ]
+        shard_times.append(med([run(cmd, args.dir, env) for _ in range(args.repeat)]))
+    merged_out = tmp / "merged.json"
+    merge_cmd = [*ENGINE, "--merge-parts", "-o", str(merged_out), *map(str, parts)]
+    merge = med([run(merge_cmd, args.dir, env) for _ in range(args.repeat)])
+    t = time.perf_counter()
+    merge_parts([load_part(str(p)) for p in parts])
+    merge_inproc = time.perf_counter() - t
+    identical = merged_out.read_bytes() == single_out.read_bytes()
+    print(f"load after {os.getloadavg()}\n")
+    plan = plan_from_index(index, n)
+    print(f"{'':<12} {'records':>10} {'wall s':>7} {'cpu s':>7}  contigs")
+    print(f"{'single run':<12} {sum(s.load for s in plan):>10,} {single[0]:7.2f} {single[1]:7.2f}")
+    for shard, (w, c) in zip(plan, shard_times, strict=True):
+        names = ",".join(str(t) for t in shard.tids) + (",*" if shard.unplaced else "")
+        print(f"{'shard ' + str(shard.index):<12} {shard.load:>10,} {w:7.2f} {c:7.2f}  {names or '-'}")
+    total_cpu = sum(c for _, c in shard_times)
+    print(
+        f"\nshards' total CPU {total_cpu:.2f} s = {total_cpu / single[1]:.2f}x the single run "
+        "(target <= 1.10)"
+    )
+    print(
+        f"merge: {merge[0]:.2f} s as a process ({merge[1]:.2f} s CPU; target <= 1 s), "
+        f"{merge_inproc * 1000:.0f} ms of it the merge itself"
+    )
+    print(f"merged report byte-identical to the single run: {identical}")
+    # where the extra CPU goes: each child's fixed start-up (Python, numpy, numba; a child with records
+    # also loads the kernels and numba's dispatch machinery), measured on the cheapest shards
+    working = [c for s, (_, c) in zip(plan, shard_times, strict=True) if not s.empty]
+    idle = [c for s, (_, c) in zip(plan, shard_times, strict=True) if s.empty]
+    fixed_cpu = min(working)
+    work_cpu = sum(working)
+    print(
+        f"without the {len(idle)} empty shards (nothing to read; the planner need not start them): "
+        f"{work_cpu:.2f} s = {work_cpu / single[1]:.2f}x the single run"
+    )
+    print(
+        f"fixed CPU per working child <= {fixed_cpu:.2f} s (the cheapest one); beyond it the shards use "
+        f"{work_cpu - len(working) * fixed_cpu:.2f} s against the single run's {single[1] - fixed_cpu:.2f} s"
+    )
+    # model: fixed cost per child (the lightest shard's wall, extrapolated to 0 records) + rate x records
+    loads = [s.load for s in plan if not s.empty]
+    walls = [w for s, (w, _) in zip(plan, shard_times, strict=True) if not s.empty]
+    if len(set(loads)) > 1:
+        mean_l, mean_w = statistics.mean(loads), statistics.mean(walls)
+        rate = sum((x - mean_l) * (y - mean_w) for x, y in zip(loads, walls, strict=True)) / sum(
+            (x - mean_l) ** 2 for x in loads
+        )
+        fixed = mean_w - rate * mean_l
+    else:
+        rate, fixed = 0.0, walls[0]
+    total = sum(s.load for s in plan)
+    print(
+        f"\nmodel: child = {fixed:.2f} s fixed + {rate * 1e6:.3f} s per million records; "
+        f"+ merge {merge[0]:.2f} s"
+    )
+    print(
+        f"{'N':>4} {'modelled wall s':>16} {'speed-up':>9} {'ideal split s':>14}  "
+        f"(single run {single[0]:.2f} s)"
+    )
+    for m in (int(x) for x in args.model.split(",")):
+        mp = plan_from_index(index, m)
+        wall = fixed + rate * max(s.load for s in mp) + merge[0]
+        ideal = fixed + rate * total / m + merge[0]
+        print(f"{m:>4} {wall:16.2f} {single[0] / wall:9.2f} {ideal:14.2f}")
+    largest = max(s.mapped for s in index.spans if s)
+    print(f"whole-contig floor: the largest contig holds {largest / total:.0%} of the records")
+    for p in [*parts, single_out, merged_out]:
+        p.unlink(missing_ok=True)
+    tmp.rmdir()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

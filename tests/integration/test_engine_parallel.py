@@ -1,0 +1,102 @@
+"""Several cores for one input (ALIGNBATCH_ENGINE_CPUS) give the serial run's report, byte for byte.
+
+Every in-process golden command runs again with 3 cores: indexed BAMs take the contig-parallel path,
+everything else (SAM, CRAM, -r, no index, damaged files) must still be the serial run. Reports, stderr and
+exit codes are compared with the golden files, as test_engine_golden does for the serial run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_engine_golden import (
+    CASES,
+    DELIBERATE,
+    GOLDEN,
+    SUBPROCESS,
+    _expected_stderr,
+    _rewrite,
+    _workdir,
+)
+from worker.engine import parallel
+from worker.engine.cli import main, parse_args
+from worker.engine.errors import BadInputError
+from worker.engine.run import open_input
+
+PARALLEL_CASES = [
+    c for c in CASES if c.name not in DELIBERATE | SUBPROCESS and c.exit_code not in (139,) and c.files
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in PARALLEL_CASES])
+def test_parallel_matches_golden(case, request, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv(parallel.CPUS_ENV, "3")
+    monkeypatch.chdir(_workdir(case, request))
+    out = tmp_path / f"{case.name}.json"
+    code = main(_rewrite(case.args, out))
+    captured = capsys.readouterr()
+    assert code == case.exit_code, captured.err
+    assert captured.err == _expected_stderr(case, out)
+    golden = GOLDEN / f"{case.name}.json"
+    assert (out.read_bytes() if out.exists() else b"") == (golden.read_bytes() if golden.exists() else b"")
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_refdata_capture_parallel_takes_the_index_path(refdata: Path, tmp_path, monkeypatch, pool) -> None:
+    """d_capture with targets: 5 pieces on 2 workers (threads or processes), the golden bytes."""
+    monkeypatch.setenv(parallel.CPUS_ENV, "2")
+    monkeypatch.setenv(parallel.POOL_ENV, pool)
+    monkeypatch.chdir(refdata)
+    inp = open_input(parse_args(["-i", "d_capture.bam"]))
+    try:
+        pieces, why = parallel.plan_pieces(inp)
+    finally:
+        inp.close()
+    assert pieces is not None, why
+    assert [p.tid for p in pieces] == [0, 1, 2, 3, None]
+    out = tmp_path / "r.json"
+    assert main(["-t", "targets.bed", "-i", "d_capture.bam", "-o", str(out)]) == 0
+    assert out.read_bytes() == (GOLDEN / "d_capture__t.json").read_bytes()
+
+
+def test_no_index_falls_back_to_serial(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    bam = tmp_path / "i_edge.bam"
+    shutil.copy(data_dir / "i_edge.bam", bam)
+    monkeypatch.chdir(tmp_path)
+    inp = open_input(parse_args(["-i", bam.name]))
+    try:
+        pieces, why = parallel.plan_pieces(inp)
+    finally:
+        inp.close()
+    assert pieces is None
+    assert "index" in why
+
+
+def test_stale_index_is_refused(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """An index whose counts do not match the file: exit 65 naming the file, not a wrong report."""
+    import dataclasses
+
+    monkeypatch.chdir(data_dir)
+    inp = open_input(parse_args(["-i", "i_edge.bam"]))
+    try:
+        pieces, _ = parallel.plan_pieces(inp)
+        assert pieces is not None
+        wrong = dataclasses.replace(pieces[0], records=(pieces[0].records or 0) + 1)
+        from worker.engine.run import engine_config
+
+        with pytest.raises(BadInputError, match="index promises"):
+            parallel.run_piece(
+                engine_config(parse_args(["-C"]), None, None), inp.header, "i_edge.bam", wrong, 1
+            )
+    finally:
+        inp.close()
+
+
+def test_engine_cpus_parsing() -> None:
+    assert parallel.engine_cpus({}) == 1
+    assert parallel.engine_cpus({parallel.CPUS_ENV: "4"}) == 4
+    assert parallel.engine_cpus({parallel.CPUS_ENV: "0"}) == 1
+    assert parallel.engine_cpus({parallel.CPUS_ENV: "many"}) == 1

@@ -1,0 +1,151 @@
+"""Several cores for one indexed BAM: contigs processed in parallel, merged in file order.
+
+Each contig (and the unplaced '*' records) is one piece: its records are read straight from the file
+between the index's virtual offsets (ranges.py) into a fresh `Engine`, so each piece has its own
+accumulators and depth array, exactly like a part of a split run (run.compute_part). The pieces' results
+are merged in file order, which `Accumulators.merge` needs for the Q9 stale word; the report is the same
+bytes as a serial run (tests/integration/test_engine_parallel.py).
+
+Threads are enough: BGZF inflate (libdeflate/zlib through ctypes) and the numba kernels release the GIL;
+a process pool is there to measure against (ALIGNBATCH_ENGINE_POOL=processes).
+
+How many cores: ALIGNBATCH_ENGINE_CPUS, which the worker sets from the job's vCPUs (worker/cpus.py).
+Unset or 1 means the serial run. It never changes what -p and -P mean (the tool's options).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from worker.engine import kernel as k
+from worker.engine.accumulators import Accumulators
+from worker.engine.bamindex import BadIndexError, BamIndex, index_path, read_index
+from worker.engine.engine import Engine, EngineConfig
+from worker.engine.errors import BadInputError
+from worker.engine.ranges import has_eof_block, range_chunks
+from worker.engine.source import Header, InputFile, bgzf_errors
+
+CPUS_ENV = "ALIGNBATCH_ENGINE_CPUS"
+POOL_ENV = "ALIGNBATCH_ENGINE_POOL"
+
+
+def engine_cpus(environ: dict[str, str] | None = None) -> int:
+    """Cores the engine may use for one input (ALIGNBATCH_ENGINE_CPUS, default 1)."""
+    text = (os.environ if environ is None else environ).get(CPUS_ENV, "")
+    try:
+        return max(1, int(text))
+    except ValueError:
+        return 1
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One contig's records (tid None: the unplaced '*' records), as virtual offsets into the BAM."""
+
+    tid: int | None
+    begin: int
+    end: int | None  # None: to the end of the file
+    records: int | None  # what the index promises (None: not stored for '*')
+    first_record: int  # records before this piece in the file (numbers error messages)
+
+
+def plan_pieces(inp: InputFile, unplaced: bool = True) -> tuple[list[Piece] | None, str]:
+    """The pieces of an indexed local BAM in file order, or (None, why not)."""
+    if inp.path == "-" or inp.content != "bam":
+        return None, "not a BAM file on local disk (stdin, SAM or CRAM read through HTSlib)"
+    ipath = index_path(inp.path)
+    if ipath is None:
+        return None, "no .bai/.csi index next to the BAM"
+    if inp.header is None:
+        return None, "no header"
+    try:
+        index = read_index(ipath, len(inp.header.lengths))
+    except (BadIndexError, OSError, ValueError) as exc:
+        return None, f"index unusable ({exc})"
+    if not has_eof_block(inp.path):
+        return None, "no BGZF end-of-file block (the serial reader gives the exact error)"
+    return pieces_from_index(index, range(len(inp.header.lengths)), unplaced)
+
+
+def pieces_from_index(index: BamIndex, tids: Sequence[int], unplaced: bool) -> tuple[list[Piece] | None, str]:
+    """Pieces for `tids` (file order kept) and optionally '*'; refuses an index whose ranges leave gaps."""
+    pieces: list[Piece] = []
+    before = 0
+    prev_end: int | None = None
+    wanted = set(tids)
+    for span in index.spans:
+        if span is None:
+            continue
+        # consecutive contigs must abut, or bytes between them would be skipped that a serial run reads
+        if prev_end is not None and span.begin != prev_end:
+            return None, f"index ranges of contig {span.tid} do not follow the previous contig's"
+        prev_end = span.end
+        if span.tid in wanted:
+            pieces.append(Piece(span.tid, span.begin, span.end, span.records, before))
+        before += span.records
+    if prev_end is None:
+        # no placed records: the index does not say where the header ends (one piece: serial is as good)
+        return None, "no placed records"
+    if index.unplaced_begin != prev_end:
+        return None, "the unplaced records do not follow the last contig's"
+    if unplaced:
+        pieces.append(Piece(None, index.unplaced_begin, None, index.unplaced, before))
+    return pieces, ""
+
+
+def run_piece(config: EngineConfig, header: Header, path: str, piece: Piece, threads: int) -> Accumulators:
+    """One piece through a fresh engine (its own depth array), checked against the index's count."""
+    engine = Engine(config, header, path, threads=threads)
+    engine.record_base = piece.first_record
+    engine.feed(bgzf_errors(path, range_chunks(path, piece.begin, piece.end)))
+    acc = engine.finish()
+    if piece.records is not None and acc.count(k.C_TOTAL) != piece.records:
+        where = "the unplaced records" if piece.tid is None else f"contig {header.names[piece.tid]}"
+        raise BadInputError(
+            path,
+            f"the index promises {piece.records} records for {where}, the file holds {acc.count(k.C_TOTAL)}",
+            "the index is stale: re-create it with samtools index",
+        )
+    return acc
+
+
+def _executor(cpus: int) -> Executor:
+    if os.environ.get(POOL_ENV) == "processes":
+        import multiprocessing
+
+        # fork: children inherit the loaded kernels instead of compiling/loading them again
+        return ProcessPoolExecutor(max_workers=cpus, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="engine-piece")
+
+
+def run_pieces(
+    config: EngineConfig,
+    header: Header,
+    path: str,
+    pieces: Sequence[Piece],
+    cpus: int,
+    threads: int = 1,
+    runner: Callable[..., Accumulators] = run_piece,
+) -> list[Accumulators]:
+    """Every piece's accumulators, in the order given; the first failing piece (in that order) raises."""
+    # largest first keeps the cores busy to the end; results are still taken in file order
+    order = sorted(range(len(pieces)), key=lambda i: -(pieces[i].records or 0))
+    with _executor(cpus) as pool:
+        futures: dict[int, Future[Accumulators]] = {
+            i: pool.submit(runner, config, header, path, pieces[i], threads) for i in order
+        }
+        try:
+            return [futures[i].result() for i in range(len(pieces))]
+        finally:
+            for fut in futures.values():
+                fut.cancel()
+
+
+def merge_in_order(parts: Sequence[Accumulators]) -> Accumulators:
+    merged = Accumulators()
+    for part in parts:
+        merged.merge(part)
+    return merged
