@@ -62,6 +62,7 @@ def build_executor(cfg: ControllerConfig, metrics: Metrics, *, slots: int | None
 
     return BatchExecutor(
         job_queue=cfg.batch.job_queue,
+        fallback_queues=cfg.batch.fallback_queues,
         job_definitions=job_definitions_from_config(cfg.batch),
         submit_rate_per_second=cfg.batch.submit_rate_per_second,
         region=cfg.aws.region or None,

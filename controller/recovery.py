@@ -42,7 +42,7 @@ from core.logs import get_logger
 from core.objectstore import ObjectStore
 
 # Our job names (controller.model.job_name): <sample slug>-<run id>-<step>-a<attempt>.
-JOB_NAME_PATTERN = r"-(r[0-9a-f]{16})-(" + "|".join(Step) + r")-a(\d+)$"
+JOB_NAME_PATTERN = r"-(r[0-9a-f]{16})-(" + "|".join(Step) + r")-a(\d+)(?:-r(\d+))?$"
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Left in the results store by a controller's first start: a later start without a ledger lost one.
@@ -266,11 +266,13 @@ def _adopt_jobs(ctl: Controller, run_id: str, jobs: list[FoundJob], report: Rebu
             log.warning("ledger.rebuild_skipped", run_id=run_id, jobs=[j.status.job_id for j in jobs])
             return
         report.planned_runs += 1
-    latest: dict[str, tuple[int, FoundJob]] = {}
+    latest: dict[str, tuple[tuple[int, int], FoundJob]] = {}
     for job in jobs:
         m = _JOB_NAME.search(job.status.name)
-        if m and (m.group(2) not in latest or int(m.group(3)) > latest[m.group(2)][0]):
-            latest[m.group(2)] = (int(m.group(3)), job)
+        # The newest submission of a step: the highest attempt, then the highest re-plan (-r<n>).
+        order = (int(m.group(3)), int(m.group(4) or 0)) if m else (0, 0)
+        if m and (m.group(2) not in latest or order > latest[m.group(2)][0]):
+            latest[m.group(2)] = (order, job)
     rows = {j.step: j for j in ctl.ledger.jobs_for_run(run_id)}
     for step, (_attempt, job) in latest.items():
         row = rows.get(step)

@@ -51,6 +51,17 @@ class BatchConfig:
     events_enabled: bool = False
     state_queue_url: str = ""
     events_sweep_seconds: int = 300
+    # Spot fallback (controller.placement): a step whose host Batch took away (`Host EC2*`) is submitted
+    # again; after `reclaims_before_fallback` reclaims on one queue the next attempt goes to the next of
+    # `fallback_queues` (the On-Demand queue). `max_reclaims` reclaims of one step fail its run.
+    fallback_queues: tuple[str, ...] = ()
+    reclaims_before_fallback: int = 2
+    max_reclaims: int = 6
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue jobs may go to, in fallback order (the default queue first)."""
+        return tuple(dict.fromkeys(q for q in (self.job_queue, *self.fallback_queues) if q))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ class SubmitRequest:
     memory_mib: int
     timeout_seconds: int
     tags: Mapping[str, str] = field(default_factory=dict)
+    queue: str = ""  # the job queue (controller.placement); empty: the executor's default
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class JobStatus:
     created_at: float | None = None  # epoch seconds
     started_at: float | None = None
     stopped_at: float | None = None
+    # Where the (last) attempt ran, when the executor can tell: a compute environment name and its
+    # capacity (controller.placement.Capacity: spot, on_demand, local).
+    compute_environment: str | None = None
+    capacity: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from controller.model import JobSpec
 from controller.states import JOB_TERMINAL
@@ -48,6 +50,15 @@ class JobRow:
     started_at: float | None
     stopped_at: float | None
     updated_at: float
+    queue: str | None = None
+    compute_environment: str | None = None
+    capacity: str | None = None
+    reclaims: int = 0
+    history: str | None = None  # JSON list of earlier attempts (controller.ledger.schema)
+
+    @property
+    def earlier_attempts(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.history)) if self.history else []
 
     @property
     def job_spec(self) -> JobSpec:

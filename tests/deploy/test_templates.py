@@ -24,6 +24,7 @@ UNSCOPABLE_ACTIONS = {
     "batch:ListJobs",
     "batch:DescribeJobQueues",
     "batch:DescribeJobDefinitions",
+    "batch:DescribeComputeEnvironments",
     "ec2:DescribeTags",
     "cloudwatch:PutMetricData",
     "logs:CreateLogDelivery",
@@ -274,8 +275,10 @@ def test_retry_strategy_retries_infrastructure_and_transient_exits_only(
     def act(**kw: Any) -> str:
         return batch_retry_action(rules, **kw)
 
-    # Spot reclaim: SIGTERM reached the worker (143) but the host is gone: retry elsewhere.
-    assert act(exit_code=143, status_reason="Host EC2 (instance i-0abc) terminated.") == "RETRY"
+    # Spot reclaim: Batch gives up on the job, and the controller submits the step again itself, on
+    # the On-Demand queue after N reclaims (controller/placement.py); a Batch retry never changes queue.
+    assert act(exit_code=143, status_reason="Host EC2 (instance i-0abc) terminated.") == "EXIT"
+    assert act(exit_code=None, status_reason="Host EC2 (instance i-0abc) terminated.") == "EXIT"
     assert act(exit_code=None, reason="CannotPullContainerError: pull rate exceeded") == "RETRY"
     assert act(exit_code=None, reason="ResourceInitializationError: unable to pull secrets") == "RETRY"
     for code in RETRYABLE:

@@ -77,16 +77,24 @@ class DescribingExecutor(HeldExecutor):
 
 
 class ScriptedExecutor(HeldExecutor):
-    """Batch with a state per job id (default PENDING); records each DescribeJobs batch."""
+    """Batch with a state (default PENDING) and status reason per job id; records each DescribeJobs
+    batch and every cancel."""
 
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[list[str]] = []
         self.states: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
+        self.cancelled: list[str] = []
 
     def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         self.batches.append(sorted(job_ids))
-        return {j: JobStatus(j, "n", self.states.get(j, "PENDING")) for j in job_ids}
+        return {
+            j: JobStatus(j, "n", self.states.get(j, "PENDING"), reason=self.reasons.get(j)) for j in job_ids
+        }
+
+    def cancel(self, job_ids: Iterable[str], reason: str) -> None:
+        self.cancelled += list(job_ids)
 
 
 class ForgetfulExecutor(ScriptedExecutor):

@@ -38,7 +38,8 @@ from typing import IO, Any
 ENTRYPOINT = "alignbatch-worker"
 _UUID_LEN = 36
 # Host environment a container would also see (a real image sets its own PATH/HOME/LANG).
-_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ALIGNBATCH_ALIGNSTATS_BIN")
+# PYTHONPATH: a git worktree run against a shared virtualenv keeps its own code in its jobs.
+_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ALIGNBATCH_ALIGNSTATS_BIN", "PYTHONPATH")
 
 
 @dataclass

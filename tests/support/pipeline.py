@@ -256,6 +256,8 @@ class Pipeline:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": os.environ.get("HOME", "/root"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
+            # A git worktree run against a shared virtualenv: the controller runs the worktree's code.
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
             **FAKE_ENV,
             "AWS_ENDPOINT_URL": mb.url("controller"),
             **env_overrides,
