@@ -173,6 +173,7 @@ class Intake:
             tiers=self.cfg.tiers,
             pipeline_version=__version__,
             inbox=self.inbox,
+            share=self.cfg.fair_share.share_for(key),
         )
 
     def _index_present(self, ev: ObjectEvent) -> bool:

@@ -60,6 +60,7 @@ class JobSpec:
     timeout_seconds: int
     tags: Mapping[str, str] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
+    share: str = ""  # the fair-share identifier of the object's project ([fair_share]); "" = none
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -78,6 +79,8 @@ class JobSpec:
             "tags": dict(self.tags),
             "outputs": list(self.outputs),
         }
+        if self.share:
+            data["share"] = self.share
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -94,6 +97,7 @@ class JobSpec:
             timeout_seconds=int(data["timeout_seconds"]),
             tags=dict(data.get("tags") or {}),
             outputs=tuple(data.get("outputs") or ()),
+            share=str(data.get("share") or ""),
         )
 
 

@@ -55,6 +55,7 @@ class PlanContext:
     summary_vcpus: int = 1
     summary_memory_mib: int = 512
     summary_timeout_seconds: int = 900
+    share: str = ""  # the object's fair-share project ([fair_share]): shareIdentifier and a cost tag
     # The inbox's key rules; the controller passes its own, a bare root gets the rules its form names.
     inbox: Inbox = field(default=None)  # type: ignore[assignment]
 
@@ -149,13 +150,18 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
     tier = tier_for(obj.size, ctx.tiers)
 
     def tags(step: Step) -> dict[str, str]:
-        # Tag values: up to 256 chars; keep the sample readable but bounded.
-        return {
+        # Tag values: up to 256 chars; keep the sample readable but bounded. Propagated to the ECS task,
+        # these are what AWS split cost allocation data groups a job's cost by (activate them as cost
+        # allocation tags): per sample, run, step, pipeline version and project.
+        out = {
             "alignbatch:sample": tag_value(sample),
             "alignbatch:run-id": run_id,
             "alignbatch:step": str(step),
             "alignbatch:pipeline-version": ctx.pipeline_version,
         }
+        if ctx.share:
+            out["alignbatch:project"] = ctx.share
+        return out
 
     jobs: list[JobSpec] = []
     index_uri: str | None = None
@@ -177,6 +183,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
                 timeout_seconds=tier.timeout_seconds,
                 tags=tags(Step.INDEX),
                 outputs=(index_uri,),
+                share=ctx.share,
             )
         )
         worker_index = index_uri
@@ -198,6 +205,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
             timeout_seconds=tier.timeout_seconds,
             tags=tags(Step.ALIGNSTATS),
             outputs=(report_uri,),
+            share=ctx.share,
         )
     )
 
@@ -237,6 +245,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
             timeout_seconds=ctx.summary_timeout_seconds,
             tags=tags(Step.SUMMARY),
             outputs=(row_uri,),
+            share=ctx.share,
         )
     )
     return Plan(

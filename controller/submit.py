@@ -178,6 +178,7 @@ class Submitter:
                 timeout_seconds=spec.timeout_seconds,
                 tags=spec.tags,
                 queue=queue,
+                share=spec.share,
             )
             try:
                 job_id = self.executor.submit(request)

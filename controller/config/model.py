@@ -102,6 +102,48 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class ShareProject:
+    """Inbox keys under `prefix` belong to the fair-share `share` (a project), weighted `weight`."""
+
+    prefix: str
+    share: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class FairShareConfig:
+    """`[fair_share]`: Batch fair-share scheduling across projects (deploy: the batch stack's
+    SchedulingPolicy). Each job carries the `shareIdentifier` of its inbox key's project (longest
+    `[[fair_share.project]] prefix` wins; else `default_share`), sent only when `scheduling_policy_arn`
+    is set (a queue without a policy refuses it). The controller writes the weights into that policy at
+    start. Batch's weight factor is inverse: a share with weight 2 gets half the capacity of one with 1.
+    """
+
+    scheduling_policy_arn: str = ""
+    default_share: str = "default"
+    default_weight: float = 1.0
+    projects: tuple[ShareProject, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.scheduling_policy_arn)
+
+    def share_for(self, inbox_key: str) -> str:
+        best: ShareProject | None = None
+        for p in self.projects:
+            if inbox_key.startswith(p.prefix) and (best is None or len(p.prefix) > len(best.prefix)):
+                best = p
+        return best.share if best else self.default_share
+
+    def weights(self) -> dict[str, float]:
+        """Share identifier -> weight factor, the default share included."""
+        out = {self.default_share: self.default_weight}
+        for p in self.projects:
+            out[p.share] = p.weight
+        return out
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     address: str = "127.0.0.1"
     port: int = 9464
@@ -152,6 +194,7 @@ class ControllerConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state: StateConfig = field(default_factory=StateConfig)
     qc: QcConfig = field(default_factory=QcConfig)
+    fair_share: FairShareConfig = field(default_factory=FairShareConfig)
     # Set by local_config(): the directory of `run --local DIR` (None in AWS mode).
     local_dir: str | None = None
 

@@ -80,12 +80,16 @@ class BatchExecutor:
         on_throttle: Callable[[str], None] | None = None,
         environment: dict[str, str] | None = None,
         missing_grace_seconds: float = 120.0,
+        fair_share: bool = False,
     ) -> None:
         self.client = client if client is not None else batch_client(region)
         self.job_queue = job_queue
         # Every queue a job may have been sent to (controller.placement): names are looked up in each.
         self.queues: tuple[str, ...] = tuple(dict.fromkeys((job_queue, *fallback_queues)))
         self.environments = ComputeEnvironments(self._call, self.queues)
+        # Queues with a fair-share scheduling policy need a shareIdentifier on every job; FIFO queues
+        # refuse one. The config says which (`[fair_share] scheduling_policy_arn`).
+        self.fair_share = fair_share
         self.job_definitions = job_definitions
         self.bucket = TokenBucket(submit_rate_per_second, burst=max(1.0, submit_rate_per_second / 2))
         self.environment = dict(environment or {})
@@ -134,6 +138,8 @@ class BatchExecutor:
         }
         if request.depends_on:
             kwargs["dependsOn"] = [{"jobId": jid} for jid in request.depends_on]
+        if self.fair_share:
+            kwargs["shareIdentifier"] = request.share or "default"
         self.bucket.acquire()
         resp = self._call("submit_job", **kwargs)
         return str(resp["jobId"])

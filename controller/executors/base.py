@@ -23,6 +23,7 @@ class SubmitRequest:
     timeout_seconds: int
     tags: Mapping[str, str] = field(default_factory=dict)
     queue: str = ""  # the job queue (controller.placement); empty: the executor's default
+    share: str = ""  # fair-share identifier (the object's project); sent when the executor uses fair share
 
 
 @dataclass(frozen=True)

@@ -310,3 +310,27 @@ def test_job_definitions_run_the_worker_with_scratch_and_kms(templates: Mapping[
     for queue in ("JobQueue", "JobQueueOnDemand"):
         actions = resources[queue]["Properties"]["JobStateTimeLimitActions"]
         assert {a["State"] for a in actions} == {"RUNNABLE"} and {a["Action"] for a in actions} == {"CANCEL"}
+
+
+# -- Fair share (#18) -----------------------------------------------------------------------------------
+def test_both_queues_share_capacity_by_project_under_one_fair_share_policy(
+    templates: Mapping[str, Any],
+) -> None:
+    batch = templates["batch.yaml"]
+    policy = batch["Resources"]["SchedulingPolicy"]
+    assert policy["Type"] == "AWS::Batch::SchedulingPolicy"
+    fairshare = policy["Properties"]["FairsharePolicy"]
+    assert fairshare["ShareDecaySeconds"] == {"Ref": "ShareDecaySeconds"}
+    assert fairshare["ComputeReservation"] == {"Ref": "ComputeReservation"}
+    # The controller's default share ([fair_share] default_share) is in the policy from the start.
+    assert {"ShareIdentifier": "default", "WeightFactor": 1} in fairshare["ShareDistribution"]
+    for queue in ("JobQueue", "JobQueueOnDemand"):  # a Spot-fallback attempt keeps its shareIdentifier
+        assert batch["Resources"][queue]["Properties"]["SchedulingPolicyArn"] == {"Ref": "SchedulingPolicy"}
+    output = batch["Outputs"]["SchedulingPolicyArn"]["Value"]["Fn::Sub"]
+    name = policy["Properties"]["Name"]["Fn::Sub"]
+    assert output.endswith(f":scheduling-policy/{name}")  # the ARN of exactly that policy
+    # The controller may read and tune that one policy, nothing else.
+    role = templates["controller.yaml"]["Resources"]["ControllerRole"]
+    [tune] = [st for st in _statements(role) if "batch:UpdateSchedulingPolicy" in _as_list(st["Action"])]
+    assert set(tune["Action"]) == {"batch:DescribeSchedulingPolicies", "batch:UpdateSchedulingPolicy"}
+    assert tune["Resource"] == [{"Fn::ImportValue": {"Fn::Sub": "${BatchStackName}-SchedulingPolicyArn"}}]
