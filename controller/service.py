@@ -23,6 +23,7 @@ from prometheus_client import Gauge
 
 from controller.backup import LedgerBackup
 from controller.config import ControllerConfig, load_qc_thresholds
+from controller.cost import price_table
 from controller.events import MalformedMessage, ObjectEvent, parse_job_state_change
 from controller.executors.base import Executor
 from controller.finish import Finisher
@@ -99,7 +100,7 @@ class Controller:
         )  # fmt: skip
         self.finisher = Finisher(
             results_root=cfg.results_root, ledger=ledger, executor=executor, store=self.store,
-            metrics=self.metrics, qc=self.qc,
+            metrics=self.metrics, qc=self.qc, prices=price_table(cfg.cost),
         )  # fmt: skip
         # Spot fallback (controller.placement): the same policy picks each attempt's queue at submission
         # and decides at reconcile whether a reclaimed step is planned again.

@@ -18,6 +18,7 @@ from controller.config.model import (
     BatchConfig,
     ConfigError,
     ControllerConfig,
+    CostConfig,
     FairShareConfig,
     LoggingConfig,
     MetricsConfig,
@@ -42,6 +43,7 @@ _SIMPLE_SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "state": StateConfig,
     "qc": QcConfig,
+    "cost": CostConfig,
 }
 
 

@@ -144,6 +144,22 @@ class FairShareConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """`[cost]`: list prices per vCPU-hour and GiB-hour (controller.cost). The defaults split the
+    us-east-1 Linux On-Demand prices of m6i.large ($0.096/h: 2 vCPU, 8 GiB) and c6i.large ($0.085/h:
+    2 vCPU, 4 GiB), which differ only by 4 GiB: $0.00275 per GiB-hour, then $0.037 per vCPU-hour. Spot:
+    those times 0.35, an assumed 65 % discount (typical of these families in the Spot Instance Advisor,
+    not a measured price). Re-take them for your region and families; `prices_as_of` says when."""
+
+    on_demand_vcpu_hour: float = 0.037
+    on_demand_gib_hour: float = 0.00275
+    spot_vcpu_hour: float = 0.01295
+    spot_gib_hour: float = 0.0009625
+    prices_as_of: str = "2026-12-01"
+    prices_source: str = "m6i.large/c6i.large On-Demand, us-east-1, Linux; Spot assumed 35 % of it"
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     address: str = "127.0.0.1"
     port: int = 9464
@@ -195,6 +211,7 @@ class ControllerConfig:
     state: StateConfig = field(default_factory=StateConfig)
     qc: QcConfig = field(default_factory=QcConfig)
     fair_share: FairShareConfig = field(default_factory=FairShareConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
     # Set by local_config(): the directory of `run --local DIR` (None in AWS mode).
     local_dir: str | None = None
 

@@ -4,8 +4,8 @@ The alignstats job's download is held so the job sits in RUNNING, then the harne
 ends a job whose Spot host was reclaimed: TerminateJob with the status reason `Host EC2 (instance ...)
 terminated.` (moto keeps the reason it is given as the job's statusReason; the container is killed, 137).
 With `reclaims_before_fallback = 2` the first two attempts go to the stack's Spot-first queue and the
-third to its On-Demand queue, where it succeeds; the run succeeds once, and the ledger keeps each attempt
-with the queue it went to.
+third to its On-Demand queue, where it succeeds; the run succeeds once, the ledger keeps each attempt
+with the queue it went to, and the row has its placement and cost.
 """
 
 from __future__ import annotations
@@ -88,6 +88,12 @@ def test_two_reclaims_on_spot_then_on_demand(
         assert len([r for r in pipe.mb.runs() if r["job_id"] in summaries]) == 1
         assert not pipe.duplicate_batch_jobs()
         pipe.assert_exactly_once([key])
+        # The row says where it ran and what it cost, every attempt counted (#18 cost per sample).
+        wait_for("the table", lambda: pipe.results_table() or None, 30, 0.5)
+        [row] = pipe.results_table()
+        assert (row["reclaims"], row["queue"], row["capacity"]) == (2, ondemand, "on_demand"), row
+        assert row["attempts"] == 3 + 3  # alignstats 3, a summary behind each alignstats attempt
+        assert row["vcpu_seconds"] > 0 and row["est_cost_usd"] > 0
         figures.drain_seconds = time.monotonic() - began
         figures.extra["reclaims"] = 2
     finally:

@@ -85,13 +85,20 @@ class ScriptedExecutor(HeldExecutor):
         self.batches: list[list[str]] = []
         self.states: dict[str, str] = {}
         self.reasons: dict[str, str] = {}
+        # job id -> (startedAt, stoppedAt, compute environment, capacity) once it ran
+        self.ran: dict[str, tuple[float, float, str, str]] = {}
         self.cancelled: list[str] = []
 
     def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         self.batches.append(sorted(job_ids))
-        return {
-            j: JobStatus(j, "n", self.states.get(j, "PENDING"), reason=self.reasons.get(j)) for j in job_ids
-        }
+        out = {}
+        for j in job_ids:
+            start, stop, ce, capacity = self.ran.get(j, (None, None, None, None))
+            out[j] = JobStatus(
+                j, "n", self.states.get(j, "PENDING"), reason=self.reasons.get(j), started_at=start,
+                stopped_at=stop, compute_environment=ce, capacity=capacity,
+            )  # fmt: skip
+        return out
 
     def cancel(self, job_ids: Iterable[str], reason: str) -> None:
         self.cancelled += list(job_ids)
