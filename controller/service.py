@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from controller.array_submit import ArraySubmitter
 from controller.backup import LedgerBackup
 from controller.config import ControllerConfig, load_qc_thresholds
 from controller.cost import price_table
@@ -109,6 +110,11 @@ class Controller:
             ledger=ledger, executor=executor, metrics=self.metrics, stopping=self.stopping,
             on_refused=self.finisher.evaluate_run, submit_threads=submit_threads,
             references=ReferenceCheck(self.store, cfg.results_root), queues=self.queues,
+            arrays=ArraySubmitter(
+                ledger=ledger, executor=executor, store=self.store, metrics=self.metrics,
+                results_root=cfg.results_root, queues=self.queues, min_runs=cfg.batch.array_min_runs,
+                max_size=cfg.batch.array_max_size,
+            ),
         )  # fmt: skip
         self.reconciler = Reconciler(
             ledger=ledger, executor=executor, store=self.store, metrics=self.metrics, finisher=self.finisher,

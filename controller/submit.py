@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from controller.array_submit import ArraySubmitter
 from controller.executors.base import Executor, ExecutorError, SubmitRequest
 from controller.ledger import JobRow, Ledger
 from controller.metrics import Metrics
@@ -37,10 +38,13 @@ class Submitter:
         submit_threads: int = 8,
         references: ReferenceCheck | None = None,
         queues: QueuePolicy | None = None,
+        arrays: ArraySubmitter | None = None,
     ) -> None:
         self.ledger, self.executor, self.metrics, self.stopping = ledger, executor, metrics, stopping
         # Which queue each attempt goes to (Spot first, On-Demand after reclaims): controller.placement.
         self.queues = queues or local_policy()
+        # Bursts and backfills as array jobs first (controller.array_submit); the rest one run at a time.
+        self.arrays = arrays
         self.references = references  # CRAM @SQ M5 vs the reference, before the first submission
         self.on_refused = on_refused  # a run failed at submission: decide its verdict (finish stage)
         self.log = get_logger(component="controller")
@@ -63,6 +67,12 @@ class Submitter:
         try:
             submitted = 0
             failed = threading.Event()
+            if self.arrays is not None and not self._stop_submitting():
+                try:
+                    submitted += self.arrays.submit_pass()
+                except ExecutorError as exc:  # unreachable or throttled: intents stay, next pass resolves
+                    self.log.error("array.submit_failed", error=str(exc))
+                    return submitted
 
             def one(run_id: str) -> int:
                 # On SIGTERM stop between runs: a pass holds up to `limit` runs, minutes of SubmitJob
@@ -144,6 +154,8 @@ class Submitter:
             step, job = str(spec.step), jobs[spec.step]
             if job.state not in UNSUBMITTED:
                 continue
+            if job.array_name:
+                return count  # a child of an array job whose submission the array stage resolves
             upstream = [jobs[d] for d in spec.depends_on if d in jobs]
             if any(u.state in JOB_DEAD for u in upstream):
                 return count

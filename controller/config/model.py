@@ -57,6 +57,11 @@ class BatchConfig:
     fallback_queues: tuple[str, ...] = ()
     reclaims_before_fallback: int = 2
     max_reclaims: int = 6
+    # Array jobs for bursts and backfills (controller/array_submit.py): when at least `array_min_runs`
+    # runs of the same shape wait with nothing submitted, each step goes as one array job of up to
+    # `array_max_size` children (Batch allows 10,000); fewer go as single jobs, sooner. 0 = never.
+    array_min_runs: int = 100
+    array_max_size: int = 10_000
 
     @property
     def queues(self) -> tuple[str, ...]:

@@ -67,6 +67,7 @@ class BatchExecutor:
     kind = "aws_batch"
     requeue_missing = False  # a job Batch forgot is resolved by its outputs or marked lost
     submits_while_stopping = False  # the rest stays PLANNED and is submitted after the restart
+    supports_arrays = True  # array jobs; children are described as `<array id>:<index>`
 
     def __init__(
         self,
@@ -136,8 +137,12 @@ class BatchExecutor:
             "propagateTags": True,
             "timeout": {"attemptDurationSeconds": max(60, int(request.timeout_seconds))},
         }
+        if request.array_size:
+            kwargs["arrayProperties"] = {"size": int(request.array_size)}
         if request.depends_on:
-            kwargs["dependsOn"] = [{"jobId": jid} for jid in request.depends_on]
+            # Between two arrays of the same size, child i waits for child i only (N_TO_N).
+            kind = {"type": "N_TO_N"} if request.array_size else {}
+            kwargs["dependsOn"] = [{"jobId": jid, **kind} for jid in request.depends_on]
         if self.fair_share:
             kwargs["shareIdentifier"] = request.share or "default"
         self.bucket.acquire()
@@ -166,7 +171,11 @@ class BatchExecutor:
                 if token:
                     kwargs["nextToken"] = token
                 resp = self._call("list_jobs", **kwargs)
-                found += [j for j in resp.get("jobSummaryList", []) if j.get("jobName") == name]
+                # An array job's children share its name; the job submitted under it is the parent.
+                found += [
+                    j for j in resp.get("jobSummaryList", [])
+                    if j.get("jobName") == name and ":" not in j.get("jobId", "")
+                ]  # fmt: skip
                 token = resp.get("nextToken")
                 if not token:
                     break

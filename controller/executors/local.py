@@ -65,6 +65,7 @@ class LocalExecutor:
     kind = "local"
     requeue_missing = True  # a restart forgets local jobs: submit them again rather than mark them lost
     missing_grace_seconds = 0.0
+    supports_arrays = False  # every job its own process anyway
     submits_while_stopping = True  # close(wait=True) runs every job to the end, downstream ones included
 
     def __init__(

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from controller.ledger.schema import ADDED_COLUMNS, SCHEMA, SCHEMA_VERSION
+from controller.ledger.schema import ADDED_COLUMNS, ADDED_INDEXES, SCHEMA, SCHEMA_VERSION
 from core.logs import get_logger
 
 # A write-probe's size: more than one intake transaction writes (a run, its jobs' specs, an output), so a
@@ -53,6 +53,7 @@ class LedgerDb:
             have = {r["name"] for r in self._conn.execute(f"PRAGMA table_info({table})")}
             if column not in have:
                 self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        self._conn.executescript(ADDED_INDEXES)
         self._conn.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
             (str(SCHEMA_VERSION), SCHEMA_VERSION),

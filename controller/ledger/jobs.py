@@ -172,6 +172,7 @@ class JobQueries(LedgerDb):
                     """UPDATE jobs SET name = ?, job_id = NULL, state = ?, exit_code = NULL, reason = ?,
                        log_stream = NULL, spec = ?, intent_at = NULL, submitted_at = NULL,
                        started_at = NULL, stopped_at = NULL, compute_environment = NULL, capacity = NULL,
+                       array_name = NULL, array_index = NULL,
                        reclaims = reclaims + ?, history = ?, updated_at = ? WHERE run_id = ? AND step = ?""",
                     (
                         name, JobState.PLANNED, entry["reason"], json.dumps(spec, sort_keys=True),

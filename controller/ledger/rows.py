@@ -55,6 +55,8 @@ class JobRow:
     capacity: str | None = None
     reclaims: int = 0
     history: str | None = None  # JSON list of earlier attempts (controller.ledger.schema)
+    array_name: str | None = None  # submitted as a child of this array job (controller.array_submit)
+    array_index: int | None = None
 
     @property
     def earlier_attempts(self) -> list[dict[str, Any]]:

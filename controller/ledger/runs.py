@@ -203,6 +203,7 @@ class RunQueries(LedgerDb):
                     """UPDATE jobs SET name = ?, job_id = NULL, state = ?, exit_code = NULL, reason = NULL,
                        log_stream = NULL, spec = ?, intent_at = NULL, submitted_at = NULL, started_at = NULL,
                        stopped_at = NULL, compute_environment = NULL, capacity = NULL, history = ?,
+                       array_name = NULL, array_index = NULL,
                        updated_at = ? WHERE run_id = ? AND step = ?""",
                     (
                         name, JobState.PLANNED, json.dumps(spec, sort_keys=True),

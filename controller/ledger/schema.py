@@ -13,7 +13,15 @@ ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # Earlier attempts of this step (JSON list: job id, queue, compute environment, capacity, start,
     # stop, reason), kept when a reclaimed step is submitted again so its cost is not forgotten.
     ("jobs", "history", "TEXT"),
+    # Submitted as child `array_index` of the array job `array_name` (controller/array_submit.py): the
+    # name resolves a crashed array submission, like a single job's name does.
+    ("jobs", "array_name", "TEXT"),
+    ("jobs", "array_index", "INTEGER"),
 )
+# Indexes on added columns: created after ADDED_COLUMNS exist (an old ledger gets them on open).
+ADDED_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_array_name ON jobs (array_name) WHERE array_name IS NOT NULL;
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -61,6 +69,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     capacity TEXT,
     reclaims INTEGER NOT NULL DEFAULT 0,
     history TEXT,
+    array_name TEXT,
+    array_index INTEGER,
     PRIMARY KEY (run_id, step)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);

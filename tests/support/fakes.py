@@ -23,6 +23,7 @@ class HeldExecutor:
     requeue_missing = False
     missing_grace_seconds = 120.0
     submits_while_stopping = False
+    supports_arrays = False
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -62,6 +63,25 @@ class ImmediateExecutor(HeldExecutor):
     def __init__(self) -> None:
         super().__init__()
         self.release.set()
+
+
+class ArrayExecutor(ImmediateExecutor):
+    """Batch that takes array jobs; finds what it was given by name (a restart's intent lookup)."""
+
+    supports_arrays = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_name: dict[str, str] = {}
+
+    def submit(self, request: SubmitRequest) -> str:
+        job_id = super().submit(request)
+        self.by_name[request.name] = job_id
+        return job_id
+
+    def find_by_name(self, name: str) -> JobStatus | None:
+        job_id = self.by_name.get(name)
+        return JobStatus(job_id, name, "SUBMITTED") if job_id else None
 
 
 class DescribingExecutor(HeldExecutor):

@@ -377,7 +377,8 @@ class Pipeline:
 
     def duplicate_batch_jobs(self) -> dict[str, int]:
         """Job names submitted to Batch more than once (names are deterministic per run, step, attempt)."""
-        counts = Counter(j["jobName"] for j in self.batch_jobs())
+        # moto lists an array job's children (`<parent>:<i>`, the parent's name) with it; AWS does not.
+        counts = Counter(j["jobName"] for j in self.batch_jobs() if ":" not in j["jobId"])
         return {name: n for name, n in counts.items() if n > 1}
 
     def duplicate_process_runs(self) -> dict[str, int]:
