@@ -431,6 +431,8 @@ class Pipeline:
         # Every job the ledger knows is the one Batch ran: no orphan submission for a known step.
         # (`retry` renames a step's job to the next attempt, so earlier attempts count as known.)
         known = {j["name"].rsplit("-a", 1)[0] for j in self.jobs() if j["job_id"]}
+        # An array job (#18) is known by the name its children's rows keep.
+        known |= {j["array_name"].rsplit("-a", 1)[0] for j in self.jobs() if j.get("array_name")}
         names = {j["jobName"] for j in self.batch_jobs()}
         orphans = sorted(n for n in names if n.rsplit("-a", 1)[0] not in known)
         if orphans:

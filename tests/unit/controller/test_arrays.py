@@ -89,3 +89,21 @@ def test_an_array_intent_left_by_a_crash_is_resolved_by_its_name(tmp_path: Path)
     assert [j.job_id for j in index_rows] == [f"A-index:{i}" for i in range(6)]
     assert executor.requests[0].depends_on == ("A-index",)
     assert arrays.ledger.array_intents() == []
+
+
+def test_cancel_and_retry_still_work_per_run_and_the_retry_goes_alone(tmp_path: Path) -> None:
+    ctl, executor = _controller(tmp_path, 6)
+    cancelled: list[str] = []
+    executor.cancel = lambda ids, reason: cancelled.extend(ids)  # type: ignore[method-assign]
+    ctl.submit_ready()
+    run_id, jobs = next(iter(_by_run(ctl).items()))
+    assert ctl.cancel_run(run_id)
+    assert sorted(cancelled) == sorted(j.job_id for j in jobs)  # the run's own children, nothing else
+    assert ctl.ledger.retry_run(run_id)
+    again = ctl.ledger.jobs_for_run(run_id)
+    assert {(j.state, j.array_name, j.array_index) for j in again} == {("PLANNED", None, None)}
+    before = len(executor.requests)
+    ctl.submit_ready()
+    mine = executor.requests[before:]
+    assert [(r.step, r.array_size) for r in mine] == [("index", 0), ("alignstats", 0), ("summary", 0)]
+    assert all(r.name.endswith("-a2") for r in mine)
