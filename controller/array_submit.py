@@ -15,9 +15,9 @@ a single job's intent is; only an array Batch does not know is submitted (again)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from controller.arrays import Group, array_name, group_runs, manifest_text
+from controller.arrays import array_name, group_runs, manifest_text
 from controller.executors.base import Executor, ExecutorError, SubmitRequest
 from controller.ledger import JobRow, Ledger
 from controller.metrics import Metrics
@@ -55,13 +55,13 @@ class ArraySubmitter:
             return 0
         submitted = self.resolve_intents()
         while True:
-            run_ids = self.ledger.fresh_runs(limit=2 * self.max_size)
-            groups = group_runs(self.ledger.jobs_for_runs(run_ids), min_runs=self.min_runs,
-                                max_size=self.max_size)  # fmt: skip
+            # One array's worth of runs at a time: their rows and specs are what this pass holds.
+            jobs = self.ledger.jobs_for_runs(self.ledger.fresh_runs(limit=self.max_size))
+            groups = group_runs(jobs, min_runs=self.min_runs, max_size=self.max_size)
             if not groups:
                 return submitted
             for group in groups:
-                submitted += self._submit_group(group)
+                submitted += self._submit_steps(group.run_ids, after=None, jobs=jobs)
 
     def resolve_intents(self) -> int:
         done = 0
@@ -77,50 +77,59 @@ class ArraySubmitter:
                 self.log.info("array.intent_resolved", array=name, job_id=found.job_id, children=n)
                 self.metrics.submissions.labels(step=step, outcome="recovered").inc(n)
             else:
-                done += self._submit_array(name, step, run_ids)
+                jobs = self.ledger.jobs_for_runs(run_ids)
+                done += self._submit_array(name, step, run_ids, jobs, _job_ids(jobs))
             # The crash may have come between two steps' arrays: the steps after go as arrays too.
-            done += self._submit_steps(run_ids, after=step)
+            done += self._submit_steps(run_ids, after=step, jobs=self.ledger.jobs_for_runs(run_ids))
         return done
 
-    def _submit_group(self, group: Group) -> int:
-        return self._submit_steps(group.run_ids, after=None)
-
-    def _submit_steps(self, run_ids: Sequence[str], *, after: str | None) -> int:
+    def _submit_steps(
+        self, run_ids: Sequence[str], *, after: str | None, jobs: Mapping[str, Sequence[JobRow]]
+    ) -> int:
         """One array per step of these runs (after step `after`), in DAG order, while every run's row
         for the step is still PLANNED outside an array; a step where that is not so ends the walk (the
-        per-run path submits what is left)."""
+        per-run path submits what is left). `jobs`: the runs' rows as read before the walk."""
         submitted = 0
-        jobs = self.ledger.jobs_for_runs(run_ids)
-        steps = [s.step for s in submission_order(j.job_spec for j in jobs[run_ids[0]])] if run_ids else []
+        if not run_ids:
+            return 0
+        ids = _job_ids(jobs)  # kept up to date here: each step's children are the next step's upstream
+        steps = [s.step for s in submission_order(j.job_spec for j in jobs[run_ids[0]])]
         if after is not None:
             steps = steps[steps.index(after) + 1 :] if after in steps else []
         for step in steps:
-            rows = [next((j for j in jobs[r] if j.step == step), None) for r in run_ids]
+            rows = [_row(jobs[r], step) for r in run_ids]
             if any(r is None or r.state != JobState.PLANNED or r.array_name for r in rows):
                 return submitted
             name = array_name(step, [r.name for r in rows if r is not None])
             self.ledger.mark_array_intent(name, step, run_ids)
-            submitted += self._submit_array(name, step, list(run_ids))
-            jobs = self.ledger.jobs_for_runs(run_ids)
+            n = self._submit_array(name, step, list(run_ids), jobs, ids)
+            if not n:
+                return submitted
+            submitted += n
         return submitted
 
     def _queue(self, rows: Sequence[JobRow]) -> str:
         return self.queues.queue_for(max(r.reclaims for r in rows))
 
-    def _submit_array(self, name: str, step: str, run_ids: list[str]) -> int:
-        """Manifest, then SubmitJob for array `name` (its rows already INTENT), then the children's ids."""
-        jobs = self.ledger.jobs_for_runs(run_ids)
-        rows = [next(j for j in jobs[r] if j.step == step) for r in run_ids]
-        spec = rows[0].job_spec
+    def _submit_array(
+        self, name: str, step: str, run_ids: list[str], jobs: Mapping[str, Sequence[JobRow]],
+        ids: dict[str, dict[str, str]],
+    ) -> int:  # fmt: skip
+        """Manifest, then SubmitJob for array `name` (its rows already INTENT), then the children's ids
+        (also into `ids`, run -> step -> job id)."""
+        rows = [_row(jobs[r], step) for r in run_ids]
+        if any(r is None for r in rows):
+            self.ledger.release_array_intent([name])
+            return 0
+        spec = rows[0].job_spec  # type: ignore[union-attr]
         entries = []
         upstream: set[str] = set()
-        for run_id in run_ids:
-            ids = {j.step: j.job_id for j in jobs[run_id] if j.job_id}
-            mine = next(j for j in jobs[run_id] if j.step == step)
-            entries.append((run_id, mine.job_spec.worker.argv(ids)))
+        for run_id, mine in zip(run_ids, rows, strict=True):
+            assert mine is not None
+            entries.append((run_id, mine.job_spec.worker.argv(ids[run_id])))
             for dep in mine.job_spec.depends_on:
-                if ids.get(dep):
-                    upstream.add(str(ids[dep]).split(":", 1)[0])  # the upstream step's array
+                if ids[run_id].get(dep):
+                    upstream.add(ids[run_id][dep].split(":", 1)[0])  # the upstream step's array
         if len(upstream) > 1:  # not the same upstream array for every child: N_TO_N cannot say it
             self.ledger.release_array_intent([name])
             self.log.warning("array.released", array=name, reason="children depend on different arrays")
@@ -129,7 +138,7 @@ class ArraySubmitter:
         self.store.write_bytes(
             parse_location(uri), manifest_text(entries), content_type="application/x-ndjson"
         )
-        queue = self._queue(rows)
+        queue = self._queue([r for r in rows if r is not None])
         tags = {
             **{k: v for k, v in spec.tags.items() if k not in ("alignbatch:sample", "alignbatch:run-id")},
             # One tag set for all children: the array stands for its runs (TerminateJob's condition and
@@ -151,9 +160,19 @@ class ArraySubmitter:
                 return 0
             raise
         n = self.ledger.mark_array_submitted(name, array_id, queue=queue or None)
+        for index, run_id in enumerate(run_ids):
+            ids[run_id][step] = f"{array_id}:{index}"
         self.metrics.submissions.labels(step=step, outcome="submitted").inc(n)
         self.log.info(
             "array.submitted", array=name, job_id=array_id, step=step, children=n, manifest=uri,
             depends_on=sorted(upstream), queue=queue,
         )  # fmt: skip
         return n
+
+
+def _row(jobs: Sequence[JobRow], step: str) -> JobRow | None:
+    return next((j for j in jobs if j.step == step), None)
+
+
+def _job_ids(jobs: Mapping[str, Sequence[JobRow]]) -> dict[str, dict[str, str]]:
+    return {run_id: {j.step: j.job_id for j in rows if j.job_id} for run_id, rows in jobs.items()}

@@ -49,15 +49,16 @@ class ArrayQueries(LedgerDb):
         """Phase one: `step` of each run (still PLANNED) becomes child i of array `name`. Returns how
         many rows were marked (a run whose step moved meanwhile is left out and keeps its index)."""
         now = time.time() if now is None else now
-        marked = 0
         with self._tx() as db:
-            for index, run_id in enumerate(run_ids):
-                cur = db.execute(
-                    """UPDATE jobs SET state = ?, intent_at = ?, array_name = ?, array_index = ?,
-                       updated_at = ? WHERE run_id = ? AND step = ? AND state = ? AND array_name IS NULL""",
-                    (JobState.INTENT, now, name, index, now, run_id, step, JobState.PLANNED),
-                )
-                marked += cur.rowcount
+            cur = db.executemany(
+                """UPDATE jobs SET state = ?, intent_at = ?, array_name = ?, array_index = ?,
+                   updated_at = ? WHERE run_id = ? AND step = ? AND state = ? AND array_name IS NULL""",
+                [
+                    (JobState.INTENT, now, name, index, now, run_id, step, JobState.PLANNED)
+                    for index, run_id in enumerate(run_ids)
+                ],
+            )
+            marked = cur.rowcount
         return marked
 
     def array_members(self, name: str) -> list[JobRow]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from controller.model import JobSpec
@@ -62,8 +63,10 @@ class JobRow:
     def earlier_attempts(self) -> list[dict[str, Any]]:
         return list(json.loads(self.history)) if self.history else []
 
-    @property
+    @cached_property
     def job_spec(self) -> JobSpec:
+        # Parsed once per row: an array pass reads tens of thousands of rows and looks at each spec a
+        # few times (cached_property writes the instance dict directly, so a frozen row allows it).
         return JobSpec.from_json(self.spec)
 
     @property
