@@ -60,8 +60,10 @@ class ArraySubmitter:
             groups = group_runs(jobs, min_runs=self.min_runs, max_size=self.max_size)
             if not groups:
                 return submitted
-            for group in groups:
-                submitted += self._submit_steps(group.run_ids, after=None, jobs=jobs)
+            this_round = sum(self._submit_steps(g.run_ids, after=None, jobs=jobs) for g in groups)
+            if this_round == 0:  # every group refused (released to single jobs): do not take them again
+                return submitted
+            submitted += this_round
 
     def resolve_intents(self) -> int:
         done = 0

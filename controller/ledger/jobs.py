@@ -59,9 +59,11 @@ class JobQueries(LedgerDb):
                 return
 
     def runs_with_unsubmitted_jobs(self, limit: int = 500) -> list[str]:
+        """Runs with a job to submit one at a time (a child of an array intent is the array stage's)."""
         rows = self._query(
             """SELECT DISTINCT j.run_id FROM jobs j JOIN runs r ON r.run_id = j.run_id
-               WHERE r.state = ? AND j.state IN (?, ?) ORDER BY r.created_at LIMIT ?""",
+               WHERE r.state = ? AND j.state IN (?, ?) AND j.array_name IS NULL
+               ORDER BY r.created_at LIMIT ?""",
             (RunState.ACTIVE, *UNSUBMITTED, limit),
         )
         return [r["run_id"] for r in rows]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from controller.arrays import group_runs
-from controller.executors.base import SubmitRequest
+from controller.executors.base import ExecutorError, SubmitRequest
 from tests.support.fakes import ArrayExecutor, inbox_event, local_controller
 
 
@@ -107,3 +107,19 @@ def test_cancel_and_retry_still_work_per_run_and_the_retry_goes_alone(tmp_path: 
     mine = executor.requests[before:]
     assert [(r.step, r.array_size) for r in mine] == [("index", 0), ("alignstats", 0), ("summary", 0)]
     assert all(r.name.endswith("-a2") for r in mine)
+
+
+def test_an_array_batch_refuses_goes_as_single_jobs_in_the_same_pass(tmp_path: Path) -> None:
+    ctl, executor = _controller(tmp_path, 6)
+    plain = executor.submit
+
+    def refuse_arrays(request: SubmitRequest) -> str:
+        if request.array_size:
+            raise ExecutorError("Batch SubmitJob failed: ClientException: arrays not allowed", permanent=True)
+        return plain(request)
+
+    executor.submit = refuse_arrays  # type: ignore[method-assign]
+    assert ctl.submit_ready() == 18  # the refusal is not retried: every run goes alone
+    assert {r.array_size for r in executor.requests} == {0}
+    rows = [j for jobs in _by_run(ctl).values() for j in jobs]
+    assert {(j.state, j.array_name) for j in rows} == {("SUBMITTED", None)}
