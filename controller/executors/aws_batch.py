@@ -89,8 +89,10 @@ class BatchExecutor:
         self.queues: tuple[str, ...] = tuple(dict.fromkeys((job_queue, *fallback_queues)))
         self.environments = ComputeEnvironments(self._call, self.queues)
         # Queues with a fair-share scheduling policy need a shareIdentifier on every job; FIFO queues
-        # refuse one. The config says which (`[fair_share] scheduling_policy_arn`).
+        # refuse one. `[fair_share] scheduling_policy_arn` says so for all; otherwise each queue is asked
+        # once (DescribeJobQueues), so a stack whose queues have a policy works before the config says so.
         self.fair_share = fair_share
+        self._queue_has_policy: dict[str, bool] = {}
         self.job_definitions = job_definitions
         self.bucket = TokenBucket(submit_rate_per_second, burst=max(1.0, submit_rate_per_second / 2))
         self.environment = dict(environment or {})
@@ -143,11 +145,17 @@ class BatchExecutor:
             # Between two arrays of the same size, child i waits for child i only (N_TO_N).
             kind = {"type": "N_TO_N"} if request.array_size else {}
             kwargs["dependsOn"] = [{"jobId": jid, **kind} for jid in request.depends_on]
-        if self.fair_share:
+        if self.fair_share or self._has_scheduling_policy(kwargs["jobQueue"]):
             kwargs["shareIdentifier"] = request.share or "default"
         self.bucket.acquire()
         resp = self._call("submit_job", **kwargs)
         return str(resp["jobId"])
+
+    def _has_scheduling_policy(self, queue: str) -> bool:
+        if queue not in self._queue_has_policy:
+            found = self._call("describe_job_queues", jobQueues=[queue]).get("jobQueues", [])
+            self._queue_has_policy[queue] = bool(found and found[0].get("schedulingPolicyArn"))
+        return self._queue_has_policy[queue]
 
     def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         out: dict[str, JobStatus] = {}

@@ -114,3 +114,20 @@ def test_no_share_identifier_without_a_policy(env: AwsEnv) -> None:
     sent = _sent(ex)
     ex.submit(SubmitRequest("n1", "index", ("alignbatch-worker", "--help"), (), 1, 512, 60, share="archive"))
     assert "shareIdentifier" not in sent[0]  # a FIFO queue refuses one
+
+
+def test_a_queue_with_a_policy_gets_share_identifiers_even_before_the_config_names_it(env: AwsEnv) -> None:
+    batch = env.client("batch")
+    ce = batch.describe_job_queues(jobQueues=[env.job_queue])["jobQueues"][0]["computeEnvironmentOrder"]
+    batch.create_job_queue(
+        jobQueueName="ab-fair", state="ENABLED", priority=1, computeEnvironmentOrder=ce,
+        schedulingPolicyArn=_policy(env),
+    )  # fmt: skip
+    ex = BatchExecutor(
+        job_queue=env.job_queue, job_definitions=env.job_definitions, fallback_queues=["ab-fair"]
+    )
+    sent = _sent(ex)
+    request = SubmitRequest("n1", "index", ("alignbatch-worker", "--help"), (), 1, 512, 60, share="archive")
+    ex.submit(request)  # the FIFO queue: none
+    ex.submit(SubmitRequest(**{**request.__dict__, "name": "n2", "queue": "ab-fair"}))
+    assert "shareIdentifier" not in sent[0] and sent[1]["shareIdentifier"] == "archive"
