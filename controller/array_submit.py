@@ -119,15 +119,15 @@ class ArraySubmitter:
     ) -> int:  # fmt: skip
         """Manifest, then SubmitJob for array `name` (its rows already INTENT), then the children's ids
         (also into `ids`, run -> step -> job id)."""
-        rows = [_row(jobs[r], step) for r in run_ids]
-        if any(r is None for r in rows):
+        found = [_row(jobs[r], step) for r in run_ids]
+        rows = [r for r in found if r is not None]
+        if len(rows) != len(run_ids):  # a run without this step: cannot be child i of this array
             self.ledger.release_array_intent([name])
             return 0
-        spec = rows[0].job_spec  # type: ignore[union-attr]
+        spec = rows[0].job_spec
         entries = []
         upstream: set[str] = set()
         for run_id, mine in zip(run_ids, rows, strict=True):
-            assert mine is not None
             entries.append((run_id, mine.job_spec.worker.argv(ids[run_id])))
             for dep in mine.job_spec.depends_on:
                 if ids[run_id].get(dep):
@@ -140,7 +140,7 @@ class ArraySubmitter:
         self.store.write_bytes(
             parse_location(uri), manifest_text(entries), content_type="application/x-ndjson"
         )
-        queue = self._queue([r for r in rows if r is not None])
+        queue = self._queue(rows)
         tags = {
             **{k: v for k, v in spec.tags.items() if k not in ("alignbatch:sample", "alignbatch:run-id")},
             # One tag set for all children: the array stands for its runs (TerminateJob's condition and
