@@ -19,6 +19,8 @@ from controller.states import JobState
 
 MAX_ARRAY_SIZE = 10_000  # Batch's limit on an array job's children
 MIN_ARRAY_SIZE = 2  # Batch's lower limit: a single run goes as single jobs
+# What array_name() makes, for finding our arrays in Batch (a ledger rebuilt: controller.recovery).
+ARRAY_NAME_PATTERN = r"^array-[0-9a-f]{20}-(" + "|".join(Step) + r")$"
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,9 @@ class BatchExecutor:
                     kwargs["nextToken"] = token
                 resp = self._call("list_jobs", **kwargs)
                 for j in resp.get("jobSummaryList", []):
-                    if wanted.search(j.get("jobName", "")):
+                    # Array children (`<parent>:<i>`, the parent's name) are not listed by AWS without
+                    # arrayJobId; moto lists them. The parent is what was submitted under the name.
+                    if wanted.search(j.get("jobName", "")) and ":" not in j["jobId"]:
                         ids[j["jobId"]] = None
                 token = resp.get("nextToken")
                 if not token:
