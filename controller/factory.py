@@ -69,7 +69,7 @@ def build_executor(cfg: ControllerConfig, metrics: Metrics, *, slots: int | None
         on_throttle=lambda api: metrics.throttled.labels(api=api).inc(),
         environment=forwarded_environment(),
         missing_grace_seconds=cfg.batch.missing_job_grace_seconds,
-        fair_share=cfg.fair_share.enabled,
+        fair_share=True if cfg.fair_share.enabled else None,  # else: as each queue says
     )
 
 

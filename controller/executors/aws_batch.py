@@ -81,7 +81,7 @@ class BatchExecutor:
         on_throttle: Callable[[str], None] | None = None,
         environment: dict[str, str] | None = None,
         missing_grace_seconds: float = 120.0,
-        fair_share: bool = False,
+        fair_share: bool | None = False,
     ) -> None:
         self.client = client if client is not None else batch_client(region)
         self.job_queue = job_queue
@@ -89,8 +89,9 @@ class BatchExecutor:
         self.queues: tuple[str, ...] = tuple(dict.fromkeys((job_queue, *fallback_queues)))
         self.environments = ComputeEnvironments(self._call, self.queues)
         # Queues with a fair-share scheduling policy need a shareIdentifier on every job; FIFO queues
-        # refuse one. `[fair_share] scheduling_policy_arn` says so for all; otherwise each queue is asked
-        # once (DescribeJobQueues), so a stack whose queues have a policy works before the config says so.
+        # refuse one. True: send it to every queue (`[fair_share] scheduling_policy_arn` is set); None: ask
+        # each queue once (DescribeJobQueues), so a stack whose queues have a policy works before the
+        # config names it (what the controller does); False: never.
         self.fair_share = fair_share
         self._queue_has_policy: dict[str, bool] = {}
         self.job_definitions = job_definitions
@@ -145,7 +146,7 @@ class BatchExecutor:
             # Between two arrays of the same size, child i waits for child i only (N_TO_N).
             kind = {"type": "N_TO_N"} if request.array_size else {}
             kwargs["dependsOn"] = [{"jobId": jid, **kind} for jid in request.depends_on]
-        if self.fair_share or self._has_scheduling_policy(kwargs["jobQueue"]):
+        if self.fair_share or (self.fair_share is None and self._has_scheduling_policy(kwargs["jobQueue"])):
             kwargs["shareIdentifier"] = request.share or "default"
         self.bucket.acquire()
         resp = self._call("submit_job", **kwargs)

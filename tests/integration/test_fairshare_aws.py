@@ -124,7 +124,10 @@ def test_a_queue_with_a_policy_gets_share_identifiers_even_before_the_config_nam
         schedulingPolicyArn=_policy(env),
     )  # fmt: skip
     ex = BatchExecutor(
-        job_queue=env.job_queue, job_definitions=env.job_definitions, fallback_queues=["ab-fair"]
+        job_queue=env.job_queue,
+        job_definitions=env.job_definitions,
+        fallback_queues=["ab-fair"],
+        fair_share=None,  # as each queue says (what the controller passes without a configured policy)
     )
     sent = _sent(ex)
     request = SubmitRequest("n1", "index", ("alignbatch-worker", "--help"), (), 1, 512, 60, share="archive")
