@@ -294,6 +294,21 @@ def events_mode(args: argparse.Namespace) -> None:
             )
 
 
+def backfill_mode(args: argparse.Namespace) -> None:
+    from benchmarks.array_backfill import backfill_case, print_case
+
+    print(f"emulator: {SHIM_SUMMARY}; Batch in moto's no-docker mode; SubmitJob bucket {args.rate:g}/s")
+    with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
+        for n in args.counts:
+            load_before = load_average()
+            r = backfill_case(
+                n, rate=args.rate, min_runs=args.array_min_runs, workdir=Path(tmp), start_moto=start_moto,
+                cpu_seconds=cpu_seconds, max_seconds=args.max_seconds,
+            )  # fmt: skip
+            print_case(r, args.array_min_runs, args.rate)
+            print(f"  load average {load_before} before, {load_average()} after", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1000, 10000])
@@ -318,9 +333,17 @@ def main() -> None:
     parser.add_argument("--sweep-seconds", type=int, default=300)
     parser.add_argument("--slots", type=int, default=200, help="events mode: jobs Batch runs at once")
     parser.add_argument("--lose-events", type=float, default=0.0, help="events mode: fraction dropped")
+    parser.add_argument(
+        "--backfill", action="store_true",
+        help="N runs waiting in the ledger, submitted as array jobs (benchmarks/array_backfill.py)",
+    )  # fmt: skip
+    parser.add_argument("--array-min-runs", type=int, default=100, help="backfill: 0 = single jobs only")
     args = parser.parse_args()
     if args.events_mode:
         events_mode(args)
+        return
+    if args.backfill:
+        backfill_mode(args)
         return
     print(
         "emulator: "

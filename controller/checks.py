@@ -76,8 +76,8 @@ def check_resources(cfg: ControllerConfig) -> list[Result]:
         if bucket:
             results.append(_try(f"{label} s3://{bucket}", bucket_check(bucket, prefix)))
 
-    def job_queue() -> str:
-        found = batch.describe_job_queues(jobQueues=[cfg.batch.job_queue]).get("jobQueues", [])
+    def job_queue(name: str) -> str:
+        found = batch.describe_job_queues(jobQueues=[name]).get("jobQueues", [])
         if not found:
             raise LookupError("no such job queue")
         q = found[0]
@@ -85,7 +85,8 @@ def check_resources(cfg: ControllerConfig) -> list[Result]:
             raise LookupError(f"job queue is {q.get('state')}")
         return f"{q.get('state')}/{q.get('status')}"
 
-    results.append(_try(f"job queue {cfg.batch.job_queue}", job_queue))
+    for queue in cfg.batch.queues:  # the default queue and every Spot-fallback queue
+        results.append(_try(f"job queue {queue}", lambda q=queue: job_queue(q)))
     for step, name in job_definitions_from_config(cfg.batch).items():
 
         def job_def(name: str = name) -> str:

@@ -62,12 +62,14 @@ def build_executor(cfg: ControllerConfig, metrics: Metrics, *, slots: int | None
 
     return BatchExecutor(
         job_queue=cfg.batch.job_queue,
+        fallback_queues=cfg.batch.fallback_queues,
         job_definitions=job_definitions_from_config(cfg.batch),
         submit_rate_per_second=cfg.batch.submit_rate_per_second,
         region=cfg.aws.region or None,
         on_throttle=lambda api: metrics.throttled.labels(api=api).inc(),
         environment=forwarded_environment(),
         missing_grace_seconds=cfg.batch.missing_job_grace_seconds,
+        fair_share=True if cfg.fair_share.enabled else None,  # else: as each queue says
     )
 
 
@@ -133,4 +135,23 @@ def build_controller(
     )  # fmt: skip
     if outcome != "existing":
         rebuild(ctl, outcome)
+    if with_source and cfg.fair_share.enabled and not cfg.is_local:
+        _apply_fair_share(ctl)
     return ctl
+
+
+def _apply_fair_share(ctl: Controller) -> None:
+    """The configured fair-share weights into the stack's policy (controller.fairshare); a failure is
+    logged, never fatal: the queues still share fairly, with the weights they had."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from controller.executors.aws_batch import batch_client
+    from controller.fairshare import apply_weights
+    from core.logs import get_logger
+
+    try:
+        apply_weights(batch_client(ctl.cfg.aws.region or None), ctl.cfg.fair_share)
+    except (BotoCoreError, ClientError, LookupError) as exc:
+        get_logger(component="controller").error(
+            "fair_share.weights_failed", error=str(exc), fix="check [fair_share] scheduling_policy_arn"
+        )

@@ -13,6 +13,8 @@ import json
 import threading
 import time
 
+from controller.config import CostConfig
+from controller.cost import PriceTable, price_table
 from controller.executors.base import Executor, ExecutorError
 from controller.ledger import Ledger
 from controller.metrics import Metrics
@@ -20,6 +22,7 @@ from controller.model import Step
 from controller.qc.publish import QcPublisher
 from controller.results_rows import RowIndex
 from controller.results_table import write_table
+from controller.run_usage import execution_columns
 from controller.states import JOB_BAD, JOB_TERMINAL, JobState, RunState
 from core.errors import TransientIOError, WorkerError
 from core.locations import LocationError, parse_location
@@ -30,7 +33,7 @@ from core.objectstore import ObjectStore
 class Finisher:
     def __init__(
         self, *, results_root: str, ledger: Ledger, executor: Executor, store: ObjectStore, metrics: Metrics,
-        qc: QcPublisher,
+        qc: QcPublisher, prices: PriceTable | None = None,
     ) -> None:  # fmt: skip
         self.results_root = results_root
         self.ledger, self.executor, self.store, self.metrics, self.qc = ledger, executor, store, metrics, qc
@@ -40,6 +43,7 @@ class Finisher:
         # restored ledger may know fewer runs than the results bucket holds).
         self._table_dirty.set()
         self.rows = RowIndex(store, results_root, annotate=qc.table_columns)
+        self.prices = prices or price_table(CostConfig())
 
     def evaluate_run(self, run_id: str) -> None:
         """Decide an active run whose jobs have all ended; nothing while any job is still to run."""
@@ -86,7 +90,20 @@ class Finisher:
                 self.metrics.runs.labels(outcome="failed").inc()
                 log.error("run.failed", reason=f"summary row unreadable: {exc}")
             return
+        # Where it ran and what it cost (controller/run_usage.py), written back into the run's own row so
+        # the table, rebuilt from rows/, has them: the run waits for the next pass if that write fails.
+        row.update(execution_columns(jobs, self.prices))
+        try:
+            body = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+            self.store.write_bytes(parse_location(run.row_uri or ""), body, content_type="application/json")
+        except (WorkerError, LocationError) as exc:
+            log.warning("run.finish_deferred", reason=f"summary row not updated yet: {exc}", key=run.key)
+            return
         row.update(self.qc.verdict_columns(run, row))  # QC verdict columns (controller/qc/publish.py)
+        labels = {"pipeline": str(row.get("pipeline_version") or ""), "assay": str(row.get("qc_assay") or "")}
+        self.metrics.cost_usd.labels(**labels).inc(float(row["est_cost_usd"]))
+        self.metrics.vcpu_seconds.labels(**labels).inc(float(row["vcpu_seconds"]))
+        self.metrics.costed_runs.labels(**labels).inc()
         now = time.time()
         self.ledger.record_output(run_id, "row", run.row_uri or "")
         for j in jobs:

@@ -174,6 +174,7 @@ class Intake:
             pipeline_version=__version__,
             deployment=self.cfg.batch.deployment,
             inbox=self.inbox,
+            share=self.cfg.fair_share.share_for(key),
         )
 
     def _index_present(self, ev: ObjectEvent) -> bool:

@@ -84,6 +84,20 @@ class Metrics:
             registry=r,
         )
         self.input_bytes = Counter("alignbatch_input_bytes", "Bytes of input processed", registry=r)
+        # Cost per sample (controller.cost): estimated USD, requested vCPU-seconds and the runs they came
+        # from, by pipeline version and QC assay; cost per sample = increase(cost) / increase(runs).
+        self.cost_usd = Counter(
+            "alignbatch_cost_usd", "Estimated cost of succeeded runs ([cost] prices)", ["pipeline", "assay"],
+            registry=r,
+        )  # fmt: skip
+        self.vcpu_seconds = Counter(
+            "alignbatch_vcpu_seconds", "Requested vCPU-seconds of succeeded runs, every attempt",
+            ["pipeline", "assay"], registry=r,
+        )  # fmt: skip
+        self.costed_runs = Counter(
+            "alignbatch_costed_runs", "Succeeded runs whose cost was added to alignbatch_cost_usd_total",
+            ["pipeline", "assay"], registry=r,
+        )  # fmt: skip
         self.build_info = Gauge("alignbatch_build_info", "Build information", ["version"], registry=r)
         self.loop_last_success = Gauge(
             "alignbatch_loop_last_success_timestamp_seconds",

@@ -63,6 +63,7 @@ class JobSpec:
     timeout_seconds: int
     tags: Mapping[str, str] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
+    share: str = ""  # the fair-share identifier of the object's project ([fair_share]); "" = none
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -81,6 +82,8 @@ class JobSpec:
             "tags": dict(self.tags),
             "outputs": list(self.outputs),
         }
+        if self.share:
+            data["share"] = self.share
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -97,6 +100,7 @@ class JobSpec:
             timeout_seconds=int(data["timeout_seconds"]),
             tags=dict(data.get("tags") or {}),
             outputs=tuple(data.get("outputs") or ()),
+            share=str(data.get("share") or ""),
         )
 
 
@@ -169,11 +173,15 @@ def sample_name(key: str) -> str:
     return base
 
 
-def job_name(sample: str, run_id: str, step: str, attempt: int = 1) -> str:
+def job_name(sample: str, run_id: str, step: str, attempt: int = 1, replan: int = 0) -> str:
+    """`<sample>-<run id>-<step>-a<attempt>`; `-r<n>` when the step was planned again within the same
+    attempt (a Spot reclaim, or an upstream's: controller.placement), so every submission has its own
+    name and a submission intent is always resolved to the right Batch job."""
     slug = _NAME_UNSAFE.sub("-", sample).strip("-_")[:60] or "sample"
     if not slug[0].isalnum():
         slug = "s" + slug
-    return f"{slug}-{run_id}-{step}-a{attempt}"[:128]
+    suffix = f"-r{replan}" if replan else ""
+    return f"{slug}-{run_id}-{step}-a{attempt}{suffix}"[:128]
 
 
 def tag_value(text: str) -> str:

@@ -56,6 +56,7 @@ class PlanContext:
     summary_memory_mib: int = 512
     summary_timeout_seconds: int = 900
     deployment: str = ""  # [batch] deployment: the alignbatch:deployment tag of every job ("" = none)
+    share: str = ""  # the object's fair-share project ([fair_share]): shareIdentifier and a cost tag
     # The inbox's key rules; the controller passes its own, a bare root gets the rules its form names.
     inbox: Inbox = field(default=None)  # type: ignore[assignment]
 
@@ -150,15 +151,20 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
     tier = tier_for(obj.size, ctx.tiers)
 
     def tags(step: Step) -> dict[str, str]:
-        # Tag values: up to 256 chars; keep the sample readable but bounded.
-        return {
+        # Tag values: up to 256 chars; keep the sample readable but bounded. Propagated to the ECS task,
+        # these are what AWS split cost allocation data groups a job's cost by (activate them as cost
+        # allocation tags): per sample, run, step, pipeline version and project.
+        out = {
             "alignbatch:sample": tag_value(sample),
             "alignbatch:run-id": run_id,
             "alignbatch:step": str(step),
             "alignbatch:pipeline-version": ctx.pipeline_version,
-            # which deployment submitted it: the controller role may stop only its own deployment's jobs
-            **({"alignbatch:deployment": ctx.deployment} if ctx.deployment else {}),
         }
+        if ctx.deployment:  # which deployment submitted it: its controller role may stop only its own jobs
+            out["alignbatch:deployment"] = ctx.deployment
+        if ctx.share:
+            out["alignbatch:project"] = ctx.share
+        return out
 
     jobs: list[JobSpec] = []
     index_uri: str | None = None
@@ -180,6 +186,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
                 timeout_seconds=tier.timeout_seconds,
                 tags=tags(Step.INDEX),
                 outputs=(index_uri,),
+                share=ctx.share,
             )
         )
         worker_index = index_uri
@@ -201,6 +208,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
             timeout_seconds=tier.timeout_seconds,
             tags=tags(Step.ALIGNSTATS),
             outputs=(report_uri,),
+            share=ctx.share,
         )
     )
 
@@ -241,6 +249,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
             timeout_seconds=ctx.summary_timeout_seconds,
             tags=tags(Step.SUMMARY),
             outputs=(row_uri,),
+            share=ctx.share,
         )
     )
     return Plan(

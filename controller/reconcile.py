@@ -22,10 +22,11 @@ from typing import Any
 from prometheus_client import Counter as MetricCounter
 
 from controller.events import JobStateEvent
-from controller.executors.base import Executor, JobStatus
+from controller.executors.base import Executor, ExecutorError, JobStatus
 from controller.finish import Finisher
 from controller.ledger import JobRow, Ledger
 from controller.metrics import Metrics
+from controller.placement import QueuePolicy, is_reclaim, local_policy
 from controller.states import BATCH_ACTIVE, JobState, RunState
 from core.errors import WorkerError
 from core.locations import LocationError, parse_location
@@ -60,10 +61,19 @@ def held_by_upstream(page: Sequence[JobRow]) -> dict[str, str]:
 
 class Reconciler:
     def __init__(
-        self, *, ledger: Ledger, executor: Executor, store: ObjectStore, metrics: Metrics, finisher: Finisher
-    ) -> None:
+        self, *, ledger: Ledger, executor: Executor, store: ObjectStore, metrics: Metrics, finisher: Finisher,
+        queues: QueuePolicy | None = None,
+    ) -> None:  # fmt: skip
         self.ledger, self.executor, self.store, self.metrics = ledger, executor, store, metrics
         self.finisher = finisher
+        self.queues = queues or local_policy()  # reclaimed steps are planned again (controller.placement)
+        self.reclaims = MetricCounter(
+            "alignbatch_reclaims",
+            "Attempts whose host Batch took away (Host EC2*: Spot reclaim), by step and the queue the "
+            "next attempt goes to (empty: none, the run fails)",
+            ["step", "next_queue"],
+            registry=metrics.registry,
+        )
         self.log = get_logger(component="controller")
         self.job_events = MetricCounter(
             "alignbatch_job_events",
@@ -183,6 +193,8 @@ class Reconciler:
         return ended, changes
 
     def _apply_status(self, job: JobRow, status: JobStatus, *, forward_only: bool = False) -> bool:
+        if status.state == JobState.FAILED and self._replan_reclaimed(job, status):
+            return True
         changed = self.ledger.update_job(
             job.run_id,
             job.step,
@@ -193,6 +205,9 @@ class Reconciler:
             started_at=status.started_at,
             stopped_at=status.stopped_at,
             forward_only=forward_only,
+            job_id=job.job_id,
+            compute_environment=status.compute_environment,
+            capacity=status.capacity,
         )
         if not changed:
             return False
@@ -212,6 +227,37 @@ class Reconciler:
             log.warning(
                 "job.failed", exit_code=status.exit_code, reason=status.reason, log_stream=status.log_stream
             )
+        return True
+
+    def _replan_reclaimed(self, job: JobRow, status: JobStatus) -> bool:
+        """A failed attempt whose host went away: plan the step again (on the next queue once this one
+        has had its reclaims) instead of failing the run. False when it is not a reclaim, or the step
+        has had `max_reclaims` already (then it fails as any other job)."""
+        if not is_reclaim(status.reason):
+            return False
+        log = self._job_log(job)
+        if not self.queues.reattempt(job.reclaims, status.reason):
+            self.reclaims.labels(step=job.step, next_queue="").inc()
+            log.warning("job.reclaimed", reason=status.reason, reclaims=job.reclaims + 1, next_queue=None)
+            return False
+        downstream = self.ledger.replan_reclaimed(
+            job.run_id, job.step, job_id=job.job_id or "", reason=status.reason or "",
+            started_at=status.started_at, stopped_at=status.stopped_at,
+            compute_environment=status.compute_environment, capacity=status.capacity,
+        )  # fmt: skip
+        if downstream is None:
+            return False  # a stale status (the step has another job by now): update_job ignores it too
+        next_queue = self.queues.queue_for(job.reclaims + 1)
+        self.reclaims.labels(step=job.step, next_queue=next_queue).inc()
+        log.warning(
+            "job.reclaimed", reason=status.reason, reclaims=job.reclaims + 1, next_queue=next_queue,
+            queue=job.queue, compute_environment=status.compute_environment,
+        )  # fmt: skip
+        if downstream:
+            try:  # they wait on the old job id, which will never succeed: the new attempt replaces them
+                self.executor.cancel(downstream, f"upstream {job.step} reclaimed; planned again")
+            except ExecutorError as exc:
+                log.warning("job.cancel_failed", error=str(exc), job_ids=downstream)
         return True
 
     def _job_log(self, job: JobRow) -> Any:

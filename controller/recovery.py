@@ -26,14 +26,14 @@ import re
 import sqlite3
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from controller.backup import backup_location
 from controller.events import ObjectEvent, ObjectKind
-from controller.executors.base import ExecutorError, FoundJob
+from controller.executors.base import ExecutorError, FoundJob, JobStatus
 from controller.model import InputObject, Step
 from controller.states import UNSUBMITTED
 from core.errors import ObjectMissing, WorkerError
@@ -42,7 +42,7 @@ from core.logs import get_logger
 from core.objectstore import ObjectStore
 
 # Our job names (controller.model.job_name): <sample slug>-<run id>-<step>-a<attempt>.
-JOB_NAME_PATTERN = r"-(r[0-9a-f]{16})-(" + "|".join(Step) + r")-a(\d+)$"
+JOB_NAME_PATTERN = r"-(r[0-9a-f]{16})-(" + "|".join(Step) + r")-a(\d+)(?:-r(\d+))?$"
 _JOB_NAME = re.compile(JOB_NAME_PATTERN)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 # Left in the results store by a controller's first start: a later start without a ledger lost one.
@@ -132,7 +132,7 @@ def rebuild(ctl: Controller, outcome: str = "new") -> RebuildReport:
         if _adopt_row(ctl, row):
             report.finished_runs += 1
     try:
-        found = ctl.executor.discover(JOB_NAME_PATTERN)
+        found = ctl.executor.discover(JOB_NAME_PATTERN) + _array_children(ctl)
     except ExecutorError as exc:
         log.error("ledger.rebuild_jobs_failed", error=str(exc), fix="check the Batch queue and the role")
         found = []
@@ -152,6 +152,41 @@ def rebuild(ctl: Controller, outcome: str = "new") -> RebuildReport:
         backfilled_runs=report.backfilled_runs,
     )  # fmt: skip
     return report
+
+
+def _array_children(ctl: Controller) -> list[FoundJob]:
+    """The children of our array jobs (#18) as single jobs of their runs: each parent's manifest says
+    which run child i is and its command; DescribeJobs says its state. Named like a single job of that
+    run (`<array name>-<run id>-<step>-a1`: arrays are only ever made of first attempts) so they are
+    adopted the same way; a child whose run was planned again later (a reclaim) loses to that job."""
+    from controller.array_submit import COMMAND
+    from controller.arrays import ARRAY_NAME_PATTERN
+
+    out: list[FoundJob] = []
+    for parent in ctl.executor.discover(ARRAY_NAME_PATTERN):
+        command = list(parent.command)
+        if ":" in parent.status.job_id or command[:2] != list(COMMAND) or len(command) != 3:
+            continue
+        try:
+            loc = parse_location(command[2])
+            lines = ctl.store.read_bytes(loc).decode("utf-8").splitlines()
+        except (WorkerError, LocationError, UnicodeDecodeError) as exc:
+            log.warning("ledger.rebuild_array_skipped", array=parent.status.name, error=str(exc))
+            continue
+        step = parent.status.name.rsplit("-", 1)[-1]
+        entries = [json.loads(line) for line in lines if line.strip()]
+        ids = [f"{parent.status.job_id}:{i}" for i in range(len(entries))]
+        statuses: dict[str, JobStatus] = {}
+        for i in range(0, len(ids), 100):
+            statuses.update(ctl.executor.describe(ids[i : i + 100]))
+        for child_id, entry in zip(ids, entries, strict=True):
+            status = statuses.get(child_id)
+            if status is None:
+                continue
+            name = f"{parent.status.name}-{entry['run_id']}-{step}-a1"
+            tags = {"alignbatch:run-id": entry["run_id"]}
+            out.append(FoundJob(replace(status, name=name), tuple(entry["argv"]), tags))
+    return out
 
 
 def _backfill_inbox(ctl: Controller) -> int:
@@ -267,11 +302,13 @@ def _adopt_jobs(ctl: Controller, run_id: str, jobs: list[FoundJob], report: Rebu
             log.warning("ledger.rebuild_skipped", run_id=run_id, jobs=[j.status.job_id for j in jobs])
             return
         report.planned_runs += 1
-    latest: dict[str, tuple[int, FoundJob]] = {}
+    latest: dict[str, tuple[tuple[int, int], FoundJob]] = {}
     for job in jobs:
         m = _JOB_NAME.search(job.status.name)
-        if m and (m.group(2) not in latest or int(m.group(3)) > latest[m.group(2)][0]):
-            latest[m.group(2)] = (int(m.group(3)), job)
+        # The newest submission of a step: the highest attempt, then the highest re-plan (-r<n>).
+        order = (int(m.group(3)), int(m.group(4) or 0)) if m else (0, 0)
+        if m and (m.group(2) not in latest or order > latest[m.group(2)][0]):
+            latest[m.group(2)] = (order, job)
     rows = {j.step: j for j in ctl.ledger.jobs_for_run(run_id)}
     for step, (_attempt, job) in latest.items():
         row = rows.get(step)

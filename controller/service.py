@@ -22,8 +22,10 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from controller.array_submit import ArraySubmitter
 from controller.backup import LedgerBackup
 from controller.config import ControllerConfig, load_qc_thresholds
+from controller.cost import price_table
 from controller.events import MalformedMessage, ObjectEvent, parse_job_state_change
 from controller.executors.base import Executor
 from controller.finish import Finisher
@@ -31,6 +33,7 @@ from controller.inbox import Inbox, inbox_for
 from controller.intake import Intake, PollResult
 from controller.ledger import Ledger
 from controller.metrics import Metrics
+from controller.placement import QueuePolicy, local_policy
 from controller.planner import PlanContext
 from controller.qc.log_links import LogLinks
 from controller.qc.publish import QcPublisher, stuck_after
@@ -49,6 +52,17 @@ __all__ = ["Controller", "PollResult"]
 
 # While the ledger cannot commit, how often intake tries a probe write (each poll tick would be 2/s).
 LEDGER_PROBE_SECONDS = 5.0
+
+
+def queue_policy(cfg: ControllerConfig) -> QueuePolicy:
+    """The queues of `[batch]` in fallback order; local processes have none."""
+    if cfg.is_local or not cfg.batch.queues:
+        return local_policy()
+    return QueuePolicy(
+        queues=cfg.batch.queues,
+        reclaims_before_fallback=cfg.batch.reclaims_before_fallback,
+        max_reclaims=cfg.batch.max_reclaims,
+    )
 
 
 class Controller:
@@ -93,16 +107,25 @@ class Controller:
         )  # fmt: skip
         self.finisher = Finisher(
             results_root=cfg.results_root, ledger=ledger, executor=executor, store=self.store,
-            metrics=self.metrics, qc=self.qc,
+            metrics=self.metrics, qc=self.qc, prices=price_table(cfg.cost),
         )  # fmt: skip
+        # Spot fallback (controller.placement): the same policy picks each attempt's queue at submission
+        # and decides at reconcile whether a reclaimed step is planned again.
+        self.queues = queue_policy(cfg)
         self.submitter = Submitter(
             ledger=ledger, executor=executor, metrics=self.metrics, stopping=self.stopping,
             on_refused=self.finisher.evaluate_run, submit_threads=submit_threads,
-            references=ReferenceCheck(self.store, cfg.results_root),
+            references=ReferenceCheck(self.store, cfg.results_root), queues=self.queues,
+            arrays=ArraySubmitter(
+                ledger=ledger, executor=executor, store=self.store, metrics=self.metrics,
+                results_root=cfg.results_root, queues=self.queues, min_runs=cfg.batch.array_min_runs,
+                max_size=cfg.batch.array_max_size,
+            ),
         )  # fmt: skip
         self.reconciler = Reconciler(
-            ledger=ledger, executor=executor, store=self.store, metrics=self.metrics, finisher=self.finisher
-        )
+            ledger=ledger, executor=executor, store=self.store, metrics=self.metrics, finisher=self.finisher,
+            queues=self.queues,
+        )  # fmt: skip
         self.watch = Watch(
             ledger=ledger, source=source, metrics=self.metrics,
             runnable_alarm_seconds=cfg.batch.runnable_alarm_seconds,

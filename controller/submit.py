@@ -12,10 +12,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from controller.array_submit import ArraySubmitter
 from controller.executors.base import Executor, ExecutorError, SubmitRequest
 from controller.ledger import JobRow, Ledger
 from controller.metrics import Metrics
 from controller.model import Step, submission_order
+from controller.placement import QueuePolicy, local_policy
 from controller.references import ReferenceCheck
 from controller.states import JOB_DEAD, UNSUBMITTED, JobState, RunState
 from controller.stopflag import StopFlag
@@ -35,8 +37,14 @@ class Submitter:
         on_refused: Callable[[str], None],
         submit_threads: int = 8,
         references: ReferenceCheck | None = None,
+        queues: QueuePolicy | None = None,
+        arrays: ArraySubmitter | None = None,
     ) -> None:
         self.ledger, self.executor, self.metrics, self.stopping = ledger, executor, metrics, stopping
+        # Which queue each attempt goes to (Spot first, On-Demand after reclaims): controller.placement.
+        self.queues = queues or local_policy()
+        # Bursts and backfills as array jobs first (controller.array_submit); the rest one run at a time.
+        self.arrays = arrays
         self.references = references  # CRAM @SQ M5 vs the reference, before the first submission
         self.on_refused = on_refused  # a run failed at submission: decide its verdict (finish stage)
         self.log = get_logger(component="controller")
@@ -59,6 +67,12 @@ class Submitter:
         try:
             submitted = 0
             failed = threading.Event()
+            if self.arrays is not None and not self._stop_submitting():
+                try:
+                    submitted += self.arrays.submit_pass()
+                except ExecutorError as exc:  # unreachable or throttled: intents stay, next pass resolves
+                    self.log.error("array.submit_failed", error=str(exc))
+                    return submitted
 
             def one(run_id: str) -> int:
                 # On SIGTERM stop between runs: a pass holds up to `limit` runs, minutes of SubmitJob
@@ -140,6 +154,8 @@ class Submitter:
             step, job = str(spec.step), jobs[spec.step]
             if job.state not in UNSUBMITTED:
                 continue
+            if job.array_name:
+                return count  # a child of an array job whose submission the array stage resolves
             upstream = [jobs[d] for d in spec.depends_on if d in jobs]
             if any(u.state in JOB_DEAD for u in upstream):
                 return count
@@ -152,7 +168,8 @@ class Submitter:
                 # A crash may have happened between SubmitJob and recording its id: look before resubmitting.
                 found = self.executor.find_by_name(job.name)
                 if found is not None:
-                    self.ledger.mark_submitted(run_id, step, found.job_id)
+                    queue = self.queues.queue_for(job.reclaims)
+                    self.ledger.mark_submitted(run_id, step, found.job_id, queue=queue or None)
                     jobs[step] = replace(job, state=JobState.SUBMITTED, job_id=found.job_id)
                     log.info("job.intent_resolved", job_id=found.job_id)
                     self.metrics.submissions.labels(step=step, outcome="recovered").inc()
@@ -160,6 +177,7 @@ class Submitter:
             else:
                 self.ledger.mark_intent(run_id, step)
             ids = {s: j.job_id for s, j in jobs.items() if j.job_id}
+            queue = self.queues.queue_for(job.reclaims)
             request = SubmitRequest(
                 name=job.name,
                 step=step,
@@ -171,15 +189,17 @@ class Submitter:
                 memory_mib=spec.memory_mib,
                 timeout_seconds=spec.timeout_seconds,
                 tags=spec.tags,
+                queue=queue,
+                share=spec.share,
             )
             try:
                 job_id = self.executor.submit(request)
             except ExecutorError:
                 self.metrics.submissions.labels(step=step, outcome="error").inc()
                 raise
-            self.ledger.mark_submitted(run_id, step, job_id)
+            self.ledger.mark_submitted(run_id, step, job_id, queue=queue or None)
             jobs[step] = replace(job, state=JobState.SUBMITTED, job_id=job_id)
             self.metrics.submissions.labels(step=step, outcome="submitted").inc()
-            log.info("job.submitted", job_id=job_id, depends_on=list(request.depends_on))
+            log.info("job.submitted", job_id=job_id, depends_on=list(request.depends_on), queue=queue)
             count += 1
         return count

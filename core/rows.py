@@ -20,7 +20,7 @@ V = TypeVar("V")
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: type  # str, int or list: what the value is in the row JSON
+    type: type  # str, int, float or list: what the value is in the row JSON
     # planner: a --meta of the summary step; summary: the tool's own; controller: added by the finish stage
     origin: Literal["planner", "summary", "controller"]
     in_table: bool = True  # among the results table's leading columns
@@ -56,6 +56,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("qc_rules_version", str, "controller"),
     Column("qc_rules_sha256", str, "controller"),
     Column("index_uri", str, "planner", in_table=False),
+    # Where it ran and what it cost (controller/run_usage.py, controller/cost.py, #18): submissions and
+    # Spot reclaims over all steps; the alignstats step's queue, compute environment and capacity (spot,
+    # on_demand, local); requested vCPU- and GiB-seconds over every attempt, priced by [cost]; and the
+    # same per step (JSON in a CSV cell).
+    Column("attempts", int, "controller"),
+    Column("reclaims", int, "controller"),
+    Column("queue", str, "controller"),
+    Column("compute_environment", str, "controller"),
+    Column("capacity", str, "controller"),
+    Column("vcpu_seconds", float, "controller"),
+    Column("memory_gib_seconds", float, "controller"),
+    Column("est_cost_usd", float, "controller"),
+    Column("steps", list, "controller", in_table=False),
 )
 BY_NAME: Mapping[str, Column] = {c.name: c for c in COLUMNS}
 

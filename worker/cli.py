@@ -23,6 +23,7 @@ from core.errors import Interrupted, UsageError, WorkerError
 from core.exitcodes import ExitCode, is_retryable
 from core.logs import LOG_LEVELS, configure_logging
 from core.version import __version__
+from worker.array_task import resolve as resolve_array_task
 from worker.run import WorkerOptions, WorkerRun
 
 
@@ -136,7 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"ALIGNBATCH_LOG_LEVEL={os.environ['ALIGNBATCH_LOG_LEVEL']!r} is not a log level; "
                 f"use one of {', '.join(LOG_LEVELS)}"
             )
-        cmd = parse_args(sys.argv[1:] if argv is None else argv)
+        # An array job's child: its own command is a line of the manifest (worker/array_task.py).
+        args = resolve_array_task(sys.argv[1:] if argv is None else argv, os.environ)
+        cmd = parse_args(args)
         if cmd.log_level and cmd.log_level != log_level:  # logging started before the arguments were parsed
             log = configure_logging(stream=sys.stderr, level=cmd.log_level, job_id=job_id, attempt=attempt)
         opts = WorkerOptions(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,8 @@ from controller.config.model import (
     BatchConfig,
     ConfigError,
     ControllerConfig,
+    CostConfig,
+    FairShareConfig,
     LoggingConfig,
     MetricsConfig,
     PipelineConfig,
@@ -24,6 +27,7 @@ from controller.config.model import (
     PrefixOptions,
     QcConfig,
     QueueConfig,
+    ShareProject,
     StateConfig,
     StorageConfig,
     Tier,
@@ -39,6 +43,7 @@ _SIMPLE_SECTIONS: dict[str, type] = {
     "logging": LoggingConfig,
     "state": StateConfig,
     "qc": QcConfig,
+    "cost": CostConfig,
 }
 
 
@@ -140,6 +145,31 @@ def _pipeline(raw: Mapping[str, Any], env: Mapping[str, str]) -> PipelineConfig:
     return PipelineConfig(default=default, prefixes=tuple(prefixes))
 
 
+# Batch's rule for a shareIdentifier: at most 255 alphanumeric characters.
+_SHARE_NAME = re.compile(r"^[A-Za-z0-9]{1,255}$")
+
+
+def _fair_share(raw: Any, env: Mapping[str, str]) -> FairShareConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("[fair_share] must be a table")
+    top = _section(FairShareConfig, {k: v for k, v in raw.items() if k != "project"}, "fair_share", env)
+    projects = []
+    for i, entry in enumerate(raw.get("project", [])):
+        where = f"[[fair_share.project]] #{i + 1}"
+        if not isinstance(entry, Mapping) or set(entry) - {"prefix", "share", "weight"}:
+            raise ConfigError(f"{where}: takes prefix, share and weight only")
+        prefix, share = entry.get("prefix"), entry.get("share")
+        if not isinstance(prefix, str) or not isinstance(share, str) or not _SHARE_NAME.match(share):
+            raise ConfigError(f"{where}: needs a string prefix and an alphanumeric share")
+        weight = _coerce(entry.get("weight", 1.0), 1.0, f"{where} weight")
+        if not 0.0001 <= weight <= 999.9999:  # Batch's range for a weight factor
+            raise ConfigError(f"{where}: weight must be between 0.0001 and 999.9999")
+        projects.append(ShareProject(prefix, share, weight))
+    if not _SHARE_NAME.match(top.default_share):
+        raise ConfigError("[fair_share] default_share: alphanumeric only")
+    return replace(top, projects=tuple(projects))
+
+
 def _tiers(raw: Any) -> tuple[Tier, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("[[tiers]] must be a non-empty array of tables")
@@ -163,7 +193,7 @@ def _tiers(raw: Any) -> tuple[Tier, ...]:
 def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ControllerConfig:
     """Build a config from parsed TOML and environment overrides (pure)."""
     env = os.environ if env is None else env
-    known = set(_SIMPLE_SECTIONS) | {"tiers", "pipeline"}
+    known = set(_SIMPLE_SECTIONS) | {"tiers", "pipeline", "fair_share"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown section [{unknown[0]}] (known: {', '.join(sorted(known))})")
@@ -172,7 +202,10 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     if level.upper() not in LOG_LEVELS:
         raise ConfigError(f"[logging] level {level!r}: use one of {', '.join(LOG_LEVELS)}")
     tiers = _tiers(data["tiers"]) if "tiers" in data else DEFAULT_TIERS
-    return ControllerConfig(tiers=tiers, pipeline=_pipeline(data.get("pipeline", {}), env), **sections)
+    return ControllerConfig(
+        tiers=tiers, pipeline=_pipeline(data.get("pipeline", {}), env),
+        fair_share=_fair_share(data.get("fair_share", {}), env), **sections,
+    )  # fmt: skip
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ControllerConfig:

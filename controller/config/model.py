@@ -54,6 +54,22 @@ class BatchConfig:
     # Tagged on every job as alignbatch:deployment (the controller stack's name when rendered by
     # deploy/render_config.py); that stack's role may terminate only jobs with its own value.
     deployment: str = ""
+    # Spot fallback (controller.placement): a step whose host Batch took away (`Host EC2*`) is submitted
+    # again; after `reclaims_before_fallback` reclaims on one queue the next attempt goes to the next of
+    # `fallback_queues` (the On-Demand queue). `max_reclaims` reclaims of one step fail its run.
+    fallback_queues: tuple[str, ...] = ()
+    reclaims_before_fallback: int = 2
+    max_reclaims: int = 6
+    # Array jobs for bursts and backfills (controller/array_submit.py): when at least `array_min_runs`
+    # runs of the same shape wait with nothing submitted, each step goes as one array job of up to
+    # `array_max_size` children (Batch allows 10,000); fewer go as single jobs, sooner. 0 = never.
+    array_min_runs: int = 100
+    array_max_size: int = 10_000
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Every queue jobs may go to, in fallback order (the default queue first)."""
+        return tuple(dict.fromkeys(q for q in (self.job_queue, *self.fallback_queues) if q))
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,64 @@ class PipelineConfig:
             if key.startswith(entry.prefix) and (best is None or len(entry.prefix) > len(best.prefix)):
                 best = entry
         return best.options if best else self.default
+
+
+@dataclass(frozen=True)
+class ShareProject:
+    """Inbox keys under `prefix` belong to the fair-share `share` (a project), weighted `weight`."""
+
+    prefix: str
+    share: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class FairShareConfig:
+    """`[fair_share]`: Batch fair-share scheduling across projects (deploy: the batch stack's
+    SchedulingPolicy). Each job carries the `shareIdentifier` of its inbox key's project (longest
+    `[[fair_share.project]] prefix` wins; else `default_share`), sent only when `scheduling_policy_arn`
+    is set (a queue without a policy refuses it). The controller writes the weights into that policy at
+    start. Batch's weight factor is inverse: a share with weight 2 gets half the capacity of one with 1.
+    """
+
+    scheduling_policy_arn: str = ""
+    default_share: str = "default"
+    default_weight: float = 1.0
+    projects: tuple[ShareProject, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.scheduling_policy_arn)
+
+    def share_for(self, inbox_key: str) -> str:
+        best: ShareProject | None = None
+        for p in self.projects:
+            if inbox_key.startswith(p.prefix) and (best is None or len(p.prefix) > len(best.prefix)):
+                best = p
+        return best.share if best else self.default_share
+
+    def weights(self) -> dict[str, float]:
+        """Share identifier -> weight factor, the default share included."""
+        out = {self.default_share: self.default_weight}
+        for p in self.projects:
+            out[p.share] = p.weight
+        return out
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """`[cost]`: list prices per vCPU-hour and GiB-hour (controller.cost). The defaults split the
+    us-east-1 Linux On-Demand prices of m6i.large ($0.096/h: 2 vCPU, 8 GiB) and c6i.large ($0.085/h:
+    2 vCPU, 4 GiB), which differ only by 4 GiB: $0.00275 per GiB-hour, then $0.037 per vCPU-hour. Spot:
+    those times 0.35, an assumed 65 % discount (typical of these families in the Spot Instance Advisor,
+    not a measured price). Re-take them for your region and families; `prices_as_of` says when."""
+
+    on_demand_vcpu_hour: float = 0.037
+    on_demand_gib_hour: float = 0.00275
+    spot_vcpu_hour: float = 0.01295
+    spot_gib_hour: float = 0.0009625
+    prices_as_of: str = "2026-12-01"
+    prices_source: str = "m6i.large/c6i.large On-Demand, us-east-1, Linux; Spot assumed 35 % of it"
 
 
 @dataclass(frozen=True)
@@ -151,6 +225,8 @@ class ControllerConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state: StateConfig = field(default_factory=StateConfig)
     qc: QcConfig = field(default_factory=QcConfig)
+    fair_share: FairShareConfig = field(default_factory=FairShareConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
     # Set by local_config(): the directory of `run --local DIR` (None in AWS mode).
     local_dir: str | None = None
 

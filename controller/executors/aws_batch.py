@@ -18,6 +18,7 @@ from typing import Any
 
 from controller.aws import aws_client, count_throttles
 from controller.executors.base import ExecutorError, FoundJob, JobStatus, SubmitRequest
+from controller.executors.batch_placement import ComputeEnvironments
 from controller.model import Step
 from controller.ratelimit import TokenBucket
 from controller.states import JobState
@@ -40,7 +41,9 @@ def _seconds(ms: Any) -> float | None:
     return float(ms) / 1000.0 if isinstance(ms, int | float) and ms else None
 
 
-def status_from_description(job: dict[str, Any]) -> JobStatus:
+def status_from_description(
+    job: dict[str, Any], placement: tuple[str | None, str | None] = (None, None)
+) -> JobStatus:
     container = job.get("container") or {}
     attempts = job.get("attempts") or []
     last = (attempts[-1].get("container") or {}) if attempts else {}
@@ -55,6 +58,8 @@ def status_from_description(job: dict[str, Any]) -> JobStatus:
         created_at=_seconds(job.get("createdAt")),
         started_at=_seconds(job.get("startedAt")),
         stopped_at=_seconds(job.get("stoppedAt")),
+        compute_environment=placement[0],
+        capacity=placement[1],
     )
 
 
@@ -62,21 +67,33 @@ class BatchExecutor:
     kind = "aws_batch"
     requeue_missing = False  # a job Batch forgot is resolved by its outputs or marked lost
     submits_while_stopping = False  # the rest stays PLANNED and is submitted after the restart
+    supports_arrays = True  # array jobs; children are described as `<array id>:<index>`
 
     def __init__(
         self,
         *,
         job_queue: str,
         job_definitions: dict[str, str],
+        fallback_queues: Sequence[str] = (),
         submit_rate_per_second: float = 10.0,
         client: Any = None,
         region: str | None = None,
         on_throttle: Callable[[str], None] | None = None,
         environment: dict[str, str] | None = None,
         missing_grace_seconds: float = 120.0,
+        fair_share: bool | None = False,
     ) -> None:
         self.client = client if client is not None else batch_client(region)
         self.job_queue = job_queue
+        # Every queue a job may have been sent to (controller.placement): names are looked up in each.
+        self.queues: tuple[str, ...] = tuple(dict.fromkeys((job_queue, *fallback_queues)))
+        self.environments = ComputeEnvironments(self._call, self.queues)
+        # Queues with a fair-share scheduling policy need a shareIdentifier on every job; FIFO queues
+        # refuse one. True: send it to every queue (`[fair_share] scheduling_policy_arn` is set); None: ask
+        # each queue once (DescribeJobQueues), so a stack whose queues have a policy works before the
+        # config names it (what the controller does); False: never.
+        self.fair_share = fair_share
+        self._queue_has_policy: dict[str, bool] = {}
         self.job_definitions = job_definitions
         self.bucket = TokenBucket(submit_rate_per_second, burst=max(1.0, submit_rate_per_second / 2))
         self.environment = dict(environment or {})
@@ -116,18 +133,30 @@ class BatchExecutor:
             overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(self.environment.items())]
         kwargs: dict[str, Any] = {
             "jobName": request.name,
-            "jobQueue": self.job_queue,
+            "jobQueue": request.queue or self.job_queue,
             "jobDefinition": definition,
             "containerOverrides": overrides,
             "tags": dict(request.tags),
             "propagateTags": True,
             "timeout": {"attemptDurationSeconds": max(60, int(request.timeout_seconds))},
         }
+        if request.array_size:
+            kwargs["arrayProperties"] = {"size": int(request.array_size)}
         if request.depends_on:
-            kwargs["dependsOn"] = [{"jobId": jid} for jid in request.depends_on]
+            # Between two arrays of the same size, child i waits for child i only (N_TO_N).
+            kind = {"type": "N_TO_N"} if request.array_size else {}
+            kwargs["dependsOn"] = [{"jobId": jid, **kind} for jid in request.depends_on]
+        if self.fair_share or (self.fair_share is None and self._has_scheduling_policy(kwargs["jobQueue"])):
+            kwargs["shareIdentifier"] = request.share or "default"
         self.bucket.acquire()
         resp = self._call("submit_job", **kwargs)
         return str(resp["jobId"])
+
+    def _has_scheduling_policy(self, queue: str) -> bool:
+        if queue not in self._queue_has_policy:
+            found = self._call("describe_job_queues", jobQueues=[queue]).get("jobQueues", [])
+            self._queue_has_policy[queue] = bool(found and found[0].get("schedulingPolicyArn"))
+        return self._queue_has_policy[queue]
 
     def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         out: dict[str, JobStatus] = {}
@@ -135,25 +164,30 @@ class BatchExecutor:
         for i in range(0, len(ids), DESCRIBE_BATCH):
             resp = self._call("describe_jobs", jobs=ids[i : i + DESCRIBE_BATCH])
             for job in resp.get("jobs", []):
-                status = status_from_description(job)
+                status = status_from_description(job, self.environments.resolve(job))
                 out[status.job_id] = status
         return out
 
     def find_by_name(self, name: str) -> JobStatus | None:
         found: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "jobQueue": self.job_queue,
-                "filters": [{"name": "JOB_NAME", "values": [name]}],
-            }
-            if token:
-                kwargs["nextToken"] = token
-            resp = self._call("list_jobs", **kwargs)
-            found += [j for j in resp.get("jobSummaryList", []) if j.get("jobName") == name]
-            token = resp.get("nextToken")
-            if not token:
-                break
+        for queue in self.queues:  # a fallback attempt went to another queue than the default
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "jobQueue": queue,
+                    "filters": [{"name": "JOB_NAME", "values": [name]}],
+                }
+                if token:
+                    kwargs["nextToken"] = token
+                resp = self._call("list_jobs", **kwargs)
+                # An array job's children share its name; the job submitted under it is the parent.
+                found += [
+                    j for j in resp.get("jobSummaryList", [])
+                    if j.get("jobName") == name and ":" not in j.get("jobId", "")
+                ]  # fmt: skip
+                token = resp.get("nextToken")
+                if not token:
+                    break
         if not found:
             return None
         newest = max(found, key=lambda j: j.get("createdAt") or 0)
@@ -164,15 +198,17 @@ class BatchExecutor:
         (100 a call) for their commands and tags."""
         wanted = re.compile(name_pattern)
         ids: dict[str, None] = {}
-        for status in LIST_STATUSES:
+        for queue, status in ((q, s) for q in self.queues for s in LIST_STATUSES):
             token: str | None = None
             while True:
-                kwargs: dict[str, Any] = {"jobQueue": self.job_queue, "jobStatus": status}
+                kwargs: dict[str, Any] = {"jobQueue": queue, "jobStatus": status}
                 if token:
                     kwargs["nextToken"] = token
                 resp = self._call("list_jobs", **kwargs)
                 for j in resp.get("jobSummaryList", []):
-                    if wanted.search(j.get("jobName", "")):
+                    # Array children (`<parent>:<i>`, the parent's name) are not listed by AWS without
+                    # arrayJobId; moto lists them. The parent is what was submitted under the name.
+                    if wanted.search(j.get("jobName", "")) and ":" not in j["jobId"]:
                         ids[j["jobId"]] = None
                 token = resp.get("nextToken")
                 if not token:

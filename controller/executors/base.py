@@ -22,6 +22,11 @@ class SubmitRequest:
     memory_mib: int
     timeout_seconds: int
     tags: Mapping[str, str] = field(default_factory=dict)
+    queue: str = ""  # the job queue (controller.placement); empty: the executor's default
+    share: str = ""  # fair-share identifier (the object's project); sent when the executor uses fair share
+    # > 0: an array job of this many children (child i's id is `<id>:<i>`), each depending on child i of
+    # every job in `depends_on` (N_TO_N), which are arrays of the same size.
+    array_size: int = 0
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,10 @@ class JobStatus:
     created_at: float | None = None  # epoch seconds
     started_at: float | None = None
     stopped_at: float | None = None
+    # Where the (last) attempt ran, when the executor can tell: a compute environment name and its
+    # capacity (controller.placement.Capacity: spot, on_demand, local).
+    compute_environment: str | None = None
+    capacity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,9 @@ class Executor(Protocol):
     # On SIGTERM, keep submitting: True when close(wait=True) runs jobs to the end anyway, so their
     # downstream jobs must be submitted too (local); False when submission can resume after a restart.
     submits_while_stopping: bool
+    # Array jobs (SubmitRequest.array_size): True when submit() takes them and describe() knows their
+    # children by `<array id>:<index>` (Batch); False, every job is submitted on its own (local).
+    supports_arrays: bool
 
     def submit(self, request: SubmitRequest) -> str:
         """Submit a job; returns its id. Raises ExecutorError when the executor refused or is unreachable."""

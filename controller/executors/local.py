@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.executors.base import ExecutorError, FoundJob, JobStatus, SubmitRequest
+from controller.placement import Capacity
 from controller.states import JobState
 from core.programs import find_program
 
@@ -64,6 +65,7 @@ class LocalExecutor:
     kind = "local"
     requeue_missing = True  # a restart forgets local jobs: submit them again rather than mark them lost
     missing_grace_seconds = 0.0
+    supports_arrays = False  # every job its own process anyway
     submits_while_stopping = True  # close(wait=True) runs every job to the end, downstream ones included
 
     def __init__(
@@ -183,6 +185,9 @@ class LocalExecutor:
             created_at=job.created_at,
             started_at=job.started_at,
             stopped_at=job.stopped_at,
+            # Ran here, once it ran at all: the row says so, and its cost is not a cloud bill.
+            compute_environment="local" if job.started_at else None,
+            capacity=Capacity.LOCAL if job.started_at else None,
         )
 
     def log_path(self, name: str) -> Path:

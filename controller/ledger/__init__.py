@@ -20,6 +20,7 @@ behind a lock (SQLite serialises writers anyway, and our transactions are short)
 
 from __future__ import annotations
 
+from controller.ledger.arrays import ArrayQueries
 from controller.ledger.jobs import JobQueries
 from controller.ledger.results import ResultQueries
 from controller.ledger.rows import JobRow, RunRow
@@ -30,7 +31,7 @@ from controller.states import JOB_BAD, RunState
 __all__ = ["SCHEMA_VERSION", "JobRow", "Ledger", "RunRow"]
 
 
-class Ledger(RunQueries, JobQueries, ResultQueries):
+class Ledger(RunQueries, JobQueries, ArrayQueries, ResultQueries):
     """All query groups over one connection (controller.ledger.db.LedgerDb)."""
 
     def recent_failures(self, limit: int = 10) -> list[tuple[RunRow, JobRow | None]]:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from controller.ledger.schema import SCHEMA, SCHEMA_VERSION
+from controller.ledger.schema import ADDED_COLUMNS, ADDED_INDEXES, SCHEMA, SCHEMA_VERSION
 from core.logs import get_logger
 
 # A write-probe's size: more than one intake transaction writes (a run, its jobs' specs, an output), so a
@@ -42,9 +42,22 @@ class LedgerDb:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(SCHEMA)
+            self._add_missing_columns()
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+
+    def _add_missing_columns(self) -> None:
+        """A ledger from an older controller (or restored from an older backup): add the new columns."""
+        for table, column, declaration in ADDED_COLUMNS:
+            have = {r["name"] for r in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        self._conn.executescript(ADDED_INDEXES)
+        self._conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
+            (str(SCHEMA_VERSION), SCHEMA_VERSION),
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -4,13 +4,14 @@ executor reports. Each change is checked against controller.states' transition t
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 
 from controller.ledger.db import LedgerDb
 from controller.ledger.rows import JobRow
-from controller.model import STEPS
+from controller.model import STEPS, job_name
 from controller.states import (
     BATCH_ACTIVE,
     UNSUBMITTED,
@@ -58,16 +59,18 @@ class JobQueries(LedgerDb):
                 return
 
     def runs_with_unsubmitted_jobs(self, limit: int = 500) -> list[str]:
+        """Runs with a job to submit one at a time (a child of an array intent is the array stage's)."""
         rows = self._query(
             """SELECT DISTINCT j.run_id FROM jobs j JOIN runs r ON r.run_id = j.run_id
-               WHERE r.state = ? AND j.state IN (?, ?) ORDER BY r.created_at LIMIT ?""",
+               WHERE r.state = ? AND j.state IN (?, ?) AND j.array_name IS NULL
+               ORDER BY r.created_at LIMIT ?""",
             (RunState.ACTIVE, *UNSUBMITTED, limit),
         )
         return [r["run_id"] for r in rows]
 
     def _job_state(self, db: sqlite3.Connection, run_id: str, step: str) -> sqlite3.Row | None:
         return db.execute(
-            "SELECT state, log_stream FROM jobs WHERE run_id = ? AND step = ?", (run_id, step)
+            "SELECT state, log_stream, job_id FROM jobs WHERE run_id = ? AND step = ?", (run_id, step)
         ).fetchone()
 
     def _may_move(
@@ -93,8 +96,11 @@ class JobQueries(LedgerDb):
                     (JobState.INTENT, now, now, run_id, step),
                 )
 
-    def mark_submitted(self, run_id: str, step: str, job_id: str, *, now: float | None = None) -> None:
-        """Phase two: the executor accepted the job and gave it an id (a repeat never overwrites it)."""
+    def mark_submitted(
+        self, run_id: str, step: str, job_id: str, *, queue: str | None = None, now: float | None = None
+    ) -> None:
+        """Phase two: the executor accepted the job and gave it an id (a repeat never overwrites it).
+        `queue`: where it was sent (controller.placement), recorded for the row."""
         now = time.time() if now is None else now
         with self._tx() as db:
             row = self._job_state(db, run_id, step)
@@ -102,9 +108,80 @@ class JobQueries(LedgerDb):
             if self._may_move(row, JobState.SUBMITTED, run_id, step, only_from=UNSUBMITTED):
                 db.execute(
                     """UPDATE jobs SET state = ?, job_id = ?, attempts = attempts + 1, submitted_at = ?,
-                       updated_at = ? WHERE run_id = ? AND step = ?""",
-                    (JobState.SUBMITTED, job_id, now, now, run_id, step),
+                       queue = COALESCE(?, queue), updated_at = ? WHERE run_id = ? AND step = ?""",
+                    (JobState.SUBMITTED, job_id, now, queue, now, run_id, step),
                 )
+
+    def replan_reclaimed(
+        self,
+        run_id: str,
+        step: str,
+        *,
+        job_id: str,
+        reason: str,
+        started_at: float | None = None,
+        stopped_at: float | None = None,
+        compute_environment: str | None = None,
+        capacity: str | None = None,
+        now: float | None = None,
+    ) -> list[str] | None:
+        """A step whose host went away (controller.placement): its attempt goes into its history, the
+        reclaim is counted, and it is PLANNED again under a new name. Every downstream step that has not
+        succeeded is planned again too, since its Batch job waits on the old id. Returns the ids of those
+        downstream jobs still active in the executor (the caller cancels them); None when `job_id` is no
+        longer this step's job (a stale status) or the step is not active."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            rows = {
+                r["step"]: r for r in db.execute("SELECT * FROM jobs WHERE run_id = ?", (run_id,)).fetchall()
+            }
+            run = db.execute("SELECT sample, attempt FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = rows.get(step)
+            if run is None or row is None or row["job_id"] != job_id or row["state"] not in BATCH_ACTIVE:
+                return None
+            replan = {step}
+            changed = True
+            while changed:  # downstream steps, transitively (the DAG is three steps at most)
+                changed = False
+                for other, r in rows.items():
+                    deps = json.loads(r["spec"]).get("depends_on") or []
+                    if other not in replan and r["state"] != JobState.SUCCEEDED and set(deps) & replan:
+                        replan.add(other)
+                        changed = True
+            still_active: list[str] = []
+            for other in sorted(replan, key=lambda s: _STEP_ORDER.get(s, 9)):
+                r = rows[other]
+                mine = other == step
+                entry = {
+                    "job_id": r["job_id"],
+                    "queue": r["queue"],
+                    "compute_environment": compute_environment if mine else r["compute_environment"],
+                    "capacity": capacity if mine else r["capacity"],
+                    "started_at": started_at if mine else r["started_at"],
+                    "stopped_at": (stopped_at or now) if mine else r["stopped_at"],
+                    "reason": reason if mine else f"upstream {step} reclaimed",
+                }
+                history = [*(json.loads(r["history"]) if r["history"] else []), entry]
+                if not mine and r["job_id"] and r["state"] in BATCH_ACTIVE:
+                    still_active.append(r["job_id"])
+                if not job_move_allowed(r["state"], JobState.PLANNED):
+                    self._refused("job", r["state"], "PLANNED (reclaimed)", run_id=run_id, step=other)
+                    continue
+                name = job_name(run["sample"], run_id, other, int(run["attempt"]), len(history))
+                spec = json.loads(r["spec"])
+                spec["name"] = name
+                db.execute(
+                    """UPDATE jobs SET name = ?, job_id = NULL, state = ?, exit_code = NULL, reason = ?,
+                       log_stream = NULL, spec = ?, intent_at = NULL, submitted_at = NULL,
+                       started_at = NULL, stopped_at = NULL, compute_environment = NULL, capacity = NULL,
+                       array_name = NULL, array_index = NULL,
+                       reclaims = reclaims + ?, history = ?, updated_at = ? WHERE run_id = ? AND step = ?""",
+                    (
+                        name, JobState.PLANNED, entry["reason"], json.dumps(spec, sort_keys=True),
+                        1 if mine else 0, json.dumps(history), now, run_id, other,
+                    ),
+                )  # fmt: skip
+            return still_active
 
     def adopt_job(self, run_id: str, step: str, name: str, job_id: str, *, now: float | None = None) -> bool:
         """A job found in the executor for a run the ledger planned but had not recorded submitting (a
@@ -152,10 +229,14 @@ class JobQueries(LedgerDb):
         stopped_at: float | None = None,
         now: float | None = None,
         forward_only: bool = False,
+        job_id: str | None = None,
+        compute_environment: str | None = None,
+        capacity: str | None = None,
     ) -> bool:
         """Record a state seen in the executor; False when nothing changed or the move is not allowed
         (a final state is final). `forward_only` (state-change events, which may be duplicated or out of
-        order): a step back is quietly ignored."""
+        order): a step back is quietly ignored. `job_id`: the status is of that job; ignored when the
+        step has another job by now (it was planned again after a reclaim)."""
         now = time.time() if now is None else now
         try:
             new = JobState(state)
@@ -164,7 +245,7 @@ class JobQueries(LedgerDb):
             return False
         with self._tx() as db:
             row = self._job_state(db, run_id, step)
-            if row is None:
+            if row is None or (job_id is not None and row["job_id"] != job_id):
                 return False
             same_state = row["state"] == new
             if same_state and (log_stream is None or log_stream == row["log_stream"]):
@@ -178,8 +259,13 @@ class JobQueries(LedgerDb):
                 """UPDATE jobs SET state = ?, exit_code = COALESCE(?, exit_code),
                    reason = COALESCE(?, reason),
                    log_stream = COALESCE(?, log_stream), started_at = COALESCE(?, started_at),
-                   stopped_at = COALESCE(?, stopped_at), updated_at = ?
+                   stopped_at = COALESCE(?, stopped_at),
+                   compute_environment = COALESCE(?, compute_environment),
+                   capacity = COALESCE(?, capacity), updated_at = ?
                    WHERE run_id = ? AND step = ?""",
-                (new, exit_code, reason, log_stream, started_at, stopped_at, now, run_id, step),
-            )
+                (
+                    new, exit_code, reason, log_stream, started_at, stopped_at, compute_environment,
+                    capacity, now, run_id, step,
+                ),
+            )  # fmt: skip
             return True

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from controller.model import JobSpec
 from controller.states import JOB_TERMINAL
@@ -48,9 +51,22 @@ class JobRow:
     started_at: float | None
     stopped_at: float | None
     updated_at: float
+    queue: str | None = None
+    compute_environment: str | None = None
+    capacity: str | None = None
+    reclaims: int = 0
+    history: str | None = None  # JSON list of earlier attempts (controller.ledger.schema)
+    array_name: str | None = None  # submitted as a child of this array job (controller.array_submit)
+    array_index: int | None = None
 
     @property
+    def earlier_attempts(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.history)) if self.history else []
+
+    @cached_property
     def job_spec(self) -> JobSpec:
+        # Parsed once per row: an array pass reads tens of thousands of rows and looks at each spec a
+        # few times (cached_property writes the instance dict directly, so a frozen row allows it).
         return JobSpec.from_json(self.spec)
 
     @property

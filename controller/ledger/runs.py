@@ -187,20 +187,29 @@ class RunQueries(LedgerDb):
                 return []
             attempt = int(row["attempt"]) + 1
             steps = []
-            for job in db.execute(
-                "SELECT step, state, spec FROM jobs WHERE run_id = ?", (run_id,)
-            ).fetchall():
+            for job in db.execute("SELECT * FROM jobs WHERE run_id = ?", (run_id,)).fetchall():
                 if not job_move_allowed(job["state"], JobState.PLANNED):
                     continue  # SUCCEEDED: reused by the new attempt
                 name = job_name(row["sample"], run_id, job["step"], attempt)
                 spec = json.loads(job["spec"])
                 spec["name"] = name
+                history = json.loads(job["history"]) if job["history"] else []
+                if job["job_id"]:  # the failed attempt ran (or waited) somewhere: keep it for its cost
+                    history.append({
+                        k: job[k] for k in ("job_id", "queue", "compute_environment", "capacity",
+                                            "started_at", "stopped_at", "reason")
+                    })  # fmt: skip
                 db.execute(
                     """UPDATE jobs SET name = ?, job_id = NULL, state = ?, exit_code = NULL, reason = NULL,
                        log_stream = NULL, spec = ?, intent_at = NULL, submitted_at = NULL, started_at = NULL,
-                       stopped_at = NULL, updated_at = ? WHERE run_id = ? AND step = ?""",
-                    (name, JobState.PLANNED, json.dumps(spec, sort_keys=True), now, run_id, job["step"]),
-                )
+                       stopped_at = NULL, compute_environment = NULL, capacity = NULL, history = ?,
+                       array_name = NULL, array_index = NULL,
+                       updated_at = ? WHERE run_id = ? AND step = ?""",
+                    (
+                        name, JobState.PLANNED, json.dumps(spec, sort_keys=True),
+                        json.dumps(history) if history else None, now, run_id, job["step"],
+                    ),
+                )  # fmt: skip
                 steps.append(job["step"])
             if not steps and row["state"] == RunState.FAILED:
                 steps.append(FINISH_AGAIN)

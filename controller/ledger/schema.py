@@ -1,6 +1,27 @@
 """The ledger's SQLite schema (created on first open; `schema_version` in `meta`)."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Columns added after version 1, as (table, column, declaration): a ledger written by an older controller
+# gets them with ALTER TABLE on open (controller.ledger.db), so an upgrade needs no migration step.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    # Where the current attempt was sent and ran (controller.placement), and its reclaims so far.
+    ("jobs", "queue", "TEXT"),
+    ("jobs", "compute_environment", "TEXT"),
+    ("jobs", "capacity", "TEXT"),
+    ("jobs", "reclaims", "INTEGER NOT NULL DEFAULT 0"),
+    # Earlier attempts of this step (JSON list: job id, queue, compute environment, capacity, start,
+    # stop, reason), kept when a reclaimed step is submitted again so its cost is not forgotten.
+    ("jobs", "history", "TEXT"),
+    # Submitted as child `array_index` of the array job `array_name` (controller/array_submit.py): the
+    # name resolves a crashed array submission, like a single job's name does.
+    ("jobs", "array_name", "TEXT"),
+    ("jobs", "array_index", "INTEGER"),
+)
+# Indexes on added columns: created after ADDED_COLUMNS exist (an old ledger gets them on open).
+ADDED_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_array_name ON jobs (array_name) WHERE array_name IS NOT NULL;
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,6 +64,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     stopped_at REAL,
     updated_at REAL NOT NULL,
+    queue TEXT,
+    compute_environment TEXT,
+    capacity TEXT,
+    reclaims INTEGER NOT NULL DEFAULT 0,
+    history TEXT,
+    array_name TEXT,
+    array_index INTEGER,
     PRIMARY KEY (run_id, step)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);

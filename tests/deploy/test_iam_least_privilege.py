@@ -47,6 +47,9 @@ OPERATION_ACTIONS: dict[str, set[str]] = {
     "cancel_job": {"batch:CancelJob"},
     "describe_job_queues": {"batch:DescribeJobQueues"},
     "describe_job_definitions": {"batch:DescribeJobDefinitions"},
+    "describe_compute_environments": {"batch:DescribeComputeEnvironments"},
+    "describe_scheduling_policies": {"batch:DescribeSchedulingPolicies"},
+    "update_scheduling_policy": {"batch:UpdateSchedulingPolicy"},
     "tag_resource": {"batch:TagResource"},
     # KMS, CloudWatch Logs, CloudWatch, CloudFormation, Step Functions, EC2
     "describe_key": {"kms:DescribeKey"},

@@ -179,5 +179,11 @@ def test_dashboard_and_alerts_use_only_exported_metrics(controller_metrics: str)
         "alignbatch_queue_messages",
         "alignbatch_oldest_runnable_age_seconds",
         "alignbatch_throttled_calls_total",
+        # cost per sample and Spot fallback (#18)
+        "alignbatch_cost_usd_total",
+        "alignbatch_costed_runs_total",
+        "alignbatch_reclaims_total",
     ):
         assert name in covered, name
+    titles = {p.get("title") for p in json.loads(DASHBOARD.read_text())["panels"]}
+    assert "Cost per sample" in titles

@@ -24,6 +24,7 @@ UNSCOPABLE_ACTIONS = {
     "batch:ListJobs",
     "batch:DescribeJobQueues",
     "batch:DescribeJobDefinitions",
+    "batch:DescribeComputeEnvironments",
     "ec2:DescribeTags",
     "cloudwatch:PutMetricData",
     "logs:CreateLogDelivery",
@@ -274,8 +275,10 @@ def test_retry_strategy_retries_infrastructure_and_transient_exits_only(
     def act(**kw: Any) -> str:
         return batch_retry_action(rules, **kw)
 
-    # Spot reclaim: SIGTERM reached the worker (143) but the host is gone: retry elsewhere.
-    assert act(exit_code=143, status_reason="Host EC2 (instance i-0abc) terminated.") == "RETRY"
+    # Spot reclaim: Batch gives up on the job, and the controller submits the step again itself, on
+    # the On-Demand queue after N reclaims (controller/placement.py); a Batch retry never changes queue.
+    assert act(exit_code=143, status_reason="Host EC2 (instance i-0abc) terminated.") == "EXIT"
+    assert act(exit_code=None, status_reason="Host EC2 (instance i-0abc) terminated.") == "EXIT"
     assert act(exit_code=None, reason="CannotPullContainerError: pull rate exceeded") == "RETRY"
     assert act(exit_code=None, reason="ResourceInitializationError: unable to pull secrets") == "RETRY"
     for code in RETRYABLE:
@@ -307,3 +310,27 @@ def test_job_definitions_run_the_worker_with_scratch_and_kms(templates: Mapping[
     for queue in ("JobQueue", "JobQueueOnDemand"):
         actions = resources[queue]["Properties"]["JobStateTimeLimitActions"]
         assert {a["State"] for a in actions} == {"RUNNABLE"} and {a["Action"] for a in actions} == {"CANCEL"}
+
+
+# -- Fair share (#18) -----------------------------------------------------------------------------------
+def test_both_queues_share_capacity_by_project_under_one_fair_share_policy(
+    templates: Mapping[str, Any],
+) -> None:
+    batch = templates["batch.yaml"]
+    policy = batch["Resources"]["SchedulingPolicy"]
+    assert policy["Type"] == "AWS::Batch::SchedulingPolicy"
+    fairshare = policy["Properties"]["FairsharePolicy"]
+    assert fairshare["ShareDecaySeconds"] == {"Ref": "ShareDecaySeconds"}
+    assert fairshare["ComputeReservation"] == {"Ref": "ComputeReservation"}
+    # The controller's default share ([fair_share] default_share) is in the policy from the start.
+    assert {"ShareIdentifier": "default", "WeightFactor": 1} in fairshare["ShareDistribution"]
+    for queue in ("JobQueue", "JobQueueOnDemand"):  # a Spot-fallback attempt keeps its shareIdentifier
+        assert batch["Resources"][queue]["Properties"]["SchedulingPolicyArn"] == {"Ref": "SchedulingPolicy"}
+    output = batch["Outputs"]["SchedulingPolicyArn"]["Value"]["Fn::Sub"]
+    name = policy["Properties"]["Name"]["Fn::Sub"]
+    assert output.endswith(f":scheduling-policy/{name}")  # the ARN of exactly that policy
+    # The controller may read and tune that one policy, nothing else.
+    role = templates["controller.yaml"]["Resources"]["ControllerRole"]
+    [tune] = [st for st in _statements(role) if "batch:UpdateSchedulingPolicy" in _as_list(st["Action"])]
+    assert set(tune["Action"]) == {"batch:DescribeSchedulingPolicies", "batch:UpdateSchedulingPolicy"}
+    assert tune["Resource"] == [{"Fn::ImportValue": {"Fn::Sub": "${BatchStackName}-SchedulingPolicyArn"}}]

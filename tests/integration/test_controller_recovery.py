@@ -127,3 +127,29 @@ def test_runs_committed_but_not_submitted_when_the_ledger_was_lost_are_planned_f
         third.executor.close(wait=False)
     finally:
         again.executor.close(wait=False)
+
+
+def test_array_children_are_adopted_from_their_manifest_not_resubmitted(
+    env: AwsEnv, tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """#18: a ledger rebuilt without a backup finds our array jobs by name and each child's run in the
+    array's manifest, so a backfill that went out as arrays is not submitted again."""
+    monkeypatch.setenv("ALIGNBATCH_BATCH_ARRAY_MIN_RUNS", "3")
+    s3 = env.client("s3")
+    for i in range(4):
+        s3.put_object(
+            Bucket=env.inbox_bucket, Key=f"incoming/arr/s{i}.bam", Body=(data_dir / "i_edge.bam").read_bytes()
+        )
+    drain_notifications(env, 5)
+    old = make_controller(env, tmp_path)
+    while old.poll().received:
+        pass
+    assert old.submit_ready() == 12
+    ids = job_ids(old)
+    assert all(":" in v for v in ids.values())  # children of three arrays
+    lose_the_host(old, tmp_path)
+
+    ctl = make_controller(env, tmp_path)
+    sent = count_submits(ctl)
+    assert job_ids(ctl) == ids
+    assert ctl.submit_ready() == 0 and sent == []

@@ -23,6 +23,7 @@ class HeldExecutor:
     requeue_missing = False
     missing_grace_seconds = 120.0
     submits_while_stopping = False
+    supports_arrays = False
 
     def __init__(self) -> None:
         self.release = threading.Event()
@@ -64,6 +65,25 @@ class ImmediateExecutor(HeldExecutor):
         self.release.set()
 
 
+class ArrayExecutor(ImmediateExecutor):
+    """Batch that takes array jobs; finds what it was given by name (a restart's intent lookup)."""
+
+    supports_arrays = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_name: dict[str, str] = {}
+
+    def submit(self, request: SubmitRequest) -> str:
+        job_id = super().submit(request)
+        self.by_name[request.name] = job_id
+        return job_id
+
+    def find_by_name(self, name: str) -> JobStatus | None:
+        job_id = self.by_name.get(name)
+        return JobStatus(job_id, name, "SUBMITTED") if job_id else None
+
+
 class DescribingExecutor(HeldExecutor):
     """Batch as reconcile sees it: every described job is RUNNING; records each DescribeJobs batch."""
 
@@ -77,16 +97,31 @@ class DescribingExecutor(HeldExecutor):
 
 
 class ScriptedExecutor(HeldExecutor):
-    """Batch with a state per job id (default PENDING); records each DescribeJobs batch."""
+    """Batch with a state (default PENDING) and status reason per job id; records each DescribeJobs
+    batch and every cancel."""
 
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[list[str]] = []
         self.states: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}
+        # job id -> (startedAt, stoppedAt, compute environment, capacity) once it ran
+        self.ran: dict[str, tuple[float, float, str, str]] = {}
+        self.cancelled: list[str] = []
 
     def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
         self.batches.append(sorted(job_ids))
-        return {j: JobStatus(j, "n", self.states.get(j, "PENDING")) for j in job_ids}
+        out = {}
+        for j in job_ids:
+            start, stop, ce, capacity = self.ran.get(j, (None, None, None, None))
+            out[j] = JobStatus(
+                j, "n", self.states.get(j, "PENDING"), reason=self.reasons.get(j), started_at=start,
+                stopped_at=stop, compute_environment=ce, capacity=capacity,
+            )  # fmt: skip
+        return out
+
+    def cancel(self, job_ids: Iterable[str], reason: str) -> None:
+        self.cancelled += list(job_ids)
 
 
 class ForgetfulExecutor(ScriptedExecutor):

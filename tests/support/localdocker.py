@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -38,7 +39,8 @@ from typing import IO, Any
 ENTRYPOINT = "alignbatch-worker"
 _UUID_LEN = 36
 # Host environment a container would also see (a real image sets its own PATH/HOME/LANG).
-_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ALIGNBATCH_ALIGNSTATS_BIN")
+# PYTHONPATH: a git worktree run against a shared virtualenv keeps its own code in its jobs.
+_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "ALIGNBATCH_ALIGNSTATS_BIN", "PYTHONPATH")
 
 
 @dataclass
@@ -132,9 +134,16 @@ def resolve_command(command: list[str] | str, bin_dir: Path) -> list[str]:
     return argv
 
 
+_CONTAINER_JOB_ID = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:-(\d+))?$")
+
+
 def job_id_from_name(name: str) -> str:
-    """Moto names a container f"{job_name}-{job_id}" (array children: ':' replaced by '-')."""
-    return name[-_UUID_LEN:] if len(name) > _UUID_LEN else name
+    """Moto names a container f"{job_name}-{job_id}", an array child's id `<parent>:<index>` with ':'
+    replaced by '-': the id back, `<parent>:<index>` for a child."""
+    m = _CONTAINER_JOB_ID.search(name)
+    if m is None:
+        return name[-_UUID_LEN:] if len(name) > _UUID_LEN else name
+    return f"{m.group(1)}:{m.group(2)}" if m.group(2) is not None else m.group(1)
 
 
 class LocalContainer:
@@ -341,6 +350,8 @@ class LocalDockerClient:
                 "AWS_BATCH_JOB_ID": job_id,
                 "AWS_BATCH_JOB_ATTEMPT": "1",
                 "AWS_BATCH_CE_NAME": "alignbatch-local",
+                # moto never sets it (EMULATION.md): an array child's index, from its id `<parent>:<i>`.
+                **({"AWS_BATCH_JOB_ARRAY_INDEX": job_id.rsplit(":", 1)[1]} if ":" in job_id else {}),
                 "AWS_ENDPOINT_URL": self.settings.endpoint_url,
                 "AWS_ACCESS_KEY_ID": "testing",
                 "AWS_SECRET_ACCESS_KEY": "testing",

@@ -87,6 +87,27 @@ def _patch_submit() -> None:
     BatchBackend.submit_job = submit_job  # type: ignore[method-assign]
 
 
+def _patch_array_dependencies() -> None:
+    """N_TO_N as AWS does it: child i of an array that depends N_TO_N on another array waits for that
+    array's child i only. moto copies the parent's dependsOn to every child and waits for the whole
+    upstream array, whose parent it never marks FAILED, so one failed upstream child would hold every
+    downstream child PENDING forever."""
+    from moto.batch.models import Job
+
+    original = Job._wait_for_dependencies
+
+    def wait(self: Any) -> bool:
+        index = (self.array_properties or {}).get("index")
+        if index is not None and self.depends_on:
+            self.depends_on = [
+                {**d, "jobId": f"{d['jobId']}:{index}"} if d.get("type") == "N_TO_N" else d
+                for d in self.depends_on
+            ]
+        return bool(original(self))
+
+    Job._wait_for_dependencies = wait  # type: ignore[method-assign]
+
+
 def _retry_strategy(job_id: str) -> dict[str, Any] | None:
     job = _batch_backend()._jobs.get(job_id.split(":")[0])
     return job.job_definition.retry_strategy if job is not None else None
@@ -200,6 +221,7 @@ def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127
     _install_local_docker(client)
     _patch_describe()
     _patch_submit()
+    _patch_array_dependencies()
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     servers = {}

@@ -256,6 +256,8 @@ class Pipeline:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "HOME": os.environ.get("HOME", "/root"),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
+            # A git worktree run against a shared virtualenv: the controller runs the worktree's code.
+            **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}),
             **FAKE_ENV,
             "AWS_ENDPOINT_URL": mb.url("controller"),
             **env_overrides,
@@ -375,7 +377,8 @@ class Pipeline:
 
     def duplicate_batch_jobs(self) -> dict[str, int]:
         """Job names submitted to Batch more than once (names are deterministic per run, step, attempt)."""
-        counts = Counter(j["jobName"] for j in self.batch_jobs())
+        # moto lists an array job's children (`<parent>:<i>`, the parent's name) with it; AWS does not.
+        counts = Counter(j["jobName"] for j in self.batch_jobs() if ":" not in j["jobId"])
         return {name: n for name, n in counts.items() if n > 1}
 
     def duplicate_process_runs(self) -> dict[str, int]:
@@ -428,6 +431,8 @@ class Pipeline:
         # Every job the ledger knows is the one Batch ran: no orphan submission for a known step.
         # (`retry` renames a step's job to the next attempt, so earlier attempts count as known.)
         known = {j["name"].rsplit("-a", 1)[0] for j in self.jobs() if j["job_id"]}
+        # An array job (#18) is known by the name its children's rows keep.
+        known |= {j["array_name"].rsplit("-a", 1)[0] for j in self.jobs() if j.get("array_name")}
         names = {j["jobName"] for j in self.batch_jobs()}
         orphans = sorted(n for n in names if n.rsplit("-a", 1)[0] not in known)
         if orphans:

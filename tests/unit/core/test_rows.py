@@ -18,7 +18,10 @@ def test_schema_is_consistent() -> None:
     assert rows.PROVENANCE_COLUMNS[:3] == ("sample", "inbox_key", "run_id")
     assert "index_uri" not in rows.PROVENANCE_COLUMNS
     assert rows.CONTROLLER_COLUMNS == (
-        "qc_verdict", "qc_assay", "qc_failed_rules", "qc_rules_version", "qc_rules_sha256"
+        "qc_verdict", "qc_assay", "qc_failed_rules", "qc_rules_version", "qc_rules_sha256",
+        # where it ran and what it cost (#18)
+        "attempts", "reclaims", "queue", "compute_environment", "capacity",
+        "vcpu_seconds", "memory_gib_seconds", "est_cost_usd", "steps",
     )  # fmt: skip
     with pytest.raises(KeyError, match="bogus"):
         rows.planner_meta(bogus="x")
