@@ -40,6 +40,7 @@ BATCH_OUTPUTS = (
     "JobDefinitionIndex",
     "JobDefinitionAlignstats",
     "JobDefinitionSummary",
+    "SchedulingPolicyArn",
 )
 EX_USAGE = 2
 EX_NOINPUT = 66
@@ -117,6 +118,8 @@ def render(
             "batch",
             [
                 ("job_queue", _toml_str(batch["JobQueueOnDemand" if opts.on_demand else "JobQueue"])),
+                # Spot fallback: a step reclaimed `reclaims_before_fallback` times goes On-Demand.
+                *([] if opts.on_demand else [("fallback_queues", json.dumps([batch["JobQueueOnDemand"]]))]),
                 # Names without a revision: Batch runs the latest ACTIVE revision, so a deploy that
                 # registers a new one never breaks the controller or jobs already submitted.
                 ("job_definition_index", _toml_str(batch["JobDefinitionIndex"])),
@@ -151,6 +154,10 @@ def render(
             ],
         ),
         ("state", [("ledger_path", _toml_str(opts.ledger_path))]),
+        # Both queues schedule by fair share: every SubmitJob must then name a shareIdentifier, which
+        # the controller sends only with the policy configured. Projects and weights are the operator's
+        # ([[fair_share.project]] in a config drop-in or by hand).
+        ("fair_share", [("scheduling_policy_arn", _toml_str(batch["SchedulingPolicyArn"]))]),
     ]
     lines = [
         f"# alignbatch controller configuration rendered from stacks {storage_stack!r} and {batch_stack!r}",

@@ -206,6 +206,9 @@ def test_controller_config_rendered_from_outputs_alone(
     assert cfg.metrics.address == "127.0.0.1"
     assert cfg.results_root == f"s3://{storage['ResultsBucket']}/alignbatch"
     assert cfg.logging.job_log_group == storage["JobLogGroup"]  # the QC report's links to job logs
+    # the queues schedule by fair share (every SubmitJob needs a shareIdentifier), with Spot fallback
+    assert cfg.fair_share.enabled and cfg.fair_share.scheduling_policy_arn == batch["SchedulingPolicyArn"]
+    assert cfg.batch.queues == (batch["JobQueue"], batch["JobQueueOnDemand"])
 
 
 def test_rendered_config_follows_job_states_by_events_from_the_controller_stack(

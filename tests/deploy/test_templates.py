@@ -334,3 +334,7 @@ def test_both_queues_share_capacity_by_project_under_one_fair_share_policy(
     [tune] = [st for st in _statements(role) if "batch:UpdateSchedulingPolicy" in _as_list(st["Action"])]
     assert set(tune["Action"]) == {"batch:DescribeSchedulingPolicies", "batch:UpdateSchedulingPolicy"}
     assert tune["Resource"] == [{"Fn::ImportValue": {"Fn::Sub": "${BatchStackName}-SchedulingPolicyArn"}}]
+    # A fair-share queue refuses a job without a shareIdentifier: the workflow's tasks name one too.
+    definition = templates["workflow.yaml"]["Resources"]["StateMachine"]["Properties"]["DefinitionString"]
+    text = definition["Fn::Sub"][0]
+    assert text.count('"ShareIdentifier": "${ShareIdentifier}"') == text.count("batch:submitJob.sync") == 3
