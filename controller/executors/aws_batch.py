@@ -129,8 +129,10 @@ class BatchExecutor:
                 {"type": "MEMORY", "value": str(request.memory_mib)},
             ],
         }
-        if self.environment:
-            overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(self.environment.items())]
+        # The job's vCPUs for the engine's contig-parallel run (worker/cpus.py): on EC2, ECS sets CPU
+        # shares, not a quota, so inside the container the host's every core looks available.
+        environment = {**self.environment, "ALIGNBATCH_JOB_VCPUS": str(request.vcpus)}
+        overrides["environment"] = [{"name": k, "value": v} for k, v in sorted(environment.items())]
         kwargs: dict[str, Any] = {
             "jobName": request.name,
             "jobQueue": request.queue or self.job_queue,

@@ -109,6 +109,9 @@ def test_objects_in_inbox_become_chained_batch_jobs(env: AwsEnv, tmp_path: Path,
     assert request["propagateTags"] is True
     reqs = {r["type"]: r["value"] for r in request["containerOverrides"]["resourceRequirements"]}
     assert reqs == {"VCPU": "1", "MEMORY": "2048"}
+    # ... and the worker learns them (worker/cpus.py: the engine's cores for one input)
+    job_env = {e["name"]: e["value"] for e in request["containerOverrides"]["environment"]}
+    assert job_env["ALIGNBATCH_JOB_VCPUS"] == "1"
     assert request["timeout"]["attemptDurationSeconds"] == 2 * 3600
     assert sent[summary["jobName"]]["containerOverrides"]["resourceRequirements"][1]["value"] == "512"
 
