@@ -1,7 +1,7 @@
 """One large file, fast (#17): the engine on one and two cores next to samtools and the real alignstats.
 
 Usage: python benchmarks/engine_cores.py DIR [--bam e_large.bam] [--repeat 5] [--only=-C,...]
-       [--alignstats /work/main/.tools/alignstats/alignstats]
+       [--alignstats PATH]   (default: .tools/alignstats/alignstats of this checkout, as the tests build it)
 
 Runs, in ONE session and interleaved round by round (so a neighbour's load hits every command alike):
 - one core, `taskset -c 0`: the engine (ALIGNBATCH_ENGINE_CPUS=1) and `samtools flagstat -@1`;
@@ -89,7 +89,12 @@ def main() -> int:
     ap.add_argument("--bam", default="e_large.bam")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", default=None, help=f"engine configs, of {list(CONFIGS)}")
-    ap.add_argument("--alignstats", default="/work/main/.tools/alignstats/alignstats")
+    ap.add_argument(
+        "--alignstats",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / ".tools" / "alignstats" / "alignstats",
+        help="the real alignstats (scripts/build-alignstats.sh builds it there)",
+    )
     args = ap.parse_args()
     samtools = shutil.which("samtools")
     real = Path(args.alignstats)
