@@ -35,6 +35,8 @@ def shape_of(jobs: Sequence[JobRow]) -> tuple[object, ...] | None:
     """What must be equal for runs to share arrays; None when the run cannot join one."""
     if not jobs or any(j.state != JobState.PLANNED or j.array_name for j in jobs):
         return None
+    if any(j.job_spec.array_size for j in jobs):
+        return None  # a large file's shard array: Batch has no arrays of arrays
     key: list[object] = []
     specs = {job.step: job.job_spec for job in jobs}
     for job in _in_order(jobs, specs):

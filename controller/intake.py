@@ -175,6 +175,7 @@ class Intake:
             deployment=self.cfg.batch.deployment,
             inbox=self.inbox,
             share=self.cfg.fair_share.share_for(key),
+            fanout=self.cfg.fanout,
         )
 
     def _index_present(self, ev: ObjectEvent) -> bool:
@@ -234,5 +235,8 @@ class Intake:
             key=ev.key,
             size=ev.size,
             steps=[str(j.step) for j in plan.jobs],
+            shards=plan.shards,
         )
+        if plan.fanout_declined:
+            self.log.info("run.fanout_declined", run_id=plan.run_id, key=ev.key, reason=plan.fanout_declined)
         return "accepted"

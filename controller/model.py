@@ -20,6 +20,9 @@ from core.command import WorkerCommand
 
 class Step(StrEnum):
     INDEX = "index"
+    # A large file's shard array (#17): every child one group of contigs into a part file; the
+    # alignstats step then merges the parts into the report instead of reading the input.
+    SHARD = "shard"
     ALIGNSTATS = "alignstats"
     SUMMARY = "summary"
 
@@ -64,6 +67,12 @@ class JobSpec:
     tags: Mapping[str, str] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     share: str = ""  # the fair-share identifier of the object's project ([fair_share]); "" = none
+    # > 0: one array job of this many children running the same command, each finding its share from
+    # AWS_BATCH_JOB_ARRAY_INDEX; the jobs after it wait for all of them (the shard step).
+    array_size: int = 0
+    # > 0: Batch retries a failed child alone up to this many attempts (SubmitJob's retryStrategy);
+    # 0: the job definition's strategy, under which the controller handles reclaims itself.
+    retry_attempts: int = 0
 
     @property
     def command(self) -> tuple[str, ...]:
@@ -84,6 +93,10 @@ class JobSpec:
         }
         if self.share:
             data["share"] = self.share
+        if self.array_size:
+            data["array_size"] = self.array_size
+        if self.retry_attempts:
+            data["retry_attempts"] = self.retry_attempts
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -101,6 +114,8 @@ class JobSpec:
             tags=dict(data.get("tags") or {}),
             outputs=tuple(data.get("outputs") or ()),
             share=str(data.get("share") or ""),
+            array_size=int(data.get("array_size") or 0),
+            retry_attempts=int(data.get("retry_attempts") or 0),
         )
 
 
@@ -114,6 +129,10 @@ class Plan:
     row_uri: str
     index_uri: str | None  # set when the plan makes an index
     jobs: tuple[JobSpec, ...]
+    # Fan-out (#17): how many shards the object is split into (0: one job), and when an object big enough
+    # to split is not, why (logged at intake so an operator sees the reason).
+    shards: int = 0
+    fanout_declined: str = ""
 
     def job(self, step: str) -> JobSpec | None:
         return next((j for j in self.jobs if j.step == step), None)

@@ -10,6 +10,8 @@ between "intent" and "submitted" always lands on the same run id and the same Ba
 Results layout (COMMON §6), under the results root (s3://results/prefix or DIR/results):
     reports/<inbox key>.alignstats.json   the alignstats report
     indexes/<inbox key>.bai|.crai         an index made by the index step
+    parts/<inbox key>/<digest>/part-<i>-of-<n>.json
+                                          a large file's shard parts (#17), merged into the report
     rows/<run_id>.json                    the summary row of one run
     table/results.csv, table/results.jsonl (written by the controller, not by jobs)
 `<inbox key>` is the object key with the configured inbox prefix removed.
@@ -17,10 +19,12 @@ Results layout (COMMON §6), under the results root (s3://results/prefix or DIR/
 
 from __future__ import annotations
 
+import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from controller.config import PipelineOptions, Tier
+from controller.config import FanoutConfig, PipelineOptions, Tier
 from controller.inbox import Inbox, inbox_at
 from controller.model import (
     InputObject,
@@ -57,6 +61,7 @@ class PlanContext:
     summary_timeout_seconds: int = 900
     deployment: str = ""  # [batch] deployment: the alignbatch:deployment tag of every job ("" = none)
     share: str = ""  # the object's fair-share project ([fair_share]): shareIdentifier and a cost tag
+    fanout: FanoutConfig = field(default_factory=lambda: FanoutConfig(min_projected_seconds=0))
     # The inbox's key rules; the controller passes its own, a bare root gets the rules its form names.
     inbox: Inbox = field(default=None)  # type: ignore[assignment]
 
@@ -111,6 +116,35 @@ def index_candidates(key: str) -> tuple[str, ...]:
     if key.lower().endswith(".cram"):
         return (key + ".crai", key[:-5] + ".crai")
     return (key + ".bai", key[:-4] + ".bai", key + ".csi", key[:-4] + ".csi")
+
+
+def fanout_decision(key: str, size: int, opts: PipelineOptions, fanout: FanoutConfig) -> tuple[int, str]:
+    """How many shards an object is split into (0: one job) and, when it is big enough but cannot be
+    split, why (pure). Projected time: size over the engine's one-core rate ([fanout])."""
+    if fanout.min_projected_seconds <= 0:
+        return 0, ""
+    projected = size / fanout.bytes_per_second
+    if projected < fanout.min_projected_seconds:
+        return 0, ""
+    if key.lower().endswith(".cram"):
+        return 0, "a CRAM goes as one job: shards read contigs through a BAM index (.bai)"
+    args = opts.alignstats_args
+    if any(a.startswith("-r") for a in args):
+        return 0, "-r reads records region by region, not contig by contig"
+    shards = math.ceil(projected / fanout.target_shard_seconds)
+    return max(2, min(fanout.max_shards, shards)), ""
+
+
+def parts_digest(stats_args: Sequence[str], shards: int) -> str:
+    """Names one fan-out's parts: the same options and shard count give the same names (a retried run's
+    children find the parts already written and skip), different ones never mix with them."""
+    text = "\0".join([str(shards), *stats_args])
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def part_uris(prefix: str, shards: int) -> tuple[str, ...]:
+    """Where child i of a shard array writes its part (worker: `--part-out PREFIX`)."""
+    return tuple(f"{prefix}part-{i}-of-{shards}.json" for i in range(shards))
 
 
 def _join(root: str, rel: str) -> str:
@@ -196,16 +230,49 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
         stats_args += ["-t", opts.target_bed]
     if opts.reference_fasta:
         stats_args += ["-T", opts.reference_fasta]
-    stats_args += ["-o", report_uri]
+    shards, declined = fanout_decision(obj.key, obj.size, opts, ctx.fanout)
+    if shards:
+        # Shard array → merge: the alignstats step renders the report from the children's parts.
+        prefix = _join(ctx.results_root, f"parts/{stem}/{parts_digest(stats_args, shards)}") + "/"
+        parts = part_uris(prefix, shards)
+        fan = ctx.fanout
+        jobs.append(
+            JobSpec(
+                step=Step.SHARD,
+                name=job_name(sample, run_id, Step.SHARD, attempt),
+                worker=WorkerCommand(
+                    "alignstats",
+                    (*stats_args, "--shard-of", str(shards), "--part-out", prefix),
+                    index=worker_index,
+                ),
+                depends_on=(Step.INDEX,) if index_uri else (),
+                vcpus=fan.shard_vcpus,
+                memory_mib=fan.shard_memory_mib,
+                timeout_seconds=fan.shard_timeout_seconds,
+                tags=tags(Step.SHARD),
+                outputs=parts,
+                share=ctx.share,
+                array_size=shards,
+                retry_attempts=fan.child_attempts,
+            )
+        )
+        # The merge reads only the parts (the run's options are inside them), not the input.
+        stats = WorkerCommand("alignstats", ("--merge-parts", "-o", report_uri, *parts))
+        stats_after: tuple[Step, ...] = (Step.SHARD,)
+        vcpus, memory, timeout = fan.merge_vcpus, fan.merge_memory_mib, ctx.summary_timeout_seconds
+    else:
+        stats = WorkerCommand("alignstats", (*stats_args, "-o", report_uri), index=worker_index)
+        stats_after = (Step.INDEX,) if index_uri else ()
+        vcpus, memory, timeout = tier.vcpus, tier.memory_mib, tier.timeout_seconds
     jobs.append(
         JobSpec(
             step=Step.ALIGNSTATS,
             name=job_name(sample, run_id, Step.ALIGNSTATS, attempt),
-            worker=WorkerCommand("alignstats", tuple(stats_args), index=worker_index),
-            depends_on=(Step.INDEX,) if index_uri else (),
-            vcpus=tier.vcpus,
-            memory_mib=tier.memory_mib,
-            timeout_seconds=tier.timeout_seconds,
+            worker=stats,
+            depends_on=stats_after,
+            vcpus=vcpus,
+            memory_mib=memory,
+            timeout_seconds=timeout,
             tags=tags(Step.ALIGNSTATS),
             outputs=(report_uri,),
             share=ctx.share,
@@ -216,6 +283,8 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
     index_fields: dict[str, str | JobRef] = (
         {"job_id_index": JobRef(Step.INDEX), "index_uri": index_uri} if index_uri else {}
     )
+    if shards:
+        index_fields["job_id_shard"] = JobRef(Step.SHARD)
     meta: dict[str, str | JobRef] = rows.planner_meta(
         run_id=run_id,
         sample=sample,
@@ -231,6 +300,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
         reference_fasta=opts.reference_fasta,
         event_time=obj.event_time.isoformat() if obj.event_time else "",
         s3_sequencer=obj.sequencer or "",
+        shards=str(shards or 1),
         job_id_alignstats=JobRef(Step.ALIGNSTATS),
         **index_fields,
     )
@@ -261,6 +331,8 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
         row_uri=row_uri,
         index_uri=index_uri,
         jobs=tuple(jobs),
+        shards=shards,
+        fanout_declined=declined,
     )
 
 

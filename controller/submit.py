@@ -191,6 +191,10 @@ class Submitter:
                 tags=spec.tags,
                 queue=queue,
                 share=spec.share,
+                # A shard array (#17): N children of one run after its index job, not N_TO_N.
+                array_size=spec.array_size,
+                n_to_n=False,
+                retry_attempts=spec.retry_attempts,
             )
             try:
                 job_id = self.executor.submit(request)
@@ -200,6 +204,9 @@ class Submitter:
             self.ledger.mark_submitted(run_id, step, job_id, queue=queue or None)
             jobs[step] = replace(job, state=JobState.SUBMITTED, job_id=job_id)
             self.metrics.submissions.labels(step=step, outcome="submitted").inc()
-            log.info("job.submitted", job_id=job_id, depends_on=list(request.depends_on), queue=queue)
+            log.info(
+                "job.submitted", job_id=job_id, depends_on=list(request.depends_on), queue=queue,
+                **({"array_size": request.array_size} if request.array_size else {}),
+            )  # fmt: skip
             count += 1
         return count

@@ -41,7 +41,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("alignstats_args", str, "planner"),
     Column("target_bed", str, "planner"),
     Column("reference_fasta", str, "planner"),
+    # A large file split across Batch jobs (#17): into how many shards (1: one job), and the shard array
+    Column("shards", int, "planner"),
     Column("job_id_index", str, "planner"),
+    Column("job_id_shard", str, "planner", in_table=False),
     Column("job_id_alignstats", str, "planner"),
     Column("job_id_summary", str, "summary"),
     Column("event_time", str, "planner"),
@@ -97,6 +100,8 @@ META_ORDER: tuple[str, ...] = (
     "job_id_alignstats",
     "job_id_index",
     "index_uri",
+    "job_id_shard",
+    "shards",
 )
 
 

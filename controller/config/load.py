@@ -20,6 +20,7 @@ from controller.config.model import (
     ControllerConfig,
     CostConfig,
     FairShareConfig,
+    FanoutConfig,
     LoggingConfig,
     MetricsConfig,
     PipelineConfig,
@@ -44,6 +45,7 @@ _SIMPLE_SECTIONS: dict[str, type] = {
     "state": StateConfig,
     "qc": QcConfig,
     "cost": CostConfig,
+    "fanout": FanoutConfig,
 }
 
 
@@ -190,6 +192,25 @@ def _tiers(raw: Any) -> tuple[Tier, ...]:
     return tuple(tiers)
 
 
+def _check_fanout(f: FanoutConfig) -> None:
+    problems = [
+        (f.min_projected_seconds < 0, "min_projected_seconds >= 0 (0 = never split)"),
+        (f.bytes_per_second < 1, "bytes_per_second >= 1"),
+        (f.target_shard_seconds < 1, "target_shard_seconds >= 1"),
+        (not 2 <= f.max_shards <= 10_000, "max_shards from 2 to 10000 (Batch's array sizes)"),
+        (f.shard_vcpus < 1 or f.merge_vcpus < 1, "shard_vcpus and merge_vcpus >= 1"),
+        (
+            f.shard_memory_mib < 128 or f.merge_memory_mib < 128,
+            "shard_memory_mib and merge_memory_mib >= 128",
+        ),
+        (f.shard_timeout_seconds < 60, "shard_timeout_seconds >= 60"),
+        (not 1 <= f.child_attempts <= 10, "child_attempts from 1 to 10 (Batch's retry attempts)"),
+    ]
+    for bad, rule in problems:
+        if bad:
+            raise ConfigError(f"[fanout] {rule}")
+
+
 def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> ControllerConfig:
     """Build a config from parsed TOML and environment overrides (pure)."""
     env = os.environ if env is None else env
@@ -201,6 +222,7 @@ def parse_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) 
     level = sections["logging"].level
     if level.upper() not in LOG_LEVELS:
         raise ConfigError(f"[logging] level {level!r}: use one of {', '.join(LOG_LEVELS)}")
+    _check_fanout(sections["fanout"])
     tiers = _tiers(data["tiers"]) if "tiers" in data else DEFAULT_TIERS
     return ControllerConfig(
         tiers=tiers, pipeline=_pipeline(data.get("pipeline", {}), env),

@@ -168,6 +168,29 @@ class CostConfig:
 
 
 @dataclass(frozen=True)
+class FanoutConfig:
+    """`[fanout]`: one large indexed BAM as a shard array across Batch jobs, then a merge (#17).
+
+    A run's projected time is its size over `bytes_per_second` (the built-in engine on one core: ~107
+    MB/s on case e, docs/engine.md); at or over `min_projected_seconds` the object is split into
+    ceil(projected / `target_shard_seconds`) shards, at least 2 and at most `max_shards`, balanced by the
+    index's mapped-record counts (worker/engine/shards.py). 0 = never split. A shard child that fails is
+    retried alone, up to `child_attempts` attempts, by Batch's retry strategy (a Spot reclaim included);
+    a child whose part is already written does nothing (a retried run redoes only what is missing)."""
+
+    min_projected_seconds: int = 900
+    bytes_per_second: int = 100_000_000
+    target_shard_seconds: int = 120
+    max_shards: int = 64
+    shard_vcpus: int = 2
+    shard_memory_mib: int = 4096
+    shard_timeout_seconds: int = 3 * 3600
+    merge_vcpus: int = 1
+    merge_memory_mib: int = 2048
+    child_attempts: int = 3
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     address: str = "127.0.0.1"
     port: int = 9464
@@ -227,6 +250,7 @@ class ControllerConfig:
     qc: QcConfig = field(default_factory=QcConfig)
     fair_share: FairShareConfig = field(default_factory=FairShareConfig)
     cost: CostConfig = field(default_factory=CostConfig)
+    fanout: FanoutConfig = field(default_factory=FanoutConfig)
     # Set by local_config(): the directory of `run --local DIR` (None in AWS mode).
     local_dir: str | None = None
 

@@ -19,6 +19,7 @@ from typing import Any
 from controller.aws import aws_client, count_throttles
 from controller.executors.base import ExecutorError, FoundJob, JobStatus, SubmitRequest
 from controller.executors.batch_placement import ComputeEnvironments
+from controller.executors.retry import child_retry_strategy
 from controller.model import Step
 from controller.ratelimit import TokenBucket
 from controller.states import JobState
@@ -145,9 +146,14 @@ class BatchExecutor:
         if request.array_size:
             kwargs["arrayProperties"] = {"size": int(request.array_size)}
         if request.depends_on:
-            # Between two arrays of the same size, child i waits for child i only (N_TO_N).
-            kind = {"type": "N_TO_N"} if request.array_size else {}
+            # Between two arrays of the same size, child i waits for child i only (N_TO_N); a shard
+            # array's children all wait for the one index job.
+            kind = {"type": "N_TO_N"} if request.array_size and request.n_to_n else {}
             kwargs["dependsOn"] = [{"jobId": jid, **kind} for jid in request.depends_on]
+        if request.retry_attempts:
+            # Batch retries each failed child alone; the job definition's strategy (which leaves a
+            # reclaim to the controller) would fail the whole array for one child's lost host.
+            kwargs["retryStrategy"] = child_retry_strategy(request.retry_attempts)
         if self.fair_share or (self.fair_share is None and self._has_scheduling_policy(kwargs["jobQueue"])):
             kwargs["shareIdentifier"] = request.share or "default"
         self.bucket.acquire()
@@ -246,6 +252,8 @@ def job_definitions_from_config(batch: Any) -> dict[str, str]:
     """Step name -> job definition, one per step of the plan (controller.model.Step)."""
     return {
         Step.INDEX: batch.job_definition_index,
+        # The shard children run the alignstats image with their own resources (SubmitJob overrides).
+        Step.SHARD: batch.job_definition_alignstats,
         Step.ALIGNSTATS: batch.job_definition_alignstats,
         Step.SUMMARY: batch.job_definition_summary,
     }

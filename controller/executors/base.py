@@ -24,9 +24,14 @@ class SubmitRequest:
     tags: Mapping[str, str] = field(default_factory=dict)
     queue: str = ""  # the job queue (controller.placement); empty: the executor's default
     share: str = ""  # fair-share identifier (the object's project); sent when the executor uses fair share
-    # > 0: an array job of this many children (child i's id is `<id>:<i>`), each depending on child i of
-    # every job in `depends_on` (N_TO_N), which are arrays of the same size.
+    # > 0: an array job of this many children (child i's id is `<id>:<i>`). `n_to_n`: each child depends
+    # on child i of every job in `depends_on` (arrays of the same size: a backfill's steps); otherwise on
+    # the whole of each (a shard array after one index job).
     array_size: int = 0
+    n_to_n: bool = True
+    # > 0: the executor retries a failed child (or job) alone, up to this many attempts in all, except
+    # on the exit codes that say another attempt cannot help (core.exitcodes: usage, bad input, ...).
+    retry_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,8 @@ class Executor(Protocol):
     # On SIGTERM, keep submitting: True when close(wait=True) runs jobs to the end anyway, so their
     # downstream jobs must be submitted too (local); False when submission can resume after a restart.
     submits_while_stopping: bool
-    # Array jobs (SubmitRequest.array_size): True when submit() takes them and describe() knows their
-    # children by `<array id>:<index>` (Batch); False, every job is submitted on its own (local).
+    # Backfill arrays: True when runs may share array jobs, N_TO_N between steps (Batch); False, every
+    # run's jobs are submitted on their own (local). Every executor takes a shard array (not N_TO_N).
     supports_arrays: bool
 
     def submit(self, request: SubmitRequest) -> str:

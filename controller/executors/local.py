@@ -4,8 +4,12 @@ State lives in memory only (the ledger is the durable record). Per job, under `l
     <job name>.log    the job's stdout and stderr (the "log stream" shown by `status`)
 A job waits (PENDING) until every job it depends on has SUCCEEDED, then runs (RUNNABLE → RUNNING) when one
 of `slots` process slots is free; if an upstream job fails, its dependants fail with "Dependent job failed"
-as they would on Batch. After a controller restart the old jobs are unknown here; the reconcile loop
-resolves them by their outputs or submits them again (`requeue_missing`).
+as they would on Batch. An array job (a shard array, #17) is a parent whose children `<id>:<i>` are
+processes with AWS_BATCH_JOB_ARRAY_INDEX=i; the parent succeeds when every child has, and fails once
+all have ended and one failed. A job with `retry_attempts` has a failed attempt run again, alone, by the
+same rules as Batch's retry strategy (controller.executors.retry). After a controller restart the old
+jobs are unknown here; the reconcile loop resolves them by their outputs or submits them again
+(`requeue_missing`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.executors.base import ExecutorError, FoundJob, JobStatus, SubmitRequest
+from controller.executors.retry import child_retry_strategy, should_retry
 from controller.placement import Capacity
 from controller.states import JobState
 from core.programs import find_program
@@ -43,6 +48,10 @@ class _LocalJob:
     proc: subprocess.Popen[bytes] | None = None
     cancelled: bool = False
     reported_at: float | None = None  # when describe() first returned its final state
+    attempt: int = 1
+    children: list[str] = field(default_factory=list)  # an array parent's child ids, by index
+    parent: str | None = None  # an array child's parent id
+    array_index: int | None = None
 
 
 def default_slots() -> int:
@@ -98,10 +107,24 @@ class LocalExecutor:
             for dep in request.depends_on:
                 if dep not in self._jobs:
                     raise ExecutorError(f"job {request.name}: dependency {dep} is unknown to this executor")
+            if request.array_size and request.n_to_n:
+                raise ExecutorError("the local executor takes no N_TO_N arrays (supports_arrays is False)")
             job = _LocalJob(job_id=str(uuid.uuid4()), request=request, state=JobState.PENDING)
             self._jobs[job.job_id] = job
             self._by_name[request.name] = job.job_id
-            self._advance(job)
+            if request.array_size:
+                # The children run; the parent only sums them up (as Batch's parent does).
+                for i in range(request.array_size):
+                    child = _LocalJob(
+                        job_id=f"{job.job_id}:{i}", request=request, state=JobState.PENDING,
+                        parent=job.job_id, array_index=i,
+                    )  # fmt: skip
+                    self._jobs[child.job_id] = child
+                    job.children.append(child.job_id)
+                for cid in job.children:
+                    self._advance(self._jobs[cid])
+            else:
+                self._advance(job)
             return job.job_id
 
     def describe(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
@@ -126,6 +149,9 @@ class LocalExecutor:
                 job = self._jobs.get(jid)
                 if job is None or job.state in _FINAL:
                     continue
+                if job.children:
+                    self.cancel(job.children, reason)
+                    continue
                 job.cancelled = True
                 if job.proc is not None and job.proc.poll() is None:
                     job.proc.send_signal(signal.SIGTERM)
@@ -138,7 +164,8 @@ class LocalExecutor:
 
     def active_count(self) -> int:
         with self._lock:
-            return sum(1 for j in self._jobs.values() if j.state not in _FINAL)
+            # An array counts once (its parent), as a job submitted.
+            return sum(1 for j in self._jobs.values() if j.state not in _FINAL and j.parent is None)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -165,12 +192,16 @@ class LocalExecutor:
         """Drop finished jobs reported long enough ago that no unfinished job still depends on."""
         needed = {d for j in self._jobs.values() if j.state not in _FINAL for d in j.request.depends_on}
         for jid, job in list(self._jobs.items()):
+            if job.parent is not None:
+                continue  # forgotten with its parent
             if (
                 job.reported_at is not None
                 and now - job.reported_at >= self.forget_after_seconds
                 and jid not in needed
             ):
                 del self._jobs[jid]
+                for cid in job.children:
+                    self._jobs.pop(cid, None)
                 if self._by_name.get(job.request.name) == jid:
                     del self._by_name[job.request.name]
 
@@ -181,7 +212,7 @@ class LocalExecutor:
             state=job.state,
             exit_code=job.exit_code,
             reason=job.reason,
-            log_stream=str(self.log_path(job.request.name)),
+            log_stream=str(self._log_of(job)),
             created_at=job.created_at,
             started_at=job.started_at,
             stopped_at=job.stopped_at,
@@ -193,9 +224,14 @@ class LocalExecutor:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def _log_of(self, job: _LocalJob) -> Path:
+        if job.array_index is None:
+            return self.log_path(job.request.name)
+        return self.log_dir / f"{job.request.name}.{job.array_index}.log"  # each child its own
+
     def _advance(self, job: _LocalJob) -> None:
         """Move a PENDING job on: fail it if an upstream failed, queue it when all upstreams succeeded."""
-        if job.state != JobState.PENDING:
+        if job.state != JobState.PENDING or job.children:
             return
         deps = [self._jobs[d] for d in job.request.depends_on]
         if any(d.state == JobState.FAILED for d in deps):
@@ -211,14 +247,24 @@ class LocalExecutor:
                 return
             job.state = JobState.RUNNING
             job.started_at = time.time()
+            parent = self._jobs.get(job.parent) if job.parent else None
+            if parent is not None and parent.state == JobState.PENDING:
+                parent.state, parent.started_at = JobState.RUNNING, job.started_at
         env = dict(self.env)
         # The same variables Batch sets, so the worker logs and provenance carry the job id.
         env.update(
-            {"AWS_BATCH_JOB_ID": job.job_id, "AWS_BATCH_JOB_ATTEMPT": "1", "ALIGNBATCH_JOB_NAME": req.name}
+            {
+                "AWS_BATCH_JOB_ID": job.job_id,
+                "AWS_BATCH_JOB_ATTEMPT": str(job.attempt),
+                "ALIGNBATCH_JOB_NAME": req.name,
+                **(
+                    {"AWS_BATCH_JOB_ARRAY_INDEX": str(job.array_index)} if job.array_index is not None else {}
+                ),
+            }
         )
         try:
             argv = [resolve_program(req.command[0]), *req.command[1:]]
-            with open(self.log_path(req.name), "ab") as log:
+            with open(self._log_of(job), "ab") as log:
                 proc = subprocess.Popen(
                     argv, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
                 )
@@ -241,6 +287,13 @@ class LocalExecutor:
                 self._finish(job, JobState.SUCCEEDED, 0, "Essential container in task exited")
             else:
                 why = job.reason or (f"Essential container in task exited (exit code {code})")
+                strategy = child_retry_strategy(req.retry_attempts) if req.retry_attempts else None
+                if strategy and not job.cancelled and should_retry(strategy, job.attempt, code, why):
+                    # Another attempt of this job (or child) alone, as Batch's retry strategy gives.
+                    job.attempt += 1
+                    job.state, job.reason, job.proc = JobState.RUNNABLE, None, None
+                    self._pool.submit(self._run, job)
+                    return
                 self._finish(job, JobState.FAILED, code, why)
 
     def _finish(self, job: _LocalJob, state: JobState, code: int | None, reason: str) -> None:
@@ -250,4 +303,19 @@ class LocalExecutor:
         for other in self._jobs.values():
             if job.job_id in other.request.depends_on:
                 self._advance(other)
+        parent = self._jobs.get(job.parent) if job.parent else None
+        if parent is not None and parent.state not in _FINAL:
+            self._settle_parent(parent)
         self._idle.notify_all()
+
+    def _settle_parent(self, parent: _LocalJob) -> None:
+        """An array parent ends when its children have: SUCCEEDED if all did, else FAILED."""
+        children = [self._jobs[c] for c in parent.children if c in self._jobs]
+        if any(c.state not in _FINAL for c in children):
+            return
+        failed = [c for c in children if c.state == JobState.FAILED]
+        if failed:
+            n = len(failed)
+            self._finish(parent, JobState.FAILED, None, f"{n} of {len(children)} array children failed")
+        else:
+            self._finish(parent, JobState.SUCCEEDED, 0, "all array children succeeded")
