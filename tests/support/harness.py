@@ -161,6 +161,10 @@ class MotoBatch:
             body["env_rules"] = env_rules
         self.admin("PUT", "jobs", body)
 
+    def crash_job(self, job_id: str) -> bool:
+        """Kill the job's running process (SIGKILL, exit 137) and let its retry strategy decide."""
+        return bool(self.admin("POST", "jobs/crash", {"job_id": job_id})["crashed"])
+
     def forget_job(self, job_id: str) -> bool:
         return bool(self.admin("POST", "batch/forget", {"job_id": job_id})["forgotten"])
 

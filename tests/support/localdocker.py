@@ -252,6 +252,17 @@ class LocalContainer:
     def reload(self) -> None:
         """Status is computed live; nothing to refresh."""
 
+    def crash(self) -> bool:
+        """The process dies (SIGKILL) but the container is not stopped: the attempt fails with 137 and
+        the retry strategy may start another, as for a process killed for its memory."""
+        with self._lock:
+            proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        return True
+
     def kill(self, signal_number: int = signal.SIGKILL) -> None:
         with self._lock:
             self._killed = True
@@ -401,6 +412,11 @@ class LocalDockerClient:
     def _exited(self, record: RunRecord) -> None:
         with self._lock:
             self.live.pop(record.job_id, None)
+
+    def crash_job(self, job_id: str) -> bool:
+        with self._lock:
+            container = self.live.get(job_id)
+        return container.crash() if container is not None else False
 
     def kill_job(self, job_id: str) -> bool:
         with self._lock:

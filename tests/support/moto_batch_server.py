@@ -16,6 +16,9 @@ Admin API (JSON, on every port, never faulted):
   PUT  /_harness/jobs     {"max_concurrent", "env_rules": [{"match", "env"}]}
   POST /_harness/batch/forget {"job_id"}     → Batch "forgets" a job (as AWS does ~24 h after it ends;
                                                moto has no such call); a running one is killed first
+  POST /_harness/jobs/crash {"job_id"}       → the job's process dies of SIGKILL (as an out-of-memory
+                                               kill would): the attempt fails with 137 and the job's
+                                               retry strategy decides whether it runs again
   POST /_harness/reset                       → moto reset + runs + faults cleared
 """
 
@@ -108,9 +111,57 @@ def _patch_array_dependencies() -> None:
     Job._wait_for_dependencies = wait  # type: ignore[method-assign]
 
 
+# SubmitJob's own retryStrategy, by job id: moto accepts it and ignores it (EMULATION.md).
+_SUBMITTED_RETRY: dict[str, dict[str, Any]] = {}
+
+
+def _patch_submit_retry_strategy() -> None:
+    """Keep the retryStrategy a SubmitJob names (the shard array's, #17), which overrides the job
+    definition's in AWS; moto's responses never pass it on."""
+    from moto.batch.responses import BatchResponse
+
+    original = BatchResponse.submitjob
+
+    def submitjob(self: Any) -> str:
+        body = original(self)
+        strategy = self._get_param("retryStrategy")
+        if strategy:
+            _SUBMITTED_RETRY[json.loads(body)["jobId"]] = strategy
+        return body
+
+    BatchResponse.submitjob = submitjob  # type: ignore[method-assign]
+
+
 def _retry_strategy(job_id: str) -> dict[str, Any] | None:
-    job = _batch_backend()._jobs.get(job_id.split(":")[0])
+    parent = job_id.split(":")[0]
+    if parent in _SUBMITTED_RETRY:
+        return _SUBMITTED_RETRY[parent]
+    job = _batch_backend()._jobs.get(parent)
     return job.job_definition.retry_strategy if job is not None else None
+
+
+def settle_array_parents() -> None:
+    """An array parent as AWS ends it: FAILED once its children have all ended and one failed (moto only
+    ever marks it SUCCEEDED, and only when it is described, so a job waiting on it would wait forever)."""
+    for job in list(_batch_backend()._jobs.values()):
+        children = job._child_jobs
+        if not children or job.job_stopped:
+            continue
+        if all(c.job_stopped for c in children):
+            failed = sum(1 for c in children if c.status == "FAILED")
+            if failed:
+                job.job_stopped_reason = f"Array Child Job failed ({failed} of {len(children)})"
+            job.job_started_at = min(c.job_started_at for c in children)  # moto leaves the epoch
+            job._mark_stopped(success=not failed)
+
+
+def _settle_forever() -> None:
+    while True:
+        time.sleep(0.5)
+        try:
+            settle_array_parents()
+        except Exception:
+            continue
 
 
 def _batch_backend() -> Any:
@@ -177,6 +228,8 @@ class Admin:
             return {"ok": True}
         if path == "/_harness/batch/forget" and method == "POST":
             return {"forgotten": forget_job(body["job_id"], self.client)}
+        if path == "/_harness/jobs/crash" and method == "POST":
+            return {"crashed": self.client.crash_job(body["job_id"])}
         if path == "/_harness/reset" and method == "POST":
             self.client.reset()
             self.faults.configure(FaultPlan())
@@ -222,6 +275,8 @@ def serve(ready_file: Path, scratch: Path, max_concurrent: int, host: str = "127
     _patch_describe()
     _patch_submit()
     _patch_array_dependencies()
+    _patch_submit_retry_strategy()
+    threading.Thread(target=_settle_forever, name="array-parents", daemon=True).start()
     moto_app = DomainDispatcherApplication(create_backend_app)
 
     servers = {}
