@@ -21,13 +21,17 @@ MAIN_STEP = Step.ALIGNSTATS
 def attempts_of(job: JobRow) -> list[tuple[Attempt, dict[str, Any]]]:
     """Every attempt of a job, earlier ones (its history) first, each with where it ran."""
     spec = job.job_spec
+    # A shard array (#17) is priced as all its children running over the array's whole span: an upper
+    # bound (children that queued or finished early cost less); the ledger keeps the parent's times only.
+    width = max(1, spec.array_size)
+    vcpus, memory = spec.vcpus * width, spec.memory_mib * width
     out = []
     for earlier in job.earlier_attempts:
-        attempt = Attempt(spec.vcpus, spec.memory_mib, earlier.get("started_at"), earlier.get("stopped_at"),
+        attempt = Attempt(vcpus, memory, earlier.get("started_at"), earlier.get("stopped_at"),
                           earlier.get("capacity"))  # fmt: skip
         out.append((attempt, earlier))
     current = {"queue": job.queue, "compute_environment": job.compute_environment, "capacity": job.capacity}
-    out.append((Attempt(spec.vcpus, spec.memory_mib, job.started_at, job.stopped_at, job.capacity), current))
+    out.append((Attempt(vcpus, memory, job.started_at, job.stopped_at, job.capacity), current))
     return out
 
 
