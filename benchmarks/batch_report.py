@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from controller.qc import batch_report as br  # noqa: E402
 from controller.qc import history  # noqa: E402
-from core.qc import load_thresholds, shipped_thresholds_path  # noqa: E402
+from core.qc import shipped_thresholds_path  # noqa: E402
+from core.qc_file import load_thresholds  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "data" / "golden"
 JITTERED = ("MappedReadsPct", "DuplicateReadsPct", "WgsCoverageMean", "CapCoverageMean", "Q30BasesPct")

@@ -8,7 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from controller.config.model import ConfigError, ControllerConfig, StateConfig
-from core.qc import Thresholds, ThresholdsError, load_thresholds
+from core.qc import Thresholds
+from core.qc_file import ThresholdsError, load_thresholds
 
 
 def validate_aws(cfg: ControllerConfig) -> list[str]:

@@ -21,7 +21,8 @@ import pytest
 
 from controller.qc import batch_report as br
 from controller.qc import history
-from core.qc import load_thresholds, shipped_thresholds_path
+from core.qc import shipped_thresholds_path
+from core.qc_file import load_thresholds
 from tests.support.browser import ensure_chromium, load_page
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from core.qc import load_thresholds, shipped_thresholds_path
+from core.qc import shipped_thresholds_path
+from core.qc_file import load_thresholds
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 

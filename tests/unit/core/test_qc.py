@@ -1,4 +1,4 @@
-"""core.qc: the thresholds file (parse, errors with FILE:LINE) and verdicts on the golden reports."""
+"""core.qc and core.qc_file: the thresholds file (parsing, FILE:LINE errors) and golden-report verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core import qc
+from core import qc, qc_file
 from core.exitcodes import ExitCode
 
 GOLDEN = Path(__file__).resolve().parents[2] / "data" / "golden"
@@ -20,11 +20,11 @@ def golden(name: str) -> dict:
 
 
 def parse(text: str) -> qc.Thresholds:
-    return qc.parse_thresholds(textwrap.dedent(text), "t.toml")
+    return qc_file.parse_thresholds(textwrap.dedent(text), "t.toml")
 
 
 def error_of(text: str) -> str:
-    with pytest.raises(qc.ThresholdsError) as info:
+    with pytest.raises(qc_file.ThresholdsError) as info:
         parse(text)
     message = str(info.value)
     assert "\n" not in message
@@ -68,7 +68,7 @@ def test_report_keys_match_a_full_golden_report_in_order() -> None:
 
 
 def test_shipped_defaults_parse_and_name_only_real_metrics() -> None:
-    thresholds = qc.load_thresholds(SHIPPED)
+    thresholds = qc_file.load_thresholds(SHIPPED)
     assert {a.name for a in thresholds.assays} >= {"wgs", "exome", "panel"}
     assert thresholds.default_assay == "wgs"
     assert thresholds.sha256 == __import__("hashlib").sha256(SHIPPED.read_bytes()).hexdigest()
@@ -78,7 +78,7 @@ def test_shipped_defaults_parse_and_name_only_real_metrics() -> None:
         # WGS rules must not need capture metrics (a wgs sample is run with -C).
         if assay.name == "wgs":
             assert rule.metric not in capture_only, rule.metric
-    assert qc.validate_thresholds_file(SHIPPED) == thresholds
+    assert qc_file.validate_thresholds_file(SHIPPED) == thresholds
 
 
 def test_assay_by_longest_prefix_else_default() -> None:
@@ -151,7 +151,7 @@ def test_max_direction_and_warn_only_bound() -> None:
 
 
 def test_shipped_defaults_on_golden_reports() -> None:
-    t = qc.load_thresholds(SHIPPED)
+    t = qc_file.load_thresholds(SHIPPED)
     # e_large__t: 183x WGS-like depth, good library -> passes as WGS.
     assert t.verdict(golden("e_large__t"), "wgs/e.bam").level is qc.Level.PASS
     # d_capture__t: 82x mean target depth, 99.99% >= 20x, 57% on target/buffer -> passes as exome.
@@ -277,16 +277,16 @@ def test_multiline_string_does_not_confuse_line_finding() -> None:
 
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
-    with pytest.raises(qc.ThresholdsError, match=r"nope.toml: thresholds file not found"):
-        qc.validate_thresholds_file(missing)
+    with pytest.raises(qc_file.ThresholdsError, match=r"nope.toml: thresholds file not found"):
+        qc_file.validate_thresholds_file(missing)
     binary = tmp_path / "bin.toml"
     binary.write_bytes(b"\xff\xfe")
-    with pytest.raises(qc.ThresholdsError, match=r"bin.toml: not UTF-8"):
-        qc.load_thresholds(binary)
+    with pytest.raises(qc_file.ThresholdsError, match=r"bin.toml: not UTF-8"):
+        qc_file.load_thresholds(binary)
     bad = tmp_path / "bad.toml"
     bad.write_text(
         'version = "1"\n[[assay]]\nname = "a"\n[[assay.rule]]\nmetric = "WgsCoverageMaen"\nmin.fail = 1\n'
     )
-    with pytest.raises(qc.ThresholdsError) as info:
-        qc.load_thresholds(bad)
+    with pytest.raises(qc_file.ThresholdsError) as info:
+        qc_file.load_thresholds(bad)
     assert str(info.value) == f"{bad}:5: unknown metric 'WgsCoverageMaen'; did you mean 'WgsCoverageMean'?"
