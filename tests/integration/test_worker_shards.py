@@ -207,3 +207,31 @@ def test_local_paths(scratch: Path, refdata: Path, tmp_path: Path) -> None:
     assert res.code == 64, res.stderr
     [line] = [e["line"] for e in res.events("tool_stderr")]
     assert "cannot shard: no .bai/.csi index next to the BAM" in line
+
+
+def test_an_empty_shard_fetches_the_header_and_the_eof_block_only(s3, scratch: Path, refdata: Path) -> None:  # type: ignore[no-untyped-def]
+    version = _put_bam(s3, refdata)
+    # 4 contigs with records and '*' over 8 shards: the last ones are empty (the planner need not start
+    # them, but a child that runs must still write its part for the merge)
+    res = run_worker(
+        [
+            "--",
+            "alignstats",
+            "--shard-of",
+            "8",
+            "--shard-index",
+            "7",
+            "--part-out",
+            PREFIX,
+            "-C",
+            "-i",
+            f"s3://inbox/{KEY}?versionId={version}",
+        ],
+        scratch,
+    )
+    assert res.code == 0, res.stderr
+    [staged] = res.events("shard.staged")
+    assert staged["contigs"] == [] and not staged["unplaced"]
+    assert staged["bytes_fetched"] < 200_000 and staged["ranges"][-1][1] == staged["object_size"]
+    part = json.loads(s3.get_object(Bucket="res", Key="parts/a_wgs/0123abcd/part-7-of-8.json")["Body"].read())
+    assert part["pieces"] == [] and part["report_input"]["name"] == f"s3://inbox/{KEY}"

@@ -1,7 +1,8 @@
 """Fan-out of one indexed BAM over several jobs: the shard plan, the part files, and their merge.
 
-`balance` is a pure function: contigs into N groups by the index's mapped-record counts (greedy,
-largest first, onto the lightest group), the unplaced and unmapped '*' records in one group. Every child
+The plan (`balance`, `plan_from_index`, in shardplan.py and importable from here) is pure: contigs into
+N groups by the index's mapped-record counts (greedy, largest first, onto the lightest group), the
+unplaced and unmapped '*' records in one group. Every child
 of a shard array runs the same plan and processes only its group (shard_run.py); its part file holds
 one `Accumulators` per contig, so the merge can put all pieces back in file order (what
 `Accumulators.merge` needs for the Q9 stale word) whatever the grouping, and render the report a single
