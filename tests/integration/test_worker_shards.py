@@ -213,22 +213,9 @@ def test_an_empty_shard_fetches_the_header_and_the_eof_block_only(s3, scratch: P
     version = _put_bam(s3, refdata)
     # 4 contigs with records and '*' over 8 shards: the last ones are empty (the planner need not start
     # them, but a child that runs must still write its part for the merge)
-    res = run_worker(
-        [
-            "--",
-            "alignstats",
-            "--shard-of",
-            "8",
-            "--shard-index",
-            "7",
-            "--part-out",
-            PREFIX,
-            "-C",
-            "-i",
-            f"s3://inbox/{KEY}?versionId={version}",
-        ],
-        scratch,
-    )
+    uri = f"s3://inbox/{KEY}?versionId={version}"
+    shard = ["--shard-of", "8", "--shard-index", "7", "--part-out", PREFIX, "-C", "-i", uri]
+    res = run_worker(["--", "alignstats", *shard], scratch)
     assert res.code == 0, res.stderr
     [staged] = res.events("shard.staged")
     assert staged["contigs"] == [] and not staged["unplaced"]
