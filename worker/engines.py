@@ -65,6 +65,24 @@ def resolve_engine(tool: str) -> Engine:
     return Engine(base, (found,), None)
 
 
+def builtin_engine() -> Engine:
+    """The built-in engine, whatever is configured: the fan-out forms (--shard-of, --merge-parts) are
+    its own; the real alignstats cannot split a run (worker/fanout.py)."""
+    return Engine("alignbatch-alignstats", _builtin_alignstats(), _builtin_version())
+
+
+def configured_alignstats(tool: str) -> str | None:
+    """The real alignstats a run of `tool` would execute (ALIGNBATCH_ALIGNSTATS_BIN, else `alignstats`
+    on PATH), without starting it; None when the built-in engine would run anyway."""
+    base = os.path.basename(tool)
+    if base != "alignstats":
+        return None
+    configured = os.environ.get("ALIGNBATCH_ALIGNSTATS_BIN")
+    if configured:
+        return configured
+    return shutil.which("alignstats") if tool == base else (tool if os.access(tool, os.X_OK) else None)
+
+
 def _builtin_version() -> str:
     from core.version import __version__
 

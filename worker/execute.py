@@ -52,6 +52,7 @@ class ToolRunner:
         stdout_path: Path | None,
         inherit_stdin: bool = False,
         env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> int:
         read_fd = write_fd = -1
         stream: StreamHandle | None = None
@@ -71,6 +72,7 @@ class ToolRunner:
             engine_version=engine.version,
             engine_path=engine.path,
             argv=argv,
+            **({"cwd": str(cwd)} if cwd is not None else {}),
         )
         started = time.monotonic()
         stderr_tail: deque[str] = deque(maxlen=5)
@@ -82,6 +84,7 @@ class ToolRunner:
                 stderr=subprocess.PIPE,
                 close_fds=True,
                 env=env,
+                cwd=cwd,
             )
         except OSError as exc:
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None

@@ -43,10 +43,19 @@ class Publisher:
         self.attempt = attempt
 
     def publish_outputs(
-        self, cmd: ParsedCommand, engine: Engine, inputs: dict[int, Input], main: Input | None, plan: ArgvPlan
+        self,
+        cmd: ParsedCommand,
+        engine: Engine,
+        inputs: dict[int, Input],
+        main: Input | None,
+        plan: ArgvPlan,
+        *,
+        report_input: tuple[str, int] | None = None,
     ) -> None:
+        """`report_input`: the report's InputFileName/InputFileSize when the run has no main input to
+        take them from (a fan-out merge: the name and size its parts recorded)."""
         provenance = self.provenance(cmd, engine, inputs)
-        fix = (
+        fix = report_input or (
             (main.report_name, main.info.size)
             if (cmd.profile.name == "alignstats" and main is not None)
             else None
@@ -95,7 +104,8 @@ class Publisher:
     def publish(self, produced: Path, slot: Slot, provenance: dict[str, str]) -> None:
         dest_path = self.stores.for_location(slot.location).local_path(slot.location)
         if dest_path is None:
-            content_type = "application/json" if slot.kind is Kind.REPORT else "application/octet-stream"
+            json_kinds = (Kind.REPORT, Kind.PART)
+            content_type = "application/json" if slot.kind in json_kinds else "application/octet-stream"
             result = self.transfers.upload(
                 produced, slot.location, metadata=provenance, content_type=content_type
             )

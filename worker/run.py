@@ -22,7 +22,7 @@ from typing import Any
 
 from core.errors import BadInput, TransientIOError, UsageError
 from core.objectstore import Stores
-from worker import checks
+from worker import checks, fanout
 from worker.argv import plan_argv
 from worker.cpus import with_engine_cpus
 from worker.engines import resolve_engine
@@ -92,11 +92,23 @@ class WorkerRun:
         planner = self.planner
         cmd = parse_command(opts.command, declared_inputs=opts.inputs, declared_outputs=opts.outputs)
         checks.check_usage(cmd)
+        fan = fanout.fanout_request(cmd, os.environ)
+        shard = fan if isinstance(fan, fanout.ShardRequest) else None
+        if fan is not None and opts.mode == "stream":
+            raise UsageError(
+                "--stream is not possible for --shard-of/--merge-parts: a shard reads byte ranges of an "
+                "indexed file, a merge reads part files"
+            )
+        if shard is not None:
+            cmd = fanout.with_part_output(cmd, shard)
         main_slot = planner.main_slot(cmd)
         if opts.index and main_slot is None:
             raise UsageError("--index given but the tool has no BAM/CRAM input option to attach it to")
-        engine = resolve_engine(cmd.tool)
+        engine = fanout.fanout_engine(cmd.tool, self.log) if fan is not None else resolve_engine(cmd.tool)
         self.summary.engine, self.summary.engine_version = engine.name, engine.version
+        if shard is not None and fanout.part_present(self.stores, shard.part, self.log):
+            self.summary.mode = "part-present"
+            return 0  # the same work is done already: a retried fan-out must not redo it
 
         # 2. what the inputs are
         inputs = {
@@ -107,8 +119,11 @@ class WorkerRun:
         main = inputs.get(main_slot.number) if main_slot is not None else None
         if main is not None and main.info.version_id not in (None, "null"):
             self.summary.input_version_id = main.info.version_id
-        stream = planner.decide_stream(cmd, main_slot, main)
-        self.summary.mode = "stream" if stream else ("local" if main and not main.needs_fetch else "stage")
+        stream = fan is None and planner.decide_stream(cmd, main_slot, main)
+        # a shard child of an S3 object fetches only its byte ranges into a sparse file
+        sparse = shard is not None and main is not None and main.needs_fetch
+        local = main is not None and not main.needs_fetch
+        self.summary.mode = "stream" if stream else "ranges" if sparse else "local" if local else "stage"
         self.scratch = create_scratch(scratch_base(opts.scratch), opts.job_id, opts.attempt)
 
         # 3. check the main input before moving it
@@ -116,18 +131,30 @@ class WorkerRun:
         header: checks.HeaderInfo | None = None
         if main is not None and cmd.profile.name in ("alignstats", "alignbatch-index"):
             fmt, header = planner.check_alignments(self.scratch, main)
+            if shard is not None:
+                fanout.check_format(main, fmt)
             if cmd.profile.name == "alignstats":
                 checks.check_cram_reference(main.display, fmt, cmd.has_option("-T"))
 
         # 4. space, then staging
-        self._stage(cmd, inputs, main_slot, main, stream, header)
+        self._stage(cmd, inputs, main_slot, main, stream, header, shard if sparse else None)
 
         # 5. run the tool on local files only
-        plan = plan_argv(self.scratch, cmd, engine, inputs, main_slot if stream else None, fmt)
+        plan = plan_argv(
+            self.scratch,
+            cmd,
+            engine,
+            inputs,
+            main_slot if stream else None,
+            fmt,
+            extra_args=fanout.shard_index_args(cmd, shard) if shard is not None else (),
+            # a child's part records its input and BED paths: the same in every child (worker/argv.py)
+            in_scratch=shard is not None,
+        )
         # the built-in engine uses the job's vCPUs for one input (worker/cpus.py); the real tool ignores it
         env = with_engine_cpus(reference_environment(dict(os.environ), self.scratch.root, self.log))
         rc = self.runner.run(
-            engine, plan.argv, main if stream else None, plan.stdout_path, plan.inherit_stdin, env
+            engine, plan.argv, main if stream else None, plan.stdout_path, plan.inherit_stdin, env, plan.cwd
         )
         self.summary.exit_code = rc
         if rc != 0:
@@ -136,7 +163,12 @@ class WorkerRun:
             return rc
 
         # 6. publish, only after success
-        self.publisher.publish_outputs(cmd, engine, inputs, main, plan)
+        report_input = None
+        if shard is not None and main is not None:
+            fanout.annotate_part(plan.outputs[shard.prefix_slot.number], main)
+        elif isinstance(fan, fanout.MergeRequest):
+            report_input = fanout.merge_report_input(inputs, fan)
+        self.publisher.publish_outputs(cmd, engine, inputs, main, plan, report_input=report_input)
         return 0
 
     def _stage(
@@ -147,11 +179,19 @@ class WorkerRun:
         main: Input | None,
         stream: bool,
         header: checks.HeaderInfo | None,
+        shard: fanout.ShardRequest | None = None,
     ) -> None:
+        """`shard`: the main input is an S3 object of which only the shard's byte ranges are staged."""
         assert self.scratch is not None
         companions = self.planner.companions(cmd, main_slot, main, stream)
-        to_stage = [i for i in inputs.values() if i.needs_fetch and not (i is main and stream)]
-        to_stage += [c.input for c in companions if c.input.needs_fetch]
+        index = None
+        if shard is not None and main_slot is not None:
+            # staged first and read: it says which ranges of the main input to fetch
+            index = next((c for c in companions if c.attach_to == main_slot.number), None)
+            companions = [c for c in companions if c is not index]
+        skip_main = stream or shard is not None  # streamed, or staged by ranges (their sizes checked then)
+        to_stage = [i for i in inputs.values() if i.needs_fetch and not (i is main and skip_main)]
+        to_stage += [c.input for c in [*companions, *([index] if index else [])] if c.input.needs_fetch]
         ensure_space(self.scratch, sum(i.info.size for i in to_stage), f"{len(to_stage)} input file(s)")
         # Small inputs first, so the BED check fails before the large main input is fetched.
         for number, inp in inputs.items():
@@ -164,7 +204,15 @@ class WorkerRun:
                     assert bed.local_path is not None
                     checks.check_target_bed(bed.display, bed.local_path, header.contigs)
         if main is not None and main_slot is not None and main.needs_fetch and not stream:
-            self._download(main, self.scratch.input_dir(main_slot.number) / safe_name(main.location.name))
+            dest = self.scratch.input_dir(main_slot.number) / safe_name(main.location.name)
+            if shard is not None:
+                assert header is not None
+                result = fanout.stage_shard(
+                    shard, main, dest, index, header, self.scratch, self.transfers, self._download, self.log
+                )
+                self._record(result)
+            else:
+                self._download(main, dest)
         self.planner.place_companions(self.scratch, inputs, companions, self._download)
 
     def _download(self, inp: Input, dest: Path) -> None:

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from core.errors import UsageError
 from core.locations import Location, LocationError, looks_remote, parse_location
+from worker.parts import parse_part_prefix
 
 
 class Role(StrEnum):
@@ -29,6 +30,8 @@ class Kind(StrEnum):
     BED = "bed"
     FASTA = "fasta"  # companion .fai (+ .gzi when bgzipped)
     REPORT = "report"  # an alignstats JSON report (rewritten after the run)
+    PART = "part"  # a fan-out part file of the built-in engine (worker/fanout.py)
+    PART_PREFIX = "part-prefix"  # where a shard child's part goes: a prefix ending in '/' (worker/parts.py)
     FILE = "file"
 
 
@@ -65,6 +68,8 @@ class Profile:
     # Options whose value is passed on verbatim, never staged and never taken for a file, even if it
     # looks like a URI: metadata (`--meta input=s3://...`), or a file the tool accepts but ignores.
     passthrough: frozenset[str] = frozenset()
+    # A flag that makes every operand (non-option argument) a file of this role: `--merge-parts P...`.
+    operand_roles: Mapping[str, OptionRole] = field(default_factory=dict)
 
 
 ALIGNSTATS = Profile(
@@ -78,7 +83,18 @@ ALIGNSTATS = Profile(
         "-r": OptionRole(Role.INPUT, Kind.BED),
         "-T": OptionRole(Role.INPUT, Kind.FASTA),
         "-o": OptionRole(Role.OUTPUT, Kind.REPORT),
+        "--part-out": OptionRole(Role.OUTPUT, Kind.PART_PREFIX),
     },
+    # The built-in engine's own long options (fan-out, report format); the real alignstats has none.
+    long_options={
+        "shard-of": True,
+        "shard-index": True,
+        "part-out": True,
+        "merge-parts": False,
+        "format": True,
+    },
+    passthrough=frozenset({"--shard-of", "--shard-index", "--format"}),
+    operand_roles={"--merge-parts": OptionRole(Role.INPUT, Kind.PART)},
     stream_option="-i",
 )
 
@@ -174,7 +190,7 @@ class _Builder:
         self.used_declared: set[str] = set()
 
     def slot(self, option: str, text: str, role: OptionRole, prefix: str = "") -> None:
-        loc = _location(text, option)
+        loc = parse_part_prefix(text, option) if role.kind is Kind.PART_PREFIX else _location(text, option)
         if loc.pinned and role.role is Role.OUTPUT:
             # A pin names content that already exists; a write would silently ignore it.
             raise UsageError(
@@ -235,13 +251,18 @@ def parse_command(
     b = _Builder(declared)
     b.tool_name = tool
     short = _short_spec(profile.short_options)
+    flags = args[: args.index("--")] if "--" in args else args
+    operand_role = next((r for flag, r in profile.operand_roles.items() if flag in flags), None)
     i = 0
     options_done = False
     while i < len(args):
         tok = args[i]
         i += 1
         if options_done or tok == "-" or not tok.startswith("-"):
-            b.literal(tok)
+            if operand_role is not None and tok not in declared:
+                b.slot("", tok, operand_role)
+            else:
+                b.literal(tok)
             continue
         if tok == "--":
             options_done = True

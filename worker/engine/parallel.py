@@ -18,14 +18,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
 
 from worker.engine import kernel as k
 from worker.engine.accumulators import Accumulators
-from worker.engine.bamindex import BadIndexError, BamIndex, index_path, read_index
+from worker.engine.bamindex import BadIndexError, index_path, read_index
 from worker.engine.engine import Engine, EngineConfig
 from worker.engine.errors import BadInputError
 from worker.engine.ranges import has_eof_block, range_chunks
+from worker.engine.shardplan import Piece, pieces_from_index
 from worker.engine.source import Header, InputFile, bgzf_errors
 
 CPUS_ENV = "ALIGNBATCH_ENGINE_CPUS"
@@ -39,17 +39,6 @@ def engine_cpus(environ: dict[str, str] | None = None) -> int:
         return max(1, int(text))
     except ValueError:
         return 1
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One contig's records (tid None: the unplaced '*' records), as virtual offsets into the BAM."""
-
-    tid: int | None
-    begin: int
-    end: int | None  # None: to the end of the file
-    records: int | None  # what the index promises (None: not stored for '*')
-    first_record: int  # records before this piece in the file (numbers error messages)
 
 
 def plan_pieces(inp: InputFile, unplaced: bool = True) -> tuple[list[Piece] | None, str]:
@@ -68,32 +57,6 @@ def plan_pieces(inp: InputFile, unplaced: bool = True) -> tuple[list[Piece] | No
     if not has_eof_block(inp.path):
         return None, "no BGZF end-of-file block (the serial reader gives the exact error)"
     return pieces_from_index(index, range(len(inp.header.lengths)), unplaced)
-
-
-def pieces_from_index(index: BamIndex, tids: Sequence[int], unplaced: bool) -> tuple[list[Piece] | None, str]:
-    """Pieces for `tids` (file order kept) and optionally '*'; refuses an index whose ranges leave gaps."""
-    pieces: list[Piece] = []
-    before = 0
-    prev_end: int | None = None
-    wanted = set(tids)
-    for span in index.spans:
-        if span is None:
-            continue
-        # consecutive contigs must abut, or bytes between them would be skipped that a serial run reads
-        if prev_end is not None and span.begin != prev_end:
-            return None, f"index ranges of contig {span.tid} do not follow the previous contig's"
-        prev_end = span.end
-        if span.tid in wanted:
-            pieces.append(Piece(span.tid, span.begin, span.end, span.records, before))
-        before += span.records
-    if prev_end is None:
-        # no placed records: the index does not say where the header ends (one piece: serial is as good)
-        return None, "no placed records"
-    if index.unplaced_begin != prev_end:
-        return None, "the unplaced records do not follow the last contig's"
-    if unplaced:
-        pieces.append(Piece(None, index.unplaced_begin, None, index.unplaced, before))
-    return pieces, ""
 
 
 def run_piece(config: EngineConfig, header: Header, path: str, piece: Piece, threads: int) -> Accumulators:

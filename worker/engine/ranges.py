@@ -28,6 +28,24 @@ class _Window:
         return data
 
 
+def header_end(path: str, first_record: int) -> int | None:
+    """The compressed offset where a BAM header's BGZF blocks end, from the first record's virtual offset:
+    that record's block when it starts the block, else the end of the block it starts in (the header's
+    tail shares it). None when the block there is unreadable (the whole-file reader then says why)."""
+    cbeg, within = first_record >> 16, first_record & 0xFFFF
+    if not within:
+        return cbeg
+    with open(path, "rb") as fh:
+        fh.seek(cbeg)
+        head = fh.read(18)
+    if len(head) < 18:
+        return None
+    try:
+        return cbeg + _block_size(head, 0, cbeg)
+    except BgzfError:
+        return None
+
+
 def has_eof_block(path: str) -> bool:
     """The whole-file reader refuses a BAM without the EOF marker; a range reader must too."""
     with open(path, "rb") as fh:

@@ -45,13 +45,13 @@ def _flush_warnings(opts: Options) -> None:
     opts.warnings.clear()
 
 
-def open_input(opts: Options) -> InputFile:
+def open_input(opts: Options, stop: int | None = None) -> InputFile:
     fmt = declared_format(opts)
     _flush_warnings(opts)
     _info(opts, f'Opening input file "{opts.input}" as {fmt.upper()} file.')
     if fmt == "cram" and not opts.reference:
         raise ToolError("[AlignStats ERROR] No reference specified for input CRAM alignment file.")
-    inp = InputFile(opts.input, fmt, opts.reference, threads=opts.hts_threads)
+    inp = InputFile(opts.input, fmt, opts.reference, threads=opts.hts_threads, stop=stop)
     assert inp.header is not None
     return inp
 

@@ -14,10 +14,11 @@ import os
 import stat
 import sys
 
-from worker.engine.bamindex import index_path, read_index
+from worker.engine.bamindex import BadIndexError, index_path, read_index
 from worker.engine.errors import ShardError
 from worker.engine.options import Options
 from worker.engine.parallel import engine_cpus, pieces_from_index, plan_pieces, run_pieces
+from worker.engine.ranges import header_end
 from worker.engine.run import (
     check_header,
     engine_config,
@@ -94,7 +95,7 @@ def run_shard(opts: Options) -> int:
         print(w, file=sys.stderr)
     opts.warnings.clear()
     validate(opts)
-    inp = open_input(opts)
+    inp = open_input(opts, stop=_header_stop(opts.input))
     try:
         header = inp.header
         if header is None:
@@ -128,6 +129,21 @@ def run_shard(opts: Options) -> int:
         inp.close()
     _write_atomically(opts.part_out, json.dumps(doc, separators=(",", ":")))
     return 0
+
+
+def _header_stop(path: str) -> int | None:
+    """Where the header's blocks end, from the index: the child's header read stops there, so it reads
+    the header and its contigs' ranges only (the worker stages nothing else of an S3 object). None
+    (read as a whole-file run does) when there is no usable index; the refusal then comes below."""
+    ipath = index_path(path) if path != "-" else None
+    if ipath is None:
+        return None
+    try:
+        index = read_index(ipath)
+    except (BadIndexError, OSError, ValueError):
+        return None
+    first = next((span.begin for span in index.spans if span is not None), None)
+    return header_end(path, first) if first is not None else None
 
 
 def run_merge(opts: Options) -> int:

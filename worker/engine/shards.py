@@ -1,7 +1,8 @@
 """Fan-out of one indexed BAM over several jobs: the shard plan, the part files, and their merge.
 
-`balance` is a pure function: contigs into N groups by the index's mapped-record counts (greedy,
-largest first, onto the lightest group), the unplaced and unmapped '*' records in one group. Every child
+The plan (`balance`, `plan_from_index`, in shardplan.py and importable from here) is pure: contigs into
+N groups by the index's mapped-record counts (greedy, largest first, onto the lightest group), the
+unplaced and unmapped '*' records in one group. Every child
 of a shard array runs the same plan and processes only its group (shard_run.py); its part file holds
 one `Accumulators` per contig, so the merge can put all pieces back in file order (what
 `Accumulators.merge` needs for the Q9 stale word) whatever the grouping, and render the report a single
@@ -13,59 +14,26 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from worker.engine.accumulators import Accumulators
-from worker.engine.bamindex import BamIndex
 from worker.engine.errors import ShardError
 from worker.engine.report import ReportContext
+from worker.engine.shardplan import Shard, balance, plan_from_index
+
+# The plan lives in shardplan.py (light: the worker imports it); these names stay importable from here.
+__all__ = [
+    "Shard",
+    "balance",
+    "header_digest",
+    "load_part",
+    "merge_parts",
+    "part_document",
+    "plan_from_index",
+]
 
 PART_FORMAT = "alignbatch-engine-part/1"
 ARRAY_INDEX_ENV = "AWS_BATCH_JOB_ARRAY_INDEX"
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int
-    tids: tuple[int, ...]  # in file order
-    unplaced: bool
-    load: int  # mapped records planned (what the groups are balanced on)
-
-    @property
-    def empty(self) -> bool:
-        """Nothing to read (more groups than contigs): the planner need not start this child."""
-        return not self.tids and not self.unplaced
-
-
-def balance(
-    mapped: Sequence[int], n: int, unplaced: int = 0, totals: Sequence[int] | None = None
-) -> list[Shard]:
-    """Contigs (mapped-record counts by tid) into `n` groups; the '*' records join the lightest group.
-
-    `totals` (mapped + placed unmapped, by tid) says which contigs have records at all; without it,
-    those with mapped records. Contigs without records are left out (nothing to read); groups may be
-    empty when n exceeds the contigs. Ties go to the lower group index, so every child computes the same
-    plan from the same index.
-    """
-    if n < 1:
-        raise ShardError(f"the number of shards must be at least 1, not {n}")
-    present = totals if totals is not None else mapped
-    loads = [0] * n
-    members: list[list[int]] = [[] for _ in range(n)]
-    for tid in sorted((t for t, c in enumerate(present) if c > 0), key=lambda t: (-mapped[t], t)):
-        g = min(range(n), key=lambda i: (loads[i], i))
-        members[g].append(tid)
-        loads[g] += mapped[tid]
-    star = min(range(n), key=lambda i: (loads[i], i))
-    loads[star] += unplaced
-    return [Shard(i, tuple(sorted(members[i])), i == star, loads[i]) for i in range(n)]
-
-
-def plan_from_index(index: BamIndex, n: int) -> list[Shard]:
-    """The shard plan of an indexed BAM: what the planner and every child compute alike."""
-    mapped = [s.mapped if s else 0 for s in index.spans]
-    totals = [s.records if s else 0 for s in index.spans]
-    return balance(mapped, n, index.unplaced or 0, totals)
 
 
 def header_digest(names: Sequence[str], lengths: Sequence[int]) -> str:

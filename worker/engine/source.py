@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from worker.engine.bgzf import BGZF_MAGIC, BgzfError, _block_size, _inflate, iter_chunks
 from worker.engine.errors import BadInputError, ToolError
+from worker.engine.ranges import _Window
 
 FORMATS = ("sam", "bam", "cram")
 _BATCH_RECORDS = 100_000
@@ -128,8 +129,14 @@ def bgzf_errors(path: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
 class InputFile:
     """One opened alignment input; `chunks()` yields raw record bytes."""
 
-    def __init__(self, path: str, declared: str, reference: str | None, threads: int = 1) -> None:
+    def __init__(
+        self, path: str, declared: str, reference: str | None, threads: int = 1, stop: int | None = None
+    ) -> None:
         self.path = path
+        # A BAM read only for its header (a shard): the whole-file reader reads no byte at or past this
+        # compressed offset, where the header's blocks end. Its look-ahead would otherwise inflate blocks
+        # beyond the header, which a shard child's sparse staged copy does not hold (worker/fanout.py).
+        self.stop = stop
         self.declared = declared
         self.reference = reference
         self.threads = threads
@@ -174,7 +181,11 @@ class InputFile:
             # the CPUs we may run on (taskset, cpusets), not the host's: on one CPU, inflate threads only
             # add switches between them and the kernel
             inflaters = max(self.threads, min(_usable_cpus(), 4))
-            chunks = bgzf_errors(self.path, iter_chunks(self._stream, self._prefix, threads=inflaters))
+            stream: BinaryIO = self._stream
+            if self.stop is not None and self.path != "-":
+                stream = _Window(self._stream, len(self._prefix), self.stop)  # type: ignore[assignment]
+            raw = iter_chunks(stream, self._prefix, threads=inflaters, require_eof=self.stop is None)
+            chunks = bgzf_errors(self.path, raw)
             header, body = split_header(chunks)
             self._raw_chunks = chunks
             if header is not None:

@@ -92,6 +92,35 @@ class Transfers:
         finally:
             os.close(fd)
 
+    def download_ranges(self, info: ObjectInfo, dest: Path, ranges: list[tuple[int, int]]) -> TransferResult:
+        """Only `ranges` of the object into a sparse file of its full size at `dest` (a shard child's
+        bytes: the holes are never read). Every GET is pinned like a whole download (the version id,
+        IfMatch the ETag), so a changed object fails instead of mixing; each span is checked for its
+        length. The result's `bytes` are the bytes fetched."""
+        loc = info.location
+        tmp = dest.with_name(f".{dest.name}.part")
+        started = time.monotonic()
+        size_only = Expectation("ranges-size", None, None, note="byte ranges of the object")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, info.size)  # sparse: no block is allocated for the bytes not fetched
+                job = RangedDownload(self.client, info, fd, size_only, self._stop, self.tuning, ranges=ranges)
+                job.run()
+                verified = job.verify()
+            finally:
+                os.close(fd)
+        except BaseException as exc:  # includes Interrupted raised by the SIGTERM handler
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, WorkerError) or not isinstance(exc, Exception):
+                raise
+            raise download_error(exc, loc) from None
+        os.replace(tmp, dest)
+        fetched = sum(end - start for start, end in ranges)
+        return TransferResult(
+            "download", str(loc), str(dest), fetched, time.monotonic() - started, verified, info
+        )
+
     def start_stream(self, info: ObjectInfo, fd: int, expect: Expectation) -> StreamHandle:
         """Start feeding the object into `fd` (the tool's stdin) in byte order; returns at once."""
         loc = info.location

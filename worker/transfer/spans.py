@@ -41,6 +41,16 @@ def plan_spans(size: int, span_bytes: int) -> list[Span]:
     ]
 
 
+def plan_range_spans(ranges: list[tuple[int, int]], span_bytes: int) -> list[Span]:
+    """Spans of at most `span_bytes` covering each [start, end) range (a shard's byte ranges)."""
+    span_bytes = max(1, span_bytes)
+    spans: list[Span] = []
+    for start, end in ranges:
+        for s in range(start, end, span_bytes):
+            spans.append(Span(len(spans), s, min(end, s + span_bytes), pos=s))
+    return spans
+
+
 class SpanCheck:
     """Integrity of a ranged download, from what each span's thread saw (base: size only)."""
 
