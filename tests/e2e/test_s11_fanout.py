@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import wait_for
+from tests.support.harness import HarnessTimeout, wait_for
 from tests.support.pipeline import Figures, Pipeline
 
 SHARDS = 4
@@ -71,7 +71,13 @@ def test_a_large_bam_fans_out_and_a_killed_child_is_retried_alone(
             # The others finish in seconds; the held one is the last still running.
             return running[0]["job_id"] if len(live) == SHARDS and len(running) == 1 else None
 
-        child = wait_for("one shard child held in its download", held_child, 240, 0.5)
+        try:
+            child = wait_for("one shard child held in its download", held_child, 240, 0.5)
+        except HarnessTimeout:
+            raise AssertionError(
+                f"no shard child held: jobs {[(j['step'], j['state'], j['reason']) for j in pipe.jobs()]}\n"
+                f"{pipe.explain_failures()}\n{pipe.controller.log_tail(20)}"
+            ) from None
         assert pipe.mb.crash_job(child)
         figures.kills = 1
         pipe.wait_settled([key], timeout=300)

@@ -210,3 +210,45 @@ def test_demo_from_an_unactivated_virtualenv(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "0 failed" in out.stdout
     assert list((tmp_path / "demo" / "results" / "reports").rglob("*.alignstats.json"))
+
+
+def test_run_local_fans_a_large_bam_out_over_child_processes(tmp_path: Path, refdata: Path) -> None:
+    """#17 locally: a BAM over a lowered [fanout] threshold goes as shard children (processes with
+    AWS_BATCH_JOB_ARRAY_INDEX) and a merge; the report is the single run's (the golden one)."""
+    big = tmp_path / "inbox" / "big"
+    big.mkdir(parents=True)
+    for name in ("a_wgs.bam", "a_wgs.bam.bai"):
+        shutil.copy(refdata / name, big / name)
+    past = time.time() - 10
+    for p in (tmp_path / "inbox").rglob("*"):
+        os.utime(p, (past, past))
+    config = tmp_path / "fanout.toml"
+    # 24.3 MB at 1 MB/s projects to 24.3 s: over 1 s, in ceil(24.3 / 9) = 3 shards.
+    config.write_text(
+        "[fanout]\nmin_projected_seconds = 1\nbytes_per_second = 1000000\ntarget_shard_seconds = 9\n"
+    )
+    out = subprocess.run(
+        [CONTROLLER, "run", "--local", str(tmp_path), "--config", str(config), "--once",
+         "--metrics-port", "0", "--max-seconds", "240"],
+        capture_output=True, text=True, timeout=300, env=_env(),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    created = next(e for e in events if e["event"] == "run.created")
+    assert created["shards"] == 3 and created["steps"] == ["shard", "alignstats", "summary"]
+    report = json.loads((tmp_path / "results" / "reports" / "big" / "a_wgs.bam.alignstats.json").read_text())
+    golden = json.loads((refdata / "golden" / "a_wgs__C.json").read_text())
+    assert report["InputFileName"] == str(big / "a_wgs.bam")
+    assert {k: v for k, v in report.items() if not k.startswith("InputFile")} == {
+        k: v for k, v in golden.items() if not k.startswith("InputFile")
+    }
+    parts = sorted(p.name for p in (tmp_path / "results" / "parts").rglob("part-*.json"))
+    assert parts == ["part-0-of-3.json", "part-1-of-3.json", "part-2-of-3.json"]
+    logs = (
+        sorted(p.name for p in (tmp_path / "logs").rglob("*shard*.log"))
+        if (tmp_path / "logs").exists()
+        else []
+    )
+    assert not logs or len(logs) == 3  # each child its own log, where the executor keeps them
+    row = next(csv.DictReader((tmp_path / "results" / "table" / "results.csv").open()))
+    assert row["shards"] == "3"
