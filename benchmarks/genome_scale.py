@@ -821,6 +821,130 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------------- where the time goes
+
+PROFILED = """
+import cProfile, sys
+from worker.engine.cli import main
+prof = cProfile.Profile()
+prof.enable()
+code = main(sys.argv[2:])
+prof.disable()
+prof.dump_stats(sys.argv[1])
+sys.exit(code)
+"""
+
+# (category, function names matched as (file name, function)) and whether cumulative or own time counts
+CATEGORIES = (
+    ("BGZF inflate + CRC32 (libdeflate, in line on one core)", (("bgzf.py", "inflate_batch"),), "cum"),
+    (
+        "BGZF framing (Python: block headers, reads)",
+        (("bgzf.py", "iter_blocks"), ("bgzf.py", "_block_size")),
+        "own",
+    ),
+    ("kernel process_records (numba, nogil)", (("records.py", "process_records"),), "own"),
+    ("the driver loop around the kernel (Engine._run_one)", (("engine.py", "_run_one"),), "own"),
+    ("Engine.feed: per-chunk Python (carry, frombuffer, order warning)", (("engine.py", "feed"),), "own"),
+    (
+        "per-chromosome depth work (zeroing, prefix sum, histograms, targets)",
+        (("engine.py", "_start_chromosome"), ("engine.py", "_finish_chromosome")),
+        "cum",
+    ),
+    ("report (statistics, rendering, write)", (("run.py", "render_report"),), "cum"),
+    (
+        "imports (numpy, numba, pysam, the engine)",
+        (("<frozen importlib._bootstrap>", "_find_and_load"),),
+        "cum",
+    ),
+)
+
+
+def profile_split(stats_path: Path) -> tuple[float, list[tuple[str, float]], list[str]]:
+    import pstats
+
+    st = pstats.Stats(str(stats_path))
+    total = max(v[3] for v in st.stats.values())  # the outermost call's cumulative time
+    split = []
+    for name, funcs, which in CATEGORIES:
+        t = 0.0
+        for (file, _line, func), (_cc, _nc, tt, ct, _callers) in st.stats.items():
+            if any(file.endswith(f) and func == fn for f, fn in funcs):
+                t = max(t, ct) if which == "cum" else t + tt
+        split.append((name, t))
+    top = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:12]
+    lines = [
+        f"    {tt:7.2f} s own {ct:7.2f} s cum  {Path(f).name}:{ln} {fn}"
+        for (f, ln, fn), (_, _, tt, ct, _) in top
+    ]
+    return total, split, lines
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from engine import write_bam  # benchmarks/engine.py: the tiny BAM of its fixed-runtime baseline
+
+    case = selected(args.case)[0]
+    d = args.dir / case.name
+    bam = f"{case.name}.bam"
+    info = json.loads((d / "case.json").read_text())
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ALIGNBATCH_ENGINE_CPUS": "1"}
+    env.pop("ALIGNBATCH_ENGINE_POOL", None)
+    pin = ["taskset", "-c", "0"]
+    out: dict = {"case": case.name, "load_before": os.getloadavg()}
+    print(f"where the time goes: {case.name}, {info['records']:,} records; load {load()}")
+    tmp = Path(tempfile.mkdtemp(prefix="genome-scale-profile-"))
+    try:
+        subprocess.run(["cat", str(d / bam)], stdout=subprocess.DEVNULL, check=False)
+        tiny = tmp / "tiny.bam"
+        write_bam(tiny, [("chr1", 1000)], 10)
+        base = measure([*pin, *ENGINE, "-C", "-i", str(tiny), "-o", os.devnull], tmp, env, tree=True)
+        print(
+            f"  start-up (the same -C on a 10-read BAM, 1 core): wall {base.wall:.2f} s, CPU "
+            f"{base.user + base.sys:.2f} s, RssAnon {base.anon_mb:.1f} MiB, VmHWM {base.hwm_mb:.1f} MiB"
+        )
+        out["startup"] = asdict(base)
+        for label, opts in (("-C", ["-C"]), ("-t", ["-t", "targets.bed"])):
+            plain = measure([*pin, *ENGINE, *opts, "-i", bam, "-o", os.devnull], d, env, tree=True)
+            prof = tmp / f"{label}.prof"
+            t0 = time.perf_counter()
+            subprocess.run(
+                [*pin, sys.executable, "-c", PROFILED, str(prof), *opts, "-i", bam, "-o", os.devnull],
+                cwd=d,
+                env=env,
+                check=True,
+            )
+            wall_prof = time.perf_counter() - t0
+            total, split, top = profile_split(prof)
+            print(
+                f"\n  engine {label}, 1 core: wall {plain.wall:.2f} s, CPU {plain.user + plain.sys:.2f} s "
+                f"unprofiled; under cProfile {wall_prof:.2f} s wall, {total:.2f} s profiled; load {load()}"
+            )
+            rest = total
+            for name, t in split:
+                print(f"    {t:7.2f} s  {100 * t / total:5.1f} %  {name}")
+                rest -= t
+            print(f"    {rest:7.2f} s  {100 * rest / total:5.1f} %  other: numba's first dispatch, options")
+            print("   top functions by own time:")
+            print("\n".join(top))
+            out[label] = {"plain": asdict(plain), "profiled_s": total, "split": dict(split), "other": rest}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    longest = max(ln for _, ln in info["contigs"])
+    second = sorted((ln for _, ln in info["contigs"]), reverse=True)[1]
+    fixed = out["startup"]["anon_mb"]
+    mib = 1024 * 1024
+    print(
+        f"\n  memory model (private): start-up {fixed:.1f} MiB + depth array 4 B x (longest + 1) = "
+        f"{4 * (longest + 1) / mib:.1f} MiB -> {fixed + 4 * (longest + 1) / mib:.1f} MiB on one core "
+        f"(measured {out['-C']['plain']['anon_mb']:.1f}); two threads hold two arrays at once "
+        f"(the two largest contigs first: + {4 * (second + 1) / mib:.1f} MiB)"
+    )
+    out["model"] = {"fixed_anon_mb": fixed, "depth_array_mb": 4 * (longest + 1) / mib}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="step", required=True)
@@ -840,9 +964,15 @@ def main() -> int:
         default=ROOT / ".tools" / "alignstats" / "alignstats",
         help="the real alignstats (scripts/build-alignstats.sh builds it there)",
     )
+    p = sub.add_parser("profile", help="where the time goes, for one case")
+    p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    p.add_argument("--case", default=max(CASES, key=lambda c: c.records).name)
+    p.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if args.step == "generate":
         return cmd_generate(args)
+    if args.step == "profile":
+        return cmd_profile(args)
     return cmd_run(args)
 
 
