@@ -752,7 +752,7 @@ def growth(results: dict[str, list[Result]], infos: dict[str, dict]) -> list[str
         lines.append(
             f"  {label:<36} wall {fw[0]:5.2f} s + {fw[1]:5.2f} s/M records + {fw[2] * 100:5.2f} s/100 Mbp;  "
             f"CPU {fc[0]:5.2f} + {fc[1]:5.2f}/M + {fc[2] * 100:5.2f}/100 Mbp;  "
-            f"tree RssAnon {slope / 1.048576:5.2f} B per base of the longest contig"
+            f"tree RssAnon {slope * 1.048576:5.2f} B per base of the longest contig"
         )
     return lines
 
