@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/genome_scale.py generate [--dir /work/large2] [--only CASE,...] [--seed 17]
        python benchmarks/genome_scale.py run [--dir /work/large2] [--repeat 3] [--largest-repeat N]
-                                             [--only CASE,...] [--json results.json] [--alignstats PATH]
+                                             [--only CASE,...] [--json PATH] [--alignstats PATH]
        python benchmarks/genome_scale.py profile [--dir /work/large2] [--case c50m_r20m]
 
 `generate` writes, outside the repository, one directory per case (CASES below): ref.fa(.fai), a
@@ -816,8 +816,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         "elapsed_s": elapsed,
         "cpus": os.cpu_count(),
     }
-    args.json.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"\nwrote {args.json}")
+    path = args.json or args.dir / "genome_scale.json"
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"\nwrote {path}")
     return 0
 
 
@@ -957,7 +958,9 @@ def main() -> int:
     r.add_argument("--only", default=None)
     r.add_argument("--repeat", type=int, default=3)
     r.add_argument("--largest-repeat", type=int, default=None, help="repeat for the largest case")
-    r.add_argument("--json", type=Path, default=Path("genome_scale.json"))
+    r.add_argument(
+        "--json", type=Path, default=None, help="default: DIR/genome_scale.json (outside the repo)"
+    )
     r.add_argument(
         "--alignstats",
         type=Path,
