@@ -28,13 +28,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import memory
+from procstat import Measure, measure
 
 MIB = 1024 * 1024
 ENGINE_CONFIGS = {
@@ -45,56 +42,6 @@ ENGINE_CONFIGS = {
     "-t targets.bed": ["-t", "targets.bed"],
 }
 GOLDEN_NAMES = {"-C": "e_large__C.json", "-t targets.bed": "e_large__t.json"}
-SAMPLE_EVERY = 0.002
-
-
-@dataclass
-class Measure:
-    wall: float
-    user: float
-    sys: float
-    # VmHWM: the kernel's exact peak resident set of the command, read until it exits (monotone, so
-    # sampling loses at most the last 2 ms). Not ru_maxrss: that keeps the peak of the forked Python
-    # child before exec, which is larger than all of samtools.
-    hwm_mb: float
-    anon_mb: float  # sampled peak RssAnon (private)
-    file_mb: float  # sampled peak RssFile (shared libraries, mapped files)
-    exit_code: int
-
-
-def measure(cmd: list[str], cwd: Path) -> Measure:
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peaks = [0, 0, 0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            now = memory(proc.pid)
-            for i, kib in enumerate((now.hwm_kib, now.anon_kib, now.file_kib)):
-                peaks[i] = max(peaks[i], kib)
-            time.sleep(SAMPLE_EVERY)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped: the pid stays ours
-    wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        print(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{err}", file=sys.stderr)
-    return Measure(
-        wall,
-        usage.ru_utime,
-        usage.ru_stime,
-        peaks[0] / 1024.0,
-        peaks[1] / 1024.0,
-        peaks[2] / 1024.0,
-        proc.returncode,
-    )
 
 
 def summarise(runs: list[Measure]) -> Measure:
