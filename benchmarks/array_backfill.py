@@ -188,6 +188,56 @@ def submit_calls(queue: str) -> tuple[int, int]:
     return sum(":" not in j["jobId"] for j in listed), sum(":" in j["jobId"] for j in listed)
 
 
+def write_config(env: Any, db: Path, cfg: Path, *, rate: float, min_runs: int) -> None:
+    text = env.config_toml(db).replace("submit_rate_per_second = 20", f"submit_rate_per_second = {rate}")
+    text = text.replace("reconcile_seconds = 1", "reconcile_seconds = 3600")
+    text = text.replace("[pipeline]", f"array_min_runs = {min_runs}\n[pipeline]")
+    cfg.write_text(text.replace("[state]", "[state]\nbackup_seconds = 0"))
+
+
+def profile_case(
+    n: int, *, rate: float, min_runs: int, workdir: Path, start_moto: Any, out: Path, top: int = 30
+) -> float:
+    """The same backfill with the submission pass run in this process under cProfile (the daemon runs it
+    on a thread, which cProfile does not follow): SubmitJob's client side is in the profile, moto is not.
+    Writes the stats to `out` and prints the `top` functions by cumulative and by own time. Returns the
+    pass's wall seconds."""
+    import cProfile
+    import pstats
+
+    from controller.config import load_config
+    from controller.factory import build_controller
+    from controller.metrics import Metrics
+    from tests.support.aws_env import create_aws_env
+    from tests.support.moto import FAKE_ENV
+
+    moto, url = start_moto()
+    os.environ.update(FAKE_ENV)
+    os.environ["AWS_ENDPOINT_URL"] = url
+    try:
+        env = create_aws_env(url, notification=False)
+        db, cfg = workdir / f"profile-{n}.db", workdir / f"profile-{n}.toml"
+        db.unlink(missing_ok=True)
+        seed_ledger(db, n, f"s3://{env.inbox_bucket}/incoming", f"s3://{env.results_bucket}/alignbatch")
+        write_config(env, db, cfg, rate=rate, min_runs=min_runs)
+        ctl = build_controller(load_config(cfg), metrics=Metrics(), once=True, with_source=False)
+        prof = cProfile.Profile()
+        t = time.perf_counter()
+        prof.enable()
+        submitted = ctl.submit_ready()
+        prof.disable()
+        wall = time.perf_counter() - t
+        prof.dump_stats(out)
+        print(f"N={n}: submit_ready() submitted {submitted} jobs in {wall:.1f}s (profiled); stats in {out}")
+        stats = pstats.Stats(str(out))
+        stats.sort_stats("cumulative").print_stats(top)
+        stats.sort_stats("tottime").print_stats(top)
+        return wall
+    finally:
+        moto.terminate()
+        moto.wait(timeout=60)
+
+
 def backfill_case(
     n: int, *, rate: float, min_runs: int, workdir: Path, start_moto: Any, cpu_seconds: Any,
     max_seconds: float = 0,
@@ -206,10 +256,7 @@ def backfill_case(
         seed_ledger(db, n, f"s3://{env.inbox_bucket}/incoming", f"s3://{env.results_bucket}/alignbatch")
         seeded = time.monotonic() - t_seed
         cfg = workdir / f"backfill-{n}.toml"
-        text = env.config_toml(db).replace("submit_rate_per_second = 20", f"submit_rate_per_second = {rate}")
-        text = text.replace("reconcile_seconds = 1", "reconcile_seconds = 3600")
-        text = text.replace("[pipeline]", f"array_min_runs = {min_runs}\n[pipeline]")
-        cfg.write_text(text.replace("[state]", "[state]\nbackup_seconds = 0"))
+        write_config(env, db, cfg, rate=rate, min_runs=min_runs)
         log = open(Path(os.environ.get("ALIGNBATCH_BENCH_LOGS", workdir)) / f"backfill-{n}.log", "wb")  # noqa: SIM115
         api = ApiCallLog()
         t0 = time.time()
