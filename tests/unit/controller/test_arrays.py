@@ -47,7 +47,7 @@ def test_a_burst_goes_as_one_array_per_step_with_n_to_n_and_a_manifest(tmp_path:
     index_id, stats_id, _ = executor.submitted and [executor.by_name[r.name] for r in requests]
     assert requests[0].depends_on == () and requests[1].depends_on == (index_id,)
     assert requests[2].depends_on == (stats_id,)
-    assert requests[1].tags["alignbatch:run-id"] == requests[1].name  # TerminateJob's IAM condition
+    assert requests[1].tags["alignbatch:run-id"] == requests[1].name  # the array's, not a run's
     runs = _by_run(ctl)
     for i, (run_id, jobs) in enumerate(runs.items()):
         by_step = {j.step: j for j in jobs}
