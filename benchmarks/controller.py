@@ -295,11 +295,19 @@ def events_mode(args: argparse.Namespace) -> None:
 
 
 def backfill_mode(args: argparse.Namespace) -> None:
-    from benchmarks.array_backfill import backfill_case, print_case
+    from benchmarks.array_backfill import backfill_case, print_case, profile_case
 
     print(f"emulator: {SHIM_SUMMARY}; Batch in moto's no-docker mode; SubmitJob bucket {args.rate:g}/s")
     with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
         for n in args.counts:
+            if args.profile:
+                load_before = load_average()
+                profile_case(
+                    n, rate=args.rate, min_runs=args.array_min_runs, workdir=Path(tmp), start_moto=start_moto,
+                    out=Path(args.profile) / f"backfill-{n}.prof",
+                )  # fmt: skip
+                print(f"  load average {load_before} before, {load_average()} after", flush=True)
+                continue
             load_before = load_average()
             r = backfill_case(
                 n, rate=args.rate, min_runs=args.array_min_runs, workdir=Path(tmp), start_moto=start_moto,
@@ -338,6 +346,10 @@ def main() -> None:
         help="N runs waiting in the ledger, submitted as array jobs (benchmarks/array_backfill.py)",
     )  # fmt: skip
     parser.add_argument("--array-min-runs", type=int, default=100, help="backfill: 0 = single jobs only")
+    parser.add_argument(
+        "--profile", metavar="DIR",
+        help="backfill: run the submission pass in this process under cProfile, stats into DIR",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.events_mode:
         events_mode(args)

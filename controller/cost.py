@@ -7,8 +7,11 @@ per vCPU-hour and GiB-hour from `[cost]` (On-Demand or Spot by the compute envir
 attempt: controller.placement.Capacity). Every attempt counts, a reclaimed or failed one too (the
 instance ran it), from the job's startedAt to its stoppedAt; local processes cost nothing; an attempt
 whose capacity is unknown is priced On-Demand, the upper bound. AWS split cost allocation data is the
-bill's own per-job view (the jobs' tags are propagated to their ECS tasks for it); this is the estimate
-the controller can give the moment a run ends.
+bill's own per-job view (the jobs' tags are propagated to their ECS tasks for it), except for array
+children, whose tags are the array's, not the run's (Batch does not propagate a job's tags to its
+children); this is the estimate the controller can give the moment a run ends, and for a backfill the
+only per-sample one. Where the default prices come from, and which are placeholders (Spot): the "Cost
+per sample" section of docs/controller.md.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ next pass resolves by looking the name up before anything is submitted again.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Sequence
 
@@ -17,6 +18,9 @@ from controller.ledger.rows import JobRow
 from controller.states import JobState, RunState
 
 _CHUNK = 500  # host parameters per IN (...) list, well under SQLite's limit
+# JobRow's fields, selected by name so that a row is built from a plain tuple (no sqlite3.Row, no dict):
+# a backfill reads 30,000 rows per 10,000-run round.
+_JOB_COLUMNS = ", ".join(f.name for f in dataclasses.fields(JobRow))
 
 
 class ArrayQueries(LedgerDb):
@@ -35,12 +39,16 @@ class ArrayQueries(LedgerDb):
     def jobs_for_runs(self, run_ids: Sequence[str]) -> dict[str, list[JobRow]]:
         """Every job of these runs, by run, in the order the run ids are given."""
         out: dict[str, list[JobRow]] = {r: [] for r in run_ids}
-        for i in range(0, len(run_ids), _CHUNK):
-            chunk = list(run_ids[i : i + _CHUNK])
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT * FROM jobs WHERE run_id IN ({marks})"  # noqa: S608  # nosec B608 # only ? placeholders are formatted in; values are bound
-            for row in self._query(sql, chunk):
-                out[row["run_id"]].append(JobRow(**dict(row)))
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.row_factory = None  # tuples, in _JOB_COLUMNS order
+            for i in range(0, len(run_ids), _CHUNK):
+                chunk = list(run_ids[i : i + _CHUNK])
+                marks = ",".join("?" * len(chunk))
+                # ORDER BY: each run's rows by step, as the primary key gave them before jobs_run_state
+                sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id IN ({marks}) ORDER BY run_id, step"  # noqa: S608  # nosec B608 # only column names and ? placeholders are formatted in; values are bound
+                for row in cur.execute(sql, chunk):
+                    out[row[0]].append(JobRow(*row))
         return out
 
     def mark_array_intent(

@@ -47,7 +47,7 @@ def test_a_burst_goes_as_one_array_per_step_with_n_to_n_and_a_manifest(tmp_path:
     index_id, stats_id, _ = executor.submitted and [executor.by_name[r.name] for r in requests]
     assert requests[0].depends_on == () and requests[1].depends_on == (index_id,)
     assert requests[2].depends_on == (stats_id,)
-    assert requests[1].tags["alignbatch:run-id"] == requests[1].name  # TerminateJob's IAM condition
+    assert requests[1].tags["alignbatch:run-id"] == requests[1].name  # the array's, not a run's
     runs = _by_run(ctl)
     for i, (run_id, jobs) in enumerate(runs.items()):
         by_step = {j.step: j for j in jobs}
@@ -123,3 +123,20 @@ def test_an_array_batch_refuses_goes_as_single_jobs_in_the_same_pass(tmp_path: P
     assert {r.array_size for r in executor.requests} == {0}
     rows = [j for jobs in _by_run(ctl).values() for j in jobs]
     assert {(j.state, j.array_name) for j in rows} == {("SUBMITTED", None)}
+
+
+def test_jobs_for_runs_reads_the_rows_one_run_at_a_time_would(tmp_path: Path) -> None:
+    """The array pass's bulk read (rows built from tuples, by column name) gives exactly the rows the
+    per-run read gives, runs in the order asked, each run's rows by step as the primary key orders them."""
+    ctl, _ = _controller(tmp_path, 4)
+    run_ids = [r.run_id for r in ctl.ledger.runs()][::-1]
+    ctl.ledger.mark_intent(run_ids[0], "index")  # rows in more than one state
+    ctl.ledger.mark_array_intent("array-x-summary", "summary", run_ids[1:3])
+    got = ctl.ledger.jobs_for_runs(run_ids)
+    assert list(got) == run_ids
+    for run_id in run_ids:
+        assert [j.step for j in got[run_id]] == sorted(j.step for j in got[run_id])
+        assert sorted(got[run_id], key=lambda j: j.step) == sorted(
+            ctl.ledger.jobs_for_run(run_id), key=lambda j: j.step
+        )
+    assert got[run_ids[2]][-1].array_index == 1 and got[run_ids[2]][-1].array_name == "array-x-summary"
