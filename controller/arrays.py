@@ -71,7 +71,8 @@ def group_runs(
         if shape is None:
             continue
         by_shape.setdefault(shape, []).append(run_id)
-        steps.setdefault(shape, tuple(s.step for s in submission_order(j.job_spec for j in jobs)))
+        if shape not in steps:  # once per shape, not per run (setdefault would order every run's steps)
+            steps[shape] = tuple(s.step for s in submission_order(j.job_spec for j in jobs))
     size = max(MIN_ARRAY_SIZE, min(max_size, MAX_ARRAY_SIZE))
     out = []
     for shape, run_ids in by_shape.items():
