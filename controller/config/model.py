@@ -157,7 +157,8 @@ class CostConfig:
     us-east-1 Linux On-Demand prices of m6i.large ($0.096/h: 2 vCPU, 8 GiB) and c6i.large ($0.085/h:
     2 vCPU, 4 GiB), which differ only by 4 GiB: $0.00275 per GiB-hour, then $0.037 per vCPU-hour. Spot:
     those times 0.35, a placeholder 65 % discount (no public figure was found to take; the EC2 console's
-    Spot savings view gives your own per-vCPU-hour and per-GiB-hour costs). Re-take them for your region and families; `prices_as_of` says when."""
+    Spot savings view gives your own per-vCPU-hour and per-GiB-hour costs). Re-take them for your region
+    and families; `prices_as_of` says when."""
 
     on_demand_vcpu_hour: float = 0.037
     on_demand_gib_hour: float = 0.00275
