@@ -227,14 +227,14 @@ def merge_report_input(inputs: Mapping[int, Input], request: MergeRequest) -> tu
     values = list(seen.values())
     if not values or all(v is None for v in values):
         return None
-    first_display, first = next((d, v) for d, v in seen.items() if v is not None)
+    present = {d: v for d, v in seen.items() if v is not None}
+    first_display, first = next(iter(present.items()))
     for display, value in seen.items():
         if value != first:
             raise UsageError(
                 f"cannot merge: {display} and {first_display} were made from different inputs "
                 f"({_describe(value)} / {_describe(first)}); run the shards again under a new prefix"
             )
-    assert first is not None
     return str(first["name"]), int(first["size"])
 
 
