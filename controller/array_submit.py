@@ -54,9 +54,15 @@ class ArraySubmitter:
         if not self.enabled:
             return 0
         submitted = self.resolve_intents()
+        after: str | None = None
         while True:
-            # One array's worth of runs at a time: their rows and specs are what this pass holds.
-            jobs = self.ledger.jobs_for_runs(self.ledger.fresh_runs(limit=self.max_size))
+            # One array's worth of runs at a time: their rows and specs are what this pass holds; the
+            # next round starts after the last run this one looked at (those left out go single).
+            fresh = self.ledger.fresh_runs(limit=self.max_size, after=after)
+            if not fresh:
+                return submitted
+            after = fresh[-1]
+            jobs = self.ledger.jobs_for_runs(fresh)
             groups = group_runs(jobs, min_runs=self.min_runs, max_size=self.max_size)
             if not groups:
                 return submitted

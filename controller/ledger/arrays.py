@@ -24,15 +24,25 @@ _JOB_COLUMNS = ", ".join(f.name for f in dataclasses.fields(JobRow))
 
 
 class ArrayQueries(LedgerDb):
-    def fresh_runs(self, limit: int) -> list[str]:
-        """Active runs, oldest first, none of whose jobs has been submitted or put in an array yet."""
+    def fresh_runs(self, limit: int, after: str | None = None) -> list[str]:
+        """Active runs, oldest first, none of whose jobs has been submitted or put in an array yet.
+        `after`: a run id returned by the previous call of the same pass; only runs after it (in that
+        order) are looked at, so a pass over a 100,000-run backfill reads each run once instead of
+        re-scanning the runs it already put into arrays (quadratic in the backlog)."""
+        cursor = ""
+        params: tuple[object, ...] = (RunState.ACTIVE, JobState.PLANNED)
+        if after is not None:
+            cursor = """AND (r.created_at, r.run_id) >
+                        (SELECT a.created_at, a.run_id FROM runs a WHERE a.run_id = ?)"""
+            params = (*params, after)
         rows = self._query(
-            """SELECT r.run_id FROM runs r WHERE r.state = ?
+            f"""SELECT r.run_id FROM runs r WHERE r.state = ?
                AND EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.run_id)
                AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.run_id = r.run_id
                                AND (j.state != ? OR j.array_name IS NOT NULL))
-               ORDER BY r.created_at, r.run_id LIMIT ?""",
-            (RunState.ACTIVE, JobState.PLANNED, limit),
+               {cursor}
+               ORDER BY r.created_at, r.run_id LIMIT ?""",  # noqa: S608  # nosec B608 # only a fixed clause is formatted in; values are bound
+            (*params, limit),
         )
         return [r["run_id"] for r in rows]
 
