@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procstat import Measure, measure
+from procstat import Measure, load_text, measure
 
 MIB = 1024 * 1024
 ENGINE_CONFIGS = {
@@ -105,10 +105,6 @@ def fmt_row(name: str, m: Measure, base: Measure | None) -> str:
     )
 
 
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir", type=Path)
@@ -135,7 +131,7 @@ def main() -> int:
     longest, records = bam_info(bam)
     budget = 4 * (longest + 1) / MIB + args.slack_mb
     print(f"case: {bam}  records={records:,}  longest contig={longest:,} bp  repeat={args.repeat}")
-    print(f"cpus={os.cpu_count()}  load before: {load()}")
+    print(f"cpus={os.cpu_count()}  load before: {load_text()}")
     rows: list[tuple[str, Measure, Measure | None]] = []
     golden_ok: dict[str, bool] = {}
     scaling: list[str] = []
@@ -168,7 +164,7 @@ def main() -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"load after: {load()}")
+    print(f"load after: {load_text()}")
     print()
     print("MiB; anon = peak RssAnon (private), file = peak RssFile (shared libraries); base = the same")
     print("flags on a tiny BAM (fixed runtime); d.anon, d.hwm = peak - base (data-dependent)")

@@ -28,6 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procstat import load_text
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINE = [sys.executable, "-m", "worker.engine.cli"]
 CONFIGS = {"-C": ["-C"], "-t targets.bed": ["-t", "targets.bed"]}
@@ -77,10 +80,6 @@ def same_reports(outs: list[Path], bam: str, size: int) -> bool:
     texts[-1] = texts[-1].replace(b'"InputFileName": "-"', b'"InputFileName": "%s"' % bam.encode())
     texts[-1] = texts[-1].replace(b'"InputFileSize": 0,', b'"InputFileSize": %d,' % size)
     return len(set(texts)) == 1
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -155,7 +154,7 @@ def main() -> int:
             )
     print(
         f"case {args.dir / bam}; repeat {args.repeat}, interleaved; cpus={os.cpu_count()}; "
-        f"load before {load()}"
+        f"load before {load_text()}"
     )
     subprocess.run(["cat", str(args.dir / bam)], stdout=subprocess.DEVNULL, check=False)  # page cache
     subprocess.run([*ENGINE, "-h"], env=base_env, stderr=subprocess.DEVNULL, check=False)  # numba cache
@@ -169,7 +168,7 @@ def main() -> int:
         }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"load after {load()}")
+    print(f"load after {load_text()}")
     med = {name: median(r) for name, r in runs.items()}
     print(f"\n{'command':<48} {'wall s':>7} {'cpu s':>7}   (median of {args.repeat}; cpu of that run)")
     for name, m in med.items():

@@ -51,7 +51,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from procstat import Measure, measure  # noqa: E402
+from procstat import Measure, load_text, measure  # noqa: E402
 
 ENGINE = [sys.executable, "-m", "worker.engine.cli"]
 DEFAULT_DIR = Path("/work/large2")
@@ -524,7 +524,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(
             f"{case.name}: {info['records']:,} records, {info['bam_bytes'] / 1e6:,.0f} MB, "
             f"{info['targets']} targets, {time.perf_counter() - start:.0f} s "
-            f"({', '.join(f'{k} {v:.0f} s' for k, v in info['seconds'].items())}); load {load()}",
+            f"({', '.join(f'{k} {v:.0f} s' for k, v in info['seconds'].items())}); load {load_text()}",
             flush=True,
         )
     return 0
@@ -538,10 +538,6 @@ def selected(only: str | None) -> list[Case]:
     if unknown:
         raise SystemExit(f"unknown case(s) {sorted(unknown)}; of {[c.name for c in CASES]}")
     return [c for c in CASES if c.name in names]
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # ------------------------------------------------------------------------------------------------- run
@@ -766,20 +762,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{args.alignstats} not found: no real alignstats, no byte-identity check", file=sys.stderr)
     cases = selected(args.only)
     largest = max(cases, key=lambda c: (c.records, c.scale))
-    print(f"genome scale: {[c.name for c in cases]} in {args.dir}; cpus={os.cpu_count()}; load {load()}")
+    print(f"genome scale: {[c.name for c in cases]} in {args.dir}; cpus={os.cpu_count()}; load {load_text()}")
     subprocess.run([*ENGINE, "-h"], env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.DEVNULL)
     results: dict[str, list[Result]] = {}
     infos: dict[str, dict] = {}
     start = time.perf_counter()
     for case in cases:
         n = args.largest_repeat if case is largest and args.largest_repeat else args.repeat
-        print(f"{case.name}: repeat {n}, load {load()}", flush=True)
+        print(f"{case.name}: repeat {n}, load {load_text()}", flush=True)
         results[case.name], infos[case.name] = run_case(case, args.dir, n, samtools, real)
     elapsed = time.perf_counter() - start
     lines = [
         f"genome scale, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {elapsed / 60:.1f} min; "
         f"median wall of --repeat {args.repeat} (largest {args.largest_repeat or args.repeat}), "
-        f"CPU of that run, memory the maximum over the runs; load after {load()}",
+        f"CPU of that run, memory the maximum over the runs; load after {load_text()}",
         "",
         *markdown(results, infos),
         "",
@@ -891,7 +887,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     env.pop("ALIGNBATCH_ENGINE_POOL", None)
     pin = ["taskset", "-c", "0"]
     out: dict = {"case": case.name, "load_before": os.getloadavg()}
-    print(f"where the time goes: {case.name}, {info['records']:,} records; load {load()}")
+    print(f"where the time goes: {case.name}, {info['records']:,} records; load {load_text()}")
     tmp = Path(tempfile.mkdtemp(prefix="genome-scale-profile-"))
     try:
         subprocess.run(["cat", str(d / bam)], stdout=subprocess.DEVNULL, check=False)
@@ -917,7 +913,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
             total, split, top = profile_split(prof)
             print(
                 f"\n  engine {label}, 1 core: wall {plain.wall:.2f} s, CPU {plain.user + plain.sys:.2f} s "
-                f"unprofiled; under cProfile {wall_prof:.2f} s wall, {total:.2f} s profiled; load {load()}"
+                f"unprofiled; under cProfile {wall_prof:.2f} s wall, {total:.2f} s profiled; "
+                f"load {load_text()}"
             )
             rest = total
             for name, t in split:

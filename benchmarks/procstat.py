@@ -136,3 +136,8 @@ def measure(
         usage.ru_maxrss / 1024.0,
         peaks[3] / 1024.0 if tree else 0.0,
     )
+
+
+def load_text() -> str:
+    """The 1, 5 and 15-minute load averages, printed next to every figure (the machine is shared)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
