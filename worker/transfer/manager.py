@@ -8,6 +8,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,29 +62,54 @@ class Transfers:
     # -- downloads ---------------------------------------------------------------------------------
     def download(self, info: ObjectInfo, dest: Path, expect: Expectation) -> TransferResult:
         """Download to `dest` through a temp file renamed only after size and checksum verification."""
-        loc = info.location
-        tmp = dest.with_name(f".{dest.name}.part")
-        started = time.monotonic()
-        try:
+
+        def fetch(tmp: Path) -> str:
             try:
-                verified = self._download_into(info, tmp, expect)
+                return self._download_into(info, tmp, expect)
             except PartsUnsupported:
                 # The store cannot serve parts by number: ranges, and a multipart ETag verifies nothing.
                 size_only = Expectation("size-only", None, None, note="the store cannot serve parts")
-                verified = self._download_into(info, tmp, size_only)
-        except BaseException as exc:  # includes Interrupted raised by the SIGTERM handler
+                return self._download_into(info, tmp, size_only)
+
+        return self._into_file(info, dest, fetch, info.size)
+
+    def download_ranges(self, info: ObjectInfo, dest: Path, ranges: list[tuple[int, int]]) -> TransferResult:
+        """Only `ranges` of the object into a sparse file of its full size at `dest` (a shard child's
+        bytes: the holes are never read). Every GET is pinned like a whole download (the version id,
+        IfMatch the ETag), so a changed object fails instead of mixing; each span is checked for its
+        length. The result's `bytes` are the bytes fetched."""
+        size_only = Expectation("ranges-size", None, None, note="byte ranges of the object")
+        fetched = sum(end - start for start, end in ranges)
+        return self._into_file(
+            info, dest, lambda tmp: self._download_into(info, tmp, size_only, ranges=ranges), fetched
+        )
+
+    def _into_file(
+        self, info: ObjectInfo, dest: Path, fetch: Callable[[Path], str], nbytes: int
+    ) -> TransferResult:
+        """`fetch` writes a temp file beside `dest` and returns how it was verified; the file is renamed
+        into place only then, and removed on any failure (a SIGTERM's Interrupted included)."""
+        tmp = dest.with_name(f".{dest.name}.part")
+        started = time.monotonic()
+        try:
+            verified = fetch(tmp)
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, WorkerError) or not isinstance(exc, Exception):
                 raise
-            raise download_error(exc, loc) from None
+            raise download_error(exc, info.location) from None
         os.replace(tmp, dest)
         seconds = time.monotonic() - started
-        return TransferResult("download", str(loc), str(dest), info.size, seconds, verified, info)
+        return TransferResult("download", str(info.location), str(dest), nbytes, seconds, verified, info)
 
-    def _download_into(self, info: ObjectInfo, tmp: Path, expect: Expectation) -> str:
+    def _download_into(
+        self, info: ObjectInfo, tmp: Path, expect: Expectation, ranges: list[tuple[int, int]] | None = None
+    ) -> str:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            job = RangedDownload(self.client, info, fd, expect, self._stop, self.tuning)
+            if ranges is not None:
+                os.ftruncate(fd, info.size)  # sparse: no block is allocated for the bytes not fetched
+            job = RangedDownload(self.client, info, fd, expect, self._stop, self.tuning, ranges=ranges)
             job.run()
             return job.verify()
         except BaseException:
@@ -91,35 +117,6 @@ class Transfers:
             raise
         finally:
             os.close(fd)
-
-    def download_ranges(self, info: ObjectInfo, dest: Path, ranges: list[tuple[int, int]]) -> TransferResult:
-        """Only `ranges` of the object into a sparse file of its full size at `dest` (a shard child's
-        bytes: the holes are never read). Every GET is pinned like a whole download (the version id,
-        IfMatch the ETag), so a changed object fails instead of mixing; each span is checked for its
-        length. The result's `bytes` are the bytes fetched."""
-        loc = info.location
-        tmp = dest.with_name(f".{dest.name}.part")
-        started = time.monotonic()
-        size_only = Expectation("ranges-size", None, None, note="byte ranges of the object")
-        try:
-            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.ftruncate(fd, info.size)  # sparse: no block is allocated for the bytes not fetched
-                job = RangedDownload(self.client, info, fd, size_only, self._stop, self.tuning, ranges=ranges)
-                job.run()
-                verified = job.verify()
-            finally:
-                os.close(fd)
-        except BaseException as exc:  # includes Interrupted raised by the SIGTERM handler
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, WorkerError) or not isinstance(exc, Exception):
-                raise
-            raise download_error(exc, loc) from None
-        os.replace(tmp, dest)
-        fetched = sum(end - start for start, end in ranges)
-        return TransferResult(
-            "download", str(loc), str(dest), fetched, time.monotonic() - started, verified, info
-        )
 
     def start_stream(self, info: ObjectInfo, fd: int, expect: Expectation) -> StreamHandle:
         """Start feeding the object into `fd` (the tool's stdin) in byte order; returns at once."""
