@@ -17,8 +17,14 @@ from tests.support.workload import drop_bams, seed
 
 def test_throttled_batch_and_slow_s3(pipeline: Pipeline, figures: Figures, data_dir: Path) -> None:
     mb = pipeline.mb
+    # The random rules share one seeded RNG, but how many calls each API gets depends on timing, so a
+    # run with few DescribeJobs calls could see none throttled. The `limit: 1` rules make the first call
+    # of each kind certain to be faulted; the random ones then carry the rate.
     mb.set_faults(
         [
+            {"api": "batch:submitjob", "kind": "throttle", "limit": 1, "channel": "controller"},
+            {"api": "batch:describejobs", "kind": "throttle", "limit": 1, "channel": "controller"},
+            {"api": "s3:*", "kind": "slowdown", "limit": 1, "channel": "jobs"},
             {"api": "batch:submitjob", "kind": "throttle", "rate": 0.3, "channel": "controller"},
             {"api": "batch:describejobs", "kind": "throttle", "rate": 0.3, "channel": "controller"},
             {"api": "s3:*", "kind": "slowdown", "rate": 0.1, "channel": "controller"},
