@@ -133,7 +133,8 @@ class Engine:
         self.cov_params = self.params
         self.cov_state = self.state
         self.cov_counts = self.acc.counts
-        if config.alignment and config.coverage and threads > 1:
+        # (only with kernels that release the GIL: the ahead-of-time ones would just take turns)
+        if config.alignment and config.coverage and threads > 1 and k.RELEASES_GIL:
             self.cov_params = self.params.copy()
             self.cov_params[k.P_DO_ALN] = 0
             self.params[k.P_DO_COV] = 0

@@ -1,19 +1,44 @@
-"""The engine's numba kernels and array layout, re-exported under one name (`kernel as k`).
+"""The engine's kernels and array layout, re-exported under one name (`kernel as k`).
 
 layout.py: array indices and sizes; bamfields.py: raw field readers; records.py: the per-record kernel;
 depth.py: per-chromosome depth work. Importers keep using `k.NAME` so the split changes no call site.
+
+Which compiled code runs is chosen here, once per process: the ahead-of-time module when one was built
+for this exact source and this CPU (aot.py; no numba import at all), else numba's JIT kernels (cached).
+Both are the same functions compiled by the same numba, and give the same bytes.
 """
 
 from __future__ import annotations
 
-from worker.engine.depth import (  # noqa: F401
-    count_states,
-    depth_histogram,
-    high_coverage_non_target,
-    max_depth,
-    prefix_sum,
-    set_target_bits,
-    target_tally,
-)
+from worker.engine import aot
 from worker.engine.layout import *  # noqa: F403
-from worker.engine.records import process_records  # noqa: F401
+
+_compiled = aot.load()
+if _compiled is not None:
+    _module, BUILD = _compiled
+    count_states = _module.count_states
+    depth_histogram = _module.depth_histogram
+    high_coverage_non_target = _module.high_coverage_non_target
+    max_depth = _module.max_depth
+    prefix_sum = _module.prefix_sum
+    process_records = _module.process_records
+    set_target_bits = _module.set_target_bits
+    target_tally = _module.target_tally
+    IMPLEMENTATION = f"aot {BUILD.target}"
+    # pycc's wrappers keep the GIL: threads would take turns, so several cores means processes
+    RELEASES_GIL = False
+else:
+    BUILD = None
+    from worker.engine.depth import (  # noqa: F401
+        count_states,
+        depth_histogram,
+        high_coverage_non_target,
+        max_depth,
+        prefix_sum,
+        set_target_bits,
+        target_tally,
+    )
+    from worker.engine.records import process_records  # noqa: F401
+
+    IMPLEMENTATION = "jit"
+    RELEASES_GIL = True  # every kernel is nogil=True

@@ -6,8 +6,10 @@ accumulators and depth array, exactly like a part of a split run (run.compute_pa
 are merged in file order, which `Accumulators.merge` needs for the Q9 stale word; the report is the same
 bytes as a serial run (tests/integration/test_engine_parallel.py).
 
-Threads are enough: BGZF inflate (libdeflate/zlib through ctypes) and the numba kernels release the GIL;
-a process pool is there to measure against (ALIGNBATCH_ENGINE_POOL=processes).
+With the numba JIT kernels threads are enough: BGZF inflate (libdeflate/zlib through ctypes) and the
+kernels release the GIL. The ahead-of-time kernels (aot.py) keep it, so with them the pieces run in a
+forked process pool (cheap: nothing but numpy to inherit). ALIGNBATCH_ENGINE_POOL=threads|processes
+overrides the choice, for measuring one against the other.
 
 How many cores: ALIGNBATCH_ENGINE_CPUS, which the worker sets from the job's vCPUs (worker/cpus.py).
 Unset or 1 means the serial run. It never changes what -p and -P mean (the tool's options).
@@ -75,8 +77,16 @@ def run_piece(config: EngineConfig, header: Header, path: str, piece: Piece, thr
     return acc
 
 
+def pool_kind(environ: dict[str, str] | None = None) -> str:
+    """'threads' or 'processes': ALIGNBATCH_ENGINE_POOL, else whatever suits the loaded kernels."""
+    chosen = (os.environ if environ is None else environ).get(POOL_ENV, "")
+    if chosen in ("threads", "processes"):
+        return chosen
+    return "threads" if k.RELEASES_GIL else "processes"
+
+
 def _executor(cpus: int) -> Executor:
-    if os.environ.get(POOL_ENV) == "processes":
+    if pool_kind() == "processes":
         import multiprocessing
 
         # fork: children inherit the loaded kernels instead of compiling/loading them again
