@@ -13,11 +13,17 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # The report extra (jinja2, matplotlib, pyarrow) writes the QC history and batch report the demo ends with.
+# aot_build compiles the engine's kernels ahead of time (worker/engine/aot.py); without a C compiler it
+# says so in one line and the engine keeps numba's JIT kernels (same reports, ~0.3 s more per run).
+AOT_BUILD = $(BIN)/python -m worker.engine.aot_build || echo "make: continuing with the JIT kernels"
+
 setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[report]'
+	$(AOT_BUILD)
 
 setup-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(AOT_BUILD)
 
 tools:
 	bash scripts/install-tools.sh
@@ -26,6 +32,8 @@ demo: setup
 	$(BIN)/alignbatch-controller run --local $(LOCAL_DIR) --demo --once
 
 test: setup-test tools
+	@# again, now that tools may have installed the compiler (instant when setup-test managed it)
+	$(AOT_BUILD)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/security-checks.sh

@@ -84,7 +84,8 @@ trap 'rm -rf "$context"' EXIT
 mkdir -p "$context/deploy"
 cp -R setup.cfg pyproject.toml README.md core worker controller "$context/"
 cp -R deploy/docker "$context/deploy/docker"
-find "$context" \( -name __pycache__ -o -name '*.pyc' -o -name '*.egg-info' \) -prune -exec rm -rf {} +
+# _aot: kernels compiled ahead of time on this machine; the image compiles its own for its targets
+find "$context" \( -name __pycache__ -o -name '*.pyc' -o -name '*.egg-info' -o -name _aot \) -prune -exec rm -rf {} +
 rm -f "$context"/deploy/docker/vendor/*.tar.gz "$context"/deploy/docker/wheels/*.whl
 
 build_args=(--platform "$platform" -f deploy/docker/Dockerfile -t "$repo_uri:$tag")

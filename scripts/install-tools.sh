@@ -22,6 +22,11 @@ command -v debootstrap >/dev/null 2>&1 || apt_pkgs+=(debootstrap)
 command -v autoconf >/dev/null 2>&1 || apt_pkgs+=(autoconf)
 command -v gcc >/dev/null 2>&1 || apt_pkgs+=(gcc)
 [ -f /usr/include/stdio.h ] || apt_pkgs+=(libc6-dev)  # only a Recommends of gcc
+# numba.pycc, which compiles the engine's kernels ahead of time (make's AOT_BUILD): g++ for its compiler
+# probe and Python's headers for the wrapper it compiles.
+command -v g++ >/dev/null 2>&1 || apt_pkgs+=(g++)
+py_include=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)
+[ -n "$py_include" ] && [ -f "$py_include/Python.h" ] || apt_pkgs+=(python3-dev)
 command -v make >/dev/null 2>&1 || apt_pkgs+=(make)
 # The QC batch report and the MultiQC page are looked at in a real headless browser.
 command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)

@@ -19,6 +19,17 @@ from core.programs import find_program
 _VERSION_RE = re.compile(r"\bv?(\d+\.\d+(?:\.\d+)?[\w.\-+]*)")
 
 
+BUILTIN_NAME = "alignbatch-alignstats"
+
+
+def kernels_of(env: dict[str, str] | None) -> str:
+    """Which kernels the built-in engine will run under `env` ('aot x86-64-v3', 'jit (why)'), for the
+    tool_start log line; reads a few small files, loads nothing."""
+    from worker.engine import aot
+
+    return aot.describe(env)
+
+
 @dataclass(frozen=True)
 class Engine:
     name: str  # "alignstats" (real binary), "alignbatch-alignstats" (built-in), or the tool's name
@@ -52,9 +63,9 @@ def resolve_engine(tool: str) -> Engine:
         if real:
             return Engine("alignstats", (real,), _probe_version((real,)))
         argv = _builtin_alignstats()
-        return Engine("alignbatch-alignstats", argv, _builtin_version())
-    if base == "alignbatch-alignstats":
-        return Engine("alignbatch-alignstats", _builtin_alignstats(), _builtin_version())
+        return Engine(BUILTIN_NAME, argv, _builtin_version())
+    if base == BUILTIN_NAME:
+        return Engine(BUILTIN_NAME, _builtin_alignstats(), _builtin_version())
     if os.sep in tool:
         if not (os.path.isfile(tool) and os.access(tool, os.X_OK)):
             raise UsageError(f"tool {tool} is not an executable file")
@@ -68,7 +79,7 @@ def resolve_engine(tool: str) -> Engine:
 def builtin_engine() -> Engine:
     """The built-in engine, whatever is configured: the fan-out forms (--shard-of, --merge-parts) are
     its own; the real alignstats cannot split a run (worker/fanout.py)."""
-    return Engine("alignbatch-alignstats", _builtin_alignstats(), _builtin_version())
+    return Engine(BUILTIN_NAME, _builtin_alignstats(), _builtin_version())
 
 
 def configured_alignstats(tool: str) -> str | None:

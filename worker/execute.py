@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UsageError, WorkerError
-from worker.engines import Engine
+from worker.engines import BUILTIN_NAME, Engine, kernels_of
 from worker.inputs import Input
 from worker.transfer import StreamHandle, TransferResult, Transfers, expectation_for
 
@@ -71,6 +71,7 @@ class ToolRunner:
             engine=engine.name,
             engine_version=engine.version,
             engine_path=engine.path,
+            **({"engine_kernels": kernels_of(env)} if engine.name == BUILTIN_NAME else {}),
             argv=argv,
             **({"cwd": str(cwd)} if cwd is not None else {}),
         )

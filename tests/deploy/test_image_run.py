@@ -280,19 +280,42 @@ def test_full_scratch_volume_is_exit_73(
     assert buckets.list_objects_v2(Bucket="results").get("KeyCount", 0) == 0
 
 
-def test_builtin_engine_runs_from_the_numba_cache_built_into_the_image(
+def test_builtin_engine_runs_the_kernels_compiled_into_the_image(
     image: WorkerImage, buckets: Any, aws: str, tmp_path: Path
 ) -> None:
-    """No job compiles kernels: the cache the build made is seeded into the scratch volume and every
-    kernel loads from it (NUMBA_DEBUG_CACHE reports loads and saves on the tool's stdout)."""
+    """The image's ahead-of-time kernels are chosen (tool_start says which) and numba is never loaded:
+    with NUMBA_DEBUG_CACHE=1 a JIT load would print its cache traffic on the tool's stdout."""
+    buckets.upload_file(str(DATA / "i_edge.bam"), "inbox", "e.bam")
+    buckets.upload_file(str(DATA / "i_edge.bam.bai"), "inbox", "e.bam.bai")
+    command = ["alignbatch-worker", "--", "alignbatch-alignstats", "-C", "-i", "s3://inbox/e.bam"]
+    command += ["-o", "s3://results/e.json"]
+    name = f"t-aot-{uuid.uuid4().hex[:8]}"
+    code, logs, stdout, _ = _run(_args(image, tmp_path, aws, command, name=name, NUMBA_DEBUG_CACHE="1"))
+    assert code == 0, logs[-3:]
+    start = _tool_start(logs)
+    assert start["engine"] == "alignbatch-alignstats"
+    # this machine's CPU has AVX2; on one without, the image's baseline build would be named
+    assert start["engine_kernels"] in ("aot x86-64-v3", "aot generic"), start
+    assert "data loaded" not in stdout and "data saved" not in stdout, stdout[-2000:]
+    report = buckets.get_object(Bucket="results", Key="e.json")["Body"].read()
+    assert _body(report) == _body((GOLDEN / "i_edge_bam__C.json").read_bytes())
+
+
+def test_builtin_engine_jit_fallback_runs_from_the_numba_cache_built_into_the_image(
+    image: WorkerImage, buckets: Any, aws: str, tmp_path: Path
+) -> None:
+    """With the compiled kernels refused (ALIGNBATCH_ENGINE_AOT=0) no job compiles either: the numba
+    cache the build made is seeded into the scratch volume and every kernel loads from it
+    (NUMBA_DEBUG_CACHE reports loads and saves on the tool's stdout)."""
     buckets.upload_file(str(DATA / "i_edge.bam"), "inbox", "e.bam")
     buckets.upload_file(str(DATA / "i_edge.bam.bai"), "inbox", "e.bam.bai")
     command = ["alignbatch-worker", "--", "alignbatch-alignstats", "-C", "-i", "s3://inbox/e.bam"]
     command += ["-o", "s3://results/e.json"]
     name = f"t-numba-{uuid.uuid4().hex[:8]}"
-    code, logs, stdout, _ = _run(_args(image, tmp_path, aws, command, name=name, NUMBA_DEBUG_CACHE="1"))
+    env = {"NUMBA_DEBUG_CACHE": "1", "ALIGNBATCH_ENGINE_AOT": "0"}
+    code, logs, stdout, _ = _run(_args(image, tmp_path, aws, command, name=name, **env))
     assert code == 0, logs[-3:]
-    assert _tool_start(logs)["engine"] == "alignbatch-alignstats"
+    assert _tool_start(logs)["engine_kernels"] == "jit (ALIGNBATCH_ENGINE_AOT=0)"
     assert "data loaded" in stdout and "data saved" not in stdout, stdout[-2000:]
     report = buckets.get_object(Bucket="results", Key="e.json")["Body"].read()
     assert _body(report) == _body((GOLDEN / "i_edge_bam__C.json").read_bytes())

@@ -80,7 +80,8 @@ def _inputs_hash() -> str:
         files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in files:
             rel = path.relative_to(ROOT).as_posix()
-            if "__pycache__" in rel or rel.endswith((".pyc", ".whl", ".tar.gz")):
+            # the local ahead-of-time kernel builds are not image inputs (the image makes its own)
+            if "__pycache__" in rel or "/_aot/" in rel or rel.endswith((".pyc", ".whl", ".tar.gz")):
                 continue
             digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]

@@ -164,3 +164,23 @@ def load(environ: dict[str, str] | None = None) -> tuple[ModuleType, Build] | No
     if not all(hasattr(module, name) for name in EXPORTS):
         return None
     return module, build
+
+
+def describe(environ: dict[str, str] | None = None) -> str:
+    """Which kernels an engine process started with this environment will run, without loading them:
+    'aot <target>' or 'jit (<why not aot>)'. For the worker's log; never imports numba."""
+    env = os.environ if environ is None else environ
+    if env.get(AOT_ENV, "1") == "0":
+        return f"jit ({AOT_ENV}=0)"
+    try:
+        digest = current_digest()
+    except OSError:
+        return "jit (kernel sources unreadable)"
+    root = aot_root(env)
+    build = choose(root, digest, platform.machine(), cpu_flags(_read_cpuinfo()))
+    if build is not None:
+        return f"aot {build.target}"
+    built = [b for t in TARGETS if (b := read_build(build_dir(root, digest, t))) is not None]
+    if not built:
+        return f"jit (no build for this source under {root})"
+    return f"jit (this CPU lacks a feature of {', '.join(b.target for b in built)})"
