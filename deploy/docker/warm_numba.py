@@ -57,7 +57,9 @@ def write_inputs(workdir: Path) -> tuple[Path, Path]:
 
 
 def run_engine(args: list[str], workdir: Path, debug: bool) -> str:
-    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1" if debug else "0"}
+    # The JIT path is what this cache is for: the image's compiled kernels would otherwise be chosen and
+    # numba never loaded (worker/engine/aot.py).
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1" if debug else "0", "ALIGNBATCH_ENGINE_AOT": "0"}
     engine = Path(sys.executable).parent / "alignbatch-alignstats"
     proc = subprocess.run(
         [str(engine), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=600, check=False
