@@ -62,10 +62,12 @@ def main() -> int:
     ap.add_argument("--opts", default="-C")
     ap.add_argument("--model", default="8,24,64")
     args = ap.parse_args()
+    from worker.cpus import with_engine_cpus
     from worker.engine.bamindex import index_path, read_index
     from worker.engine.shards import load_part, merge_parts, plan_from_index
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ALIGNBATCH_ENGINE_CPUS": "1"}
+    # the tool environment the worker gives every child (one core here, one OpenBLAS thread)
+    env = with_engine_cpus({**os.environ, "PYTHONPATH": str(ROOT), "ALIGNBATCH_ENGINE_CPUS": "1"})
     env.pop("AWS_BATCH_JOB_ARRAY_INDEX", None)
     opts = shlex.split(args.opts)
     bam = args.bam

@@ -7,6 +7,11 @@ job's vCPUs. So, first match wins:
 3. the cgroup CPU quota (cgroup v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us), rounded up;
 4. the CPUs this process may run on (sched_getaffinity).
 The engine reads ALIGNBATCH_ENGINE_CPUS (worker/engine/parallel.py); -p / -P keep the tool's meaning.
+
+The same environment gets OPENBLAS_NUM_THREADS=1 unless set: the engine does no linear algebra, but
+numpy's OpenBLAS starts a spinning thread per core at import, ~0.05 s of CPU per process, which a
+fan-out pays once per child. It has to be in the environment before the tool starts (numpy is
+imported with the engine's first modules).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 ENGINE_CPUS = "ALIGNBATCH_ENGINE_CPUS"
 JOB_VCPUS = "ALIGNBATCH_JOB_VCPUS"
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 
 
 def _positive(text: str | None) -> int | None:
@@ -54,7 +60,9 @@ def job_cpus(environ: Mapping[str, str], root: Path = Path("/sys/fs/cgroup")) ->
 
 
 def with_engine_cpus(env: dict[str, str], root: Path = Path("/sys/fs/cgroup")) -> dict[str, str]:
-    """The tool's environment with ALIGNBATCH_ENGINE_CPUS set (kept if the operator set it)."""
+    """The tool's environment with ALIGNBATCH_ENGINE_CPUS and OPENBLAS_NUM_THREADS set (each kept if
+    the operator set it)."""
     if _positive(env.get(ENGINE_CPUS)) is None:
         env[ENGINE_CPUS] = str(job_cpus(env, root))
+    env.setdefault(BLAS_THREADS, "1")
     return env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from worker.cpus import ENGINE_CPUS, JOB_VCPUS, cgroup_quota, job_cpus, with_engine_cpus
+from worker.cpus import BLAS_THREADS, ENGINE_CPUS, JOB_VCPUS, cgroup_quota, job_cpus, with_engine_cpus
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -36,3 +36,8 @@ def test_order_of_sources(tmp_path: Path) -> None:
 def test_operator_override_is_kept(tmp_path: Path) -> None:
     assert with_engine_cpus({ENGINE_CPUS: "7"}, tmp_path)[ENGINE_CPUS] == "7"
     assert with_engine_cpus({}, tmp_path / "none")[ENGINE_CPUS] == str(AFFINITY)
+
+
+def test_one_blas_thread_unless_the_operator_chose(tmp_path: Path) -> None:
+    assert with_engine_cpus({}, tmp_path)[BLAS_THREADS] == "1"
+    assert with_engine_cpus({BLAS_THREADS: "4"}, tmp_path)[BLAS_THREADS] == "4"
