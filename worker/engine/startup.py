@@ -13,7 +13,6 @@ starts, by the worker: worker/cpus.py.)
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -24,8 +23,8 @@ TRIM_THRESHOLD = 128 << 20
 def tune_malloc() -> bool:
     """Set the thresholds; True when glibc accepted both."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the process's own symbols include libc's (ctypes.util.find_library would cost 5 ms of imports)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
