@@ -239,9 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.code in (0, 1):
             sys.stderr.write(BANNER + "\n" + USAGE)
         return exc.code
-    from worker.engine import startup
+    from worker.engine import memory
 
-    startup.prepare()  # before the run allocates: see startup.py
+    memory.tune_malloc()  # before the run allocates: see memory.py
     # Imported here, not at the top, only so that `-h` and usage errors answer without loading numpy and
     # the kernel; the dependency is one-way (run never imports cli).
     from worker.engine.run import run

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.engine import kernel as k
+from worker.engine import memory
 from worker.engine.accumulators import Accumulators
 from worker.engine.bed import BedFile
 from worker.engine.errors import BadInputError
@@ -104,6 +105,7 @@ class Engine:
         n_ref = len(header.lengths)
         longest = max(header.lengths) if header.lengths else 0
         self.depth = np.zeros(longest + 1 if config.coverage else 1, dtype=np.uint32)
+        memory.small_pages(self.depth)  # before its first touch: see memory.py
         self.params = k.new_params()
         p = self.params
         p[k.P_MINQ] = config.min_mapq
