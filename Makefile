@@ -8,9 +8,10 @@ LOCAL_DIR ?= ./alignbatch-local
 
 .PHONY: demo test lint lock setup setup-test tools clean
 
+# setuptools: numba.pycc builds its extension with it (aot_build); a Python 3.12+ venv has none.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 
 # The report extra (jinja2, matplotlib, pyarrow) writes the QC history and batch report the demo ends with.
 # aot_build compiles the engine's kernels ahead of time (worker/engine/aot.py); without a C compiler it

@@ -19,8 +19,9 @@ held fixed: records 5/10/20 M on the 50 Mbp genome (depth), genome 12.5/25/50 Mb
 size), and 12.5/25/50 Mbp at the same depth (5/10/20 M: both, as a real genome would grow).
 
 `run` measures per case, in one session and interleaved round by round: the engine (this checkout,
-`python -m worker.engine.cli`) on one core (taskset -c 0) and on two (ALIGNBATCH_ENGINE_CPUS=2 with its
-thread and process pools, and streaming from stdin), the real alignstats (-C and -t), `samtools stats`,
+`python -m worker.engine.cli`) on one core (taskset -c 0) and on two (ALIGNBATCH_ENGINE_CPUS=2 with the
+pool its kernels call for, the same with the JIT kernels, and streaming from stdin), the real alignstats
+(-C and -t), `samtools stats`,
 `samtools flagstat -@1` (taskset -c 0) and `-@2`: median wall, that run's CPU (user+sys from wait4,
 threads and reaped children included) and the peak memory over the runs (VmHWM of the command, and
 the summed RssAnon of it and its descendants, which covers the process pool's workers; both sampled
@@ -558,7 +559,8 @@ def commands(samtools: str, real: Path | None, out: Path, bam: str) -> list[Comm
     base.pop("ALIGNBATCH_ENGINE_POOL", None)
     one = {**base, "ALIGNBATCH_ENGINE_CPUS": "1"}
     two = {**base, "ALIGNBATCH_ENGINE_CPUS": "2"}
-    two_proc = {**two, "ALIGNBATCH_ENGINE_POOL": "processes"}
+    # the JIT kernels, on the thread pool they call for (what runs when no compiled build matches)
+    two_jit = {**two, "ALIGNBATCH_ENGINE_AOT": "0"}
     c_opts, t_opts = ["-C"], ["-t", "targets.bed"]
     pin = ["taskset", "-c", "0"]
 
@@ -571,10 +573,10 @@ def commands(samtools: str, real: Path | None, out: Path, bam: str) -> list[Comm
     cmds = [
         eng("engine -C, 1 core", c_opts, one, True),
         eng("engine -t, 1 core", t_opts, one, True),
-        eng("engine -C, 2 cores, threads", c_opts, two, False),
-        eng("engine -C, 2 cores, processes", c_opts, two_proc, False),
+        eng("engine -C, 2 cores", c_opts, two, False),
+        eng("engine -C, 2 cores, JIT kernels", c_opts, two_jit, False),
         eng("engine -C, stdin, inflate threads", c_opts, one, False, stdin=True),
-        eng("engine -t, 2 cores, threads", t_opts, two, False),
+        eng("engine -t, 2 cores", t_opts, two, False),
     ]
     if real is not None:
         for key, opts in (("-C", c_opts), ("-t", t_opts)):
@@ -933,7 +935,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(
         f"\n  memory model (private): start-up {fixed:.1f} MiB + depth array 4 B x (longest + 1) = "
         f"{4 * (longest + 1) / mib:.1f} MiB -> {fixed + 4 * (longest + 1) / mib:.1f} MiB on one core "
-        f"(measured {out['-C']['plain']['anon_mb']:.1f}); two threads hold two arrays at once "
+        f"(measured {out['-C']['plain']['anon_mb']:.1f}); two workers hold two arrays at once "
         f"(the two largest contigs first: + {4 * (second + 1) / mib:.1f} MiB)"
     )
     out["model"] = {"fixed_anon_mb": fixed, "depth_array_mb": 4 * (longest + 1) / mib}

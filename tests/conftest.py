@@ -13,6 +13,11 @@ import pytest
 
 from tests.support.moto import DATA, FAKE_ENV, SHARED_REFDATA, free_port, reset_moto
 
+# Every call into the ahead-of-time kernels is checked against their compiled signature (pycc itself
+# checks only item sizes: worker/engine/aot.py); set before anything imports the engine, and inherited
+# by the engine processes the tests start.
+os.environ.setdefault("ALIGNBATCH_ENGINE_AOT_CHECK", "1")
+
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:

@@ -9,6 +9,7 @@ import fcntl
 import os
 import re
 import resource
+import signal
 import subprocess
 import threading
 import time
@@ -35,14 +36,23 @@ class ToolRunner:
         self.reference_problem: tuple[str, str] | None = None
 
     def stop(self) -> None:
+        """SIGTERM to the tool's whole process group, SIGKILL after 10 s; then SIGKILL to whatever is left
+        in the group. The tool runs in a group of its own, so that its own children (the built-in engine's
+        forked pool workers) stop with it instead of finishing their piece as orphans, and keeping its
+        stderr open."""
         child = self.child
-        if child is not None and child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        if child is None or child.poll() is not None:
+            # reaped already: its group id may belong to someone else by now (the engine's pool workers
+            # die with their parent on their own, parallel.py)
+            return
+        _signal_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait()
+        # members still alive keep the group id from being reused, so this reaches only them
+        _signal_group(child.pid, signal.SIGKILL)
 
     def run(
         self,
@@ -86,6 +96,7 @@ class ToolRunner:
                 close_fds=True,
                 env=env,
                 cwd=cwd,
+                process_group=0,  # its own group: stop() signals the tool and every process it started
             )
         except OSError as exc:
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
@@ -262,3 +273,8 @@ def drain_limit() -> int:
         return int(os.environ.get("ALIGNBATCH_STREAM_DRAIN_MAX_MIB", "4096")) * 1024 * 1024
     except ValueError:
         return 4096 * 1024 * 1024
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)

@@ -3,17 +3,21 @@
 A fresh build goes into a temporary directory (so this tests the build itself, not whatever `make setup`
 left in the package); then every golden command that runs in-process is run twice, each time in one
 subprocess: with that build, and with ALIGNBATCH_ENGINE_AOT=0. Both must write the golden bytes and exit
-codes. The rest of the suite runs on whichever the package holds (the AOT build after `make setup-test`),
-so this is where the JIT path keeps its byte-identity. Needs a C compiler; skips without one.
+codes, for the best build this CPU runs and for the baseline one. The rest of the suite runs on whichever
+the package holds (the AOT build after `make setup-test`), with every call checked against the compiled
+signature (ALIGNBATCH_ENGINE_AOT_CHECK=1, tests/conftest.py), so this is where the JIT path keeps its
+byte-identity. Needs gcc, g++, Python's headers and setuptools; skips without them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -39,13 +43,20 @@ print(json.dumps({"kernels": kernel.IMPLEMENTATION, "numba": "numba" in sys.modu
 """
 
 
-@pytest.fixture(scope="module")
-def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _missing_toolchain() -> str | None:
+    """What numba.pycc needs that this machine lacks (then the engine runs its JIT kernels)."""
     if not (shutil.which("gcc") and shutil.which("g++")):
-        pytest.skip("no gcc and g++: numba.pycc cannot build the kernels (the engine uses the JIT ones)")
-    root = tmp_path_factory.mktemp("aot")
+        return "gcc and g++"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        return "Python's headers (python3-dev)"
+    if importlib.util.find_spec("setuptools") is None:
+        return "setuptools"
+    return None
+
+
+def _build(root: Path, target: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "worker.engine.aot_build", "--dir", str(root)],
+        [sys.executable, "-m", "worker.engine.aot_build", "--dir", str(root), "--target", target],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -53,6 +64,23 @@ def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("engine kernels compiled ahead of time: "), proc.stdout
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    missing = _missing_toolchain()
+    if missing:
+        pytest.skip(f"no {missing}: numba.pycc cannot build the kernels (the engine uses the JIT ones)")
+    root = tmp_path_factory.mktemp("aot")
+    _build(root, "auto")
+    return root
+
+
+@pytest.fixture(scope="module")
+def generic_dir(tmp_path_factory: pytest.TempPathFactory, build_dir: Path) -> Path:
+    """The baseline build alone (the image's fallback for CPUs without AVX2)."""
+    root = tmp_path_factory.mktemp("aot-generic")
+    _build(root, "generic")
     return root
 
 
@@ -77,10 +105,11 @@ def _drive(tmp_path: Path, label: str, env: dict[str, str]) -> tuple[dict[str, o
     plan, outs = _plan(tmp_path, label)
     plan_file = tmp_path / f"{label}.plan.json"
     plan_file.write_text(json.dumps(plan))
+    base = {k: v for k, v in os.environ.items() if k not in (aot.AOT_ENV, aot.AOT_DIR_ENV)}
     proc = subprocess.run(
         [sys.executable, "-c", DRIVER, str(plan_file)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        env={**base, "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
         text=True,
         timeout=600,
@@ -105,10 +134,16 @@ def test_the_build_is_chosen_and_numba_is_never_imported(build_dir: Path, tmp_pa
     assert aot.describe(env) == f"aot {target.target}"
 
 
-def test_compiled_and_jit_kernels_write_the_golden_bytes(build_dir: Path, tmp_path: Path) -> None:
-    compiled, outs_a = _drive(tmp_path, "aot", {aot.AOT_DIR_ENV: str(build_dir)})
+@pytest.mark.parametrize("which", ["best", "generic"])
+def test_compiled_and_jit_kernels_write_the_golden_bytes(
+    request: pytest.FixtureRequest, tmp_path: Path, which: str
+) -> None:
+    root = request.getfixturevalue("build_dir" if which == "best" else "generic_dir")
+    compiled, outs_a = _drive(tmp_path, "aot", {aot.AOT_DIR_ENV: str(root)})
     jit, outs_j = _drive(tmp_path, "jit", {aot.AOT_ENV: "0"})
     assert str(compiled["kernels"]).startswith("aot ") and compiled["numba"] is False
+    if which == "generic":
+        assert compiled["kernels"] == "aot generic"
     assert jit["kernels"] == "jit" and jit["numba"] is True
     expected_codes = {c.name: c.exit_code for c in CASES}
     assert compiled["codes"] == jit["codes"]

@@ -7,7 +7,11 @@ exit codes are compared with the golden files, as test_engine_golden does for th
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +104,72 @@ def test_engine_cpus_parsing() -> None:
     assert parallel.engine_cpus({parallel.CPUS_ENV: "4"}) == 4
     assert parallel.engine_cpus({parallel.CPUS_ENV: "0"}) == 1
     assert parallel.engine_cpus({parallel.CPUS_ENV: "many"}) == 1
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes"])
+def test_errors_in_a_piece_arrive_as_themselves_from_either_pool(
+    data_dir: Path, tmp_path: Path, monkeypatch, pool: str
+) -> None:
+    """A stale index seen in a pool worker is the same BadInputError (exit 65) in the parent: a process
+    pool pickles it back, and an error that could not be rebuilt made the pool report itself broken."""
+    import dataclasses
+
+    from worker.engine.run import engine_config
+
+    monkeypatch.chdir(data_dir)
+    monkeypatch.setenv(parallel.POOL_ENV, pool)
+    inp = open_input(parse_args(["-i", "i_edge.bam"]))
+    try:
+        pieces, _ = parallel.plan_pieces(inp)
+        assert pieces is not None
+        wrong = [dataclasses.replace(p, records=(p.records or 0) + 1) for p in pieces]
+        config = engine_config(parse_args(["-C"]), None, None)
+        with pytest.raises(BadInputError, match="index promises") as caught:
+            parallel.run_pieces(config, inp.header, "i_edge.bam", wrong, cpus=2)
+        assert caught.value.exit_code == 65 and caught.value.path == "i_edge.bam"
+    finally:
+        inp.close()
+
+
+@pytest.mark.parametrize("cpus", ["1", "2"])
+def test_a_damaged_indexed_bam_is_exit_65_on_any_number_of_cores(
+    data_dir: Path, tmp_path: Path, cpus: str
+) -> None:
+    """Through the command line, as the worker runs it (with compiled kernels the pool is processes)."""
+    bam = tmp_path / "damaged.bam"
+    shutil.copy(data_dir / "h_corrupt_middle.bam", bam)
+    shutil.copy(data_dir / "h_source.bam.bai", tmp_path / "damaged.bam.bai")
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker.engine.cli", "-C", "-i", str(bam), "-o", str(tmp_path / "r.json")],
+        env={**os.environ, parallel.CPUS_ENV: cpus},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 65, proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"[alignbatch-alignstats ERROR] {bam}: corrupt BAM block")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_killed_pool_worker_is_exit_137_not_an_internal_error(data_dir: Path, monkeypatch) -> None:
+    """The system killing a pool worker (the OOM killer, say) ends the run as a killed process would."""
+    from worker.engine.errors import WorkerLostError
+    from worker.engine.run import engine_config
+
+    monkeypatch.chdir(data_dir)
+    monkeypatch.setenv(parallel.POOL_ENV, "processes")
+    inp = open_input(parse_args(["-i", "i_edge.bam"]))
+    try:
+        pieces, _ = parallel.plan_pieces(inp)
+        assert pieces is not None
+        config = engine_config(parse_args(["-C"]), None, None)
+        with pytest.raises(WorkerLostError) as caught:
+            parallel.run_pieces(config, inp.header, "i_edge.bam", pieces, cpus=2, runner=_killed)
+        assert caught.value.exit_code == 137
+    finally:
+        inp.close()
+
+
+def _killed(*_args: object) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)

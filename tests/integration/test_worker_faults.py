@@ -255,6 +255,43 @@ def test_sigterm_stops_tool_aborts_and_cleans(s3, scratch: Path, tmp_path: Path)
     _nothing_left(s3, "results")
 
 
+def test_sigterm_stops_the_tools_own_children_too(s3, scratch: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A tool that forked helpers (the built-in engine's process pool does) is stopped with all of them:
+    the worker signals the tool's process group. The helper here even ignores SIGTERM."""
+    pidfile = tmp_path / "pids"
+    tool = _write_tool(
+        tmp_path,
+        f"""
+        import os, signal, sys, time
+        helper = os.fork()
+        if helper == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(120)
+            os._exit(0)
+        open({str(pidfile)!r}, "w").write(f"{{os.getpid()}} {{helper}}")
+        time.sleep(120)
+        """,
+    )
+    proc = _start_tool_job(tool, "s3://results/never.bin", worker_env(scratch, AWS_BATCH_JOB_ID="job-kids"))
+    try:
+        deadline = time.monotonic() + 60
+        while not pidfile.exists() or len(pidfile.read_text().split()) != 2:
+            assert time.monotonic() < deadline, "tool never started"
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        pids = [int(p) for p in pidfile.read_text().split()]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+
+
 def test_logs_are_json_only(s3, scratch: Path) -> None:  # type: ignore[no-untyped-def]
     res = run_worker(
         ["--", "alignstats", "-C", "-i", "s3://inbox/h.bam", "-o", "s3://results/h.json"], scratch

@@ -6,7 +6,9 @@ Usage: python -m worker.engine.aot_build [--target auto|x86-64-v3|generic] [--di
 `auto` (the default) builds x86-64-v3 when this CPU has its features and the architecture's baseline
 otherwise. The module lands in DIR (default: worker/engine/_aot, or ALIGNBATCH_ENGINE_AOT_DIR) under
 `<digest>-<target>/`, written to a temporary directory first and renamed into place, so a concurrent or
-interrupted build never leaves a half-written module where the loader looks. Needs numba, setuptools and
+interrupted build never leaves a half-written module where the loader looks; the only things it ever
+removes under DIR are its own (older builds, by name and meta.json, and its stale temporary directories).
+Needs numba, setuptools and
 a C compiler (numba.pycc compiles a small C wrapper); `make setup` and the worker's image run it.
 Exit 0 when built (or already there), 1 with one line on stderr when it cannot be built: the engine then
 runs its numba JIT kernels, same results, ~0.3 s more per process.
@@ -31,31 +33,32 @@ EXIT_FAILED = 1
 
 
 def signatures() -> dict[str, tuple[object, tuple[object, ...]]]:
-    """Each exported kernel and its one argument-type signature: the types the engine passes (engine.py),
-    the same specialisation the JIT path loads. A compiled function takes exactly these types (its
-    wrapper does not convert), which the engine's fixed dtypes guarantee."""
+    """Each exported kernel and its numba argument types, from aot.SIGNATURES (the types engine.py
+    passes: the same specialisation the JIT path loads)."""
     from numba import types
 
     from worker.engine import depth, records
 
-    def arr(dtype: object, ndim: int = 1, readonly: bool = False) -> object:
-        return types.Array(dtype, ndim, "C", readonly=readonly)
+    def numba_type(arg: aot.Arg) -> object:
+        if arg.ndim == 0:
+            return types.int64
+        return types.Array(getattr(types, arg.dtype), arg.ndim, "C", readonly=arg.readonly)
 
-    u32, i64, i64x2 = arr(types.uint32), arr(types.int64), arr(types.int64, 2)
-    n = types.int64
-    return {
-        "count_states": (depth.count_states, (u32, n, n)),
-        "depth_histogram": (depth.depth_histogram, (u32, n, n, i64)),
-        "high_coverage_non_target": (depth.high_coverage_non_target, (u32, n, i64, i64)),
-        "max_depth": (depth.max_depth, (u32, n, n)),
-        "prefix_sum": (depth.prefix_sum, (u32, n)),
-        "process_records": (
-            records.process_records,
-            (arr(types.uint8, readonly=True), n, n, i64, i64, i64, i64x2, i64x2, i64, i64x2, u32, i64x2),
-        ),
-        "set_target_bits": (depth.set_target_bits, (u32, n, i64, i64)),
-        "target_tally": (depth.target_tally, (u32, n, i64, i64, i64)),
-    }
+    found = {}
+    for name, spec in aot.SIGNATURES.items():
+        func = getattr(records if name == "process_records" else depth, name)
+        # pycc compiles an exported function with default flags, whatever its @njit says (its callees
+        # keep theirs): an option that changes code would make the two kinds differ.
+        harmless = {"cache": None, "nogil": None, "nopython": True, "boundscheck": False}
+        extra = [
+            key
+            for key, value in func.targetoptions.items()
+            if key not in harmless or (harmless[key] is not None and bool(value) != harmless[key])
+        ]
+        if extra:
+            raise RuntimeError(f"{name} has @njit options pycc would ignore: {sorted(extra)}")
+        found[name] = (func, tuple(numba_type(a) for a in spec))
+    return found
 
 
 def pick_target(requested: str, flags: frozenset[str]) -> str:
@@ -70,7 +73,8 @@ def build(root: Path, target: str) -> Path:
     """Compile into root/<digest>-<target>/ and return that directory."""
     digest = aot.current_digest()
     final = aot.build_dir(root, digest, target)
-    if aot.read_build(final) is not None and aot.module_file(final).is_file():
+    existing = aot.read_build(final)
+    if existing is not None and existing.path.is_file():
         return final
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba.pycc's pending-deprecation notice
@@ -91,18 +95,24 @@ def build(root: Path, target: str) -> Path:
                 ret = func.overloads[args].signature.return_type
                 cc.export(name, signature(ret, *args))(func)
             cc.compile()
+            # No build time in it: the same inputs make the same directory.
             meta = {
+                "module": aot.MODULE_NAME,
                 "digest": digest,
                 "target": target,
                 "machine": platform.machine(),
                 "requires": list(aot.REQUIRES[target]),
-                "numba": _numba_version(),
-                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **aot.toolchain(),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
             for stray in tmp.iterdir():
                 if stray.is_dir():
                     shutil.rmtree(stray)
+            if final.exists():
+                # half there (a module file gone, say): ours by name, so set it aside, then replace it
+                aside = Path(tempfile.mkdtemp(prefix=".replaced.", dir=root))
+                os.rename(final, aside / final.name)
+                shutil.rmtree(aside, ignore_errors=True)
             try:
                 os.rename(tmp, final)
             except OSError:
@@ -111,17 +121,32 @@ def build(root: Path, target: str) -> Path:
                 # a concurrent build got there first: keep its module
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    # Old digests are dead weight (a few hundred KB each): keep only this one.
-    for other in root.iterdir():
-        if other.is_dir() and not other.name.startswith(digest) and not other.name.startswith("."):
-            shutil.rmtree(other, ignore_errors=True)
+    remove_stale(root, digest)
     return final
 
 
-def _numba_version() -> str:
-    import numba
+def remove_stale(root: Path, digest: str, now: float | None = None) -> list[Path]:
+    """Remove this tool's builds of other digests under root (dead weight: a few hundred KB each) and
+    its temporary directories older than an hour (a killed build's); nothing else, whatever root is."""
+    now = time.time() if now is None else now
+    removed = []
+    for entry in root.iterdir():
+        old_build = aot.ours(entry) and not entry.name.startswith(digest)
+        old_temp = _is_our_temp(entry) and now - entry.stat().st_mtime > 3600
+        if old_build or old_temp:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
 
-    return str(numba.__version__)
+
+def _is_our_temp(entry: Path) -> bool:
+    name = entry.name
+    if not entry.is_dir() or not name.startswith("."):
+        return False
+    if name.startswith(".replaced."):
+        return True
+    stem = name[1:].rsplit(".", 1)[0]
+    return aot._BUILD_NAME.match(stem) is not None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,20 +10,29 @@ Both are the same functions compiled by the same numba, and give the same bytes.
 
 from __future__ import annotations
 
+import os
+
 from worker.engine import aot
 from worker.engine.layout import *  # noqa: F403
 
 _compiled = aot.load()
 if _compiled is not None:
     _module, BUILD = _compiled
-    count_states = _module.count_states
-    depth_histogram = _module.depth_histogram
-    high_coverage_non_target = _module.high_coverage_non_target
-    max_depth = _module.max_depth
-    prefix_sum = _module.prefix_sum
-    process_records = _module.process_records
-    set_target_bits = _module.set_target_bits
-    target_tally = _module.target_tally
+    # pycc's wrappers check only item sizes; the test suite (ALIGNBATCH_ENGINE_AOT_CHECK=1) checks every
+    # call against the compiled signature, so a call site that drifts fails there, not silently here.
+    _checking = os.environ.get(aot.CHECK_ENV) == "1"
+    _exported = {
+        name: aot.checked(name, getattr(_module, name)) if _checking else getattr(_module, name)
+        for name in aot.EXPORTS
+    }
+    count_states = _exported["count_states"]
+    depth_histogram = _exported["depth_histogram"]
+    high_coverage_non_target = _exported["high_coverage_non_target"]
+    max_depth = _exported["max_depth"]
+    prefix_sum = _exported["prefix_sum"]
+    process_records = _exported["process_records"]
+    set_target_bits = _exported["set_target_bits"]
+    target_tally = _exported["target_tally"]
     IMPLEMENTATION = f"aot {BUILD.target}"
     # pycc's wrappers keep the GIL: threads would take turns, so several cores means processes
     RELEASES_GIL = False

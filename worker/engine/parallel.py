@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor
 
 from worker.engine import kernel as k
 from worker.engine.accumulators import Accumulators
 from worker.engine.bamindex import BadIndexError, index_path, read_index
 from worker.engine.engine import Engine, EngineConfig
-from worker.engine.errors import BadInputError
+from worker.engine.errors import BadInputError, WorkerLostError
 from worker.engine.ranges import has_eof_block, range_chunks
 from worker.engine.shardplan import Piece, pieces_from_index
 from worker.engine.source import Header, InputFile, bgzf_errors
@@ -90,9 +90,31 @@ def _executor(cpus: int) -> Executor:
         import multiprocessing  # here: 6 ms of imports a serial run or a shard child never needs
         from concurrent.futures import ProcessPoolExecutor
 
-        # fork: children inherit the loaded kernels instead of compiling/loading them again
-        return ProcessPoolExecutor(max_workers=cpus, mp_context=multiprocessing.get_context("fork"))
+        # fork: children inherit the loaded kernels instead of compiling/loading them again; each dies
+        # with the engine (the worker stops its whole process group, but not every killer does)
+        return ProcessPoolExecutor(
+            max_workers=cpus,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        )
     return ThreadPoolExecutor(max_workers=cpus, thread_name_prefix="engine-piece")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a pool worker: SIGKILL when the engine process dies (Linux prctl; elsewhere nothing)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call took effect
+        os._exit(1)
 
 
 def run_pieces(
@@ -113,6 +135,8 @@ def run_pieces(
         }
         try:
             return [futures[i].result() for i in range(len(pieces))]
+        except BrokenExecutor:
+            raise WorkerLostError(path) from None
         finally:
             for fut in futures.values():
                 fut.cancel()
