@@ -155,10 +155,11 @@ def source_digest(sources: dict[str, bytes], toolchain: dict[str, str] | None = 
     return h.hexdigest()[:20]
 
 
-def numba_version() -> str:
-    """numba's version from its dist-info directory's name, without importing numba (0.1 s) or
-    importlib.metadata (20 ms); 'unknown' when there is none (then no build matches a real one)."""
-    spec = importlib.util.find_spec("numba")
+def dist_version(package: str) -> str:
+    """An installed package's version from its dist-info directory's name, without importing it (numba
+    takes 0.1 s, importlib.metadata 20 ms): 'absent', or 'unknown' when there is no such directory
+    (then no build matches a real one, and the JIT kernels run)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return "absent"
     site = Path(next(iter(spec.submodule_search_locations))).parent
@@ -166,19 +167,19 @@ def numba_version() -> str:
         names = os.listdir(site)
     except OSError:
         return "unknown"
+    prefix = f"{package}-"
     for name in names:
-        if name.startswith("numba-") and name.endswith((".dist-info", ".egg-info")):
-            return name[len("numba-") :].rsplit(".", 1)[0].split("-")[0]
+        if name.startswith(prefix) and name.endswith((".dist-info", ".egg-info")):
+            return name[len(prefix) :].rsplit(".", 1)[0].split("-")[0]
     return "unknown"
 
 
 def toolchain() -> dict[str, str]:
-    import numpy  # already loaded by layout.py wherever the kernels are
-
+    """What a build is made with besides the sources; the worker asks too, so nothing is imported."""
     return {
         "python": sys.implementation.cache_tag or "unknown",
-        "numpy": ".".join(numpy.__version__.split(".")[:2]),
-        "numba": numba_version(),
+        "numpy": ".".join(dist_version("numpy").split(".")[:2]),
+        "numba": dist_version("numba"),
     }
 
 

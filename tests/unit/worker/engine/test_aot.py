@@ -100,7 +100,9 @@ def test_the_toolchain_is_part_of_the_digest() -> None:
     for key, other in (("python", "cpython-312"), ("numpy", "1.26"), ("numba", "0.69.0")):
         changed = {"python": "cpython-311", "numpy": "2.4", "numba": "0.68.1", key: other}
         assert aot.source_digest(_sources(), changed) != base, key
-    assert aot.toolchain()["numba"] not in ("absent", "unknown")  # found without importing numba
+    found = aot.toolchain()
+    assert found["numba"] not in ("absent", "unknown")  # found without importing numba
+    assert found["numpy"].count(".") == 1 and found["numpy"][0].isdigit()
 
 
 def test_why_not_names_the_reason(tmp_path: Path) -> None:
