@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UsageError, WorkerError
+from worker import proctree
 from worker.engines import BUILTIN_NAME, Engine, kernels_of
 from worker.inputs import Input
 from worker.transfer import StreamHandle, TransferResult, Transfers, expectation_for
@@ -36,23 +37,23 @@ class ToolRunner:
         self.reference_problem: tuple[str, str] | None = None
 
     def stop(self) -> None:
-        """SIGTERM to the tool's whole process group, SIGKILL after 10 s; then SIGKILL to whatever is left
-        in the group. The tool runs in a group of its own, so that its own children (the built-in engine's
-        forked pool workers) stop with it instead of finishing their piece as orphans, and keeping its
-        stderr open."""
+        """SIGTERM to the tool and everything it started, SIGKILL after 10 s; then SIGKILL to whatever of
+        that is left (worker/proctree.py). Without the tree, the built-in engine's forked pool workers
+        would finish their piece as orphans and keep the tool's stderr open."""
         child = self.child
         if child is None or child.poll() is not None:
-            # reaped already: its group id may belong to someone else by now (the engine's pool workers
-            # die with their parent on their own, parallel.py)
             return
-        _signal_group(child.pid, signal.SIGTERM)
+        procs = proctree.tree(child.pid) or [proctree.Proc(child.pid, -1)]
+        if procs[0].started == -1:  # no /proc: the tool alone
+            child.terminate()
+        else:
+            proctree.signal_all(procs, signal.SIGTERM)
         try:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            _signal_group(child.pid, signal.SIGKILL)
+            child.kill()
             child.wait()
-        # members still alive keep the group id from being reused, so this reaches only them
-        _signal_group(child.pid, signal.SIGKILL)
+        proctree.signal_all(procs[1:], signal.SIGKILL)
 
     def run(
         self,
@@ -96,7 +97,6 @@ class ToolRunner:
                 close_fds=True,
                 env=env,
                 cwd=cwd,
-                process_group=0,  # its own group: stop() signals the tool and every process it started
             )
         except OSError as exc:
             raise UsageError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
@@ -273,8 +273,3 @@ def drain_limit() -> int:
         return int(os.environ.get("ALIGNBATCH_STREAM_DRAIN_MAX_MIB", "4096")) * 1024 * 1024
     except ValueError:
         return 4096 * 1024 * 1024
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
