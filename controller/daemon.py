@@ -182,17 +182,21 @@ class Daemon:
             job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}, timezone="UTC"
         )
         self._sched = sched
-        sched.add_job(self._guard("poll", self._poll), "interval", seconds=0.5, id="poll")
+        # The loops /readyz watches run once at start, not one interval after it: a daemon whose first
+        # reconcile is 30 s away (a restart with jobs in flight) is neither caught up nor ready.
+        now = datetime.now(UTC)
+        sched.add_job(self._guard("poll", self._poll), "interval", seconds=0.5, id="poll", next_run_time=now)
         sched.add_job(self._guard("submit", self.ctl.submit_ready), "interval", seconds=2, id="submit")
         sched.add_job(
             self._guard("reconcile", self.ctl.reconcile), "interval",
             seconds=self.ctl.reconcile_seconds,
-            id="reconcile",
+            id="reconcile", next_run_time=now,
         )  # fmt: skip
         if self.ctl.state_source is not None:
             sched.add_job(
-                self._guard("job_events", self._poll_job_events), "interval", seconds=0.5, id="job_events"
-            )
+                self._guard("job_events", self._poll_job_events), "interval", seconds=0.5,
+                id="job_events", next_run_time=now,
+            )  # fmt: skip
         sched.add_job(
             self._guard("extend", self.ctl.extend_in_flight), "interval",
             seconds=max(10, self.cfg.queue.visibility_timeout // 3), id="extend",

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -171,8 +172,7 @@ def test_daemon_metrics_and_sigterm(tmp_path: Path, data_dir: Path) -> None:
         assert metrics["alignbatch_input_bytes_total"] == (data_dir / "i_edge.bam").stat().st_size
         assert metrics['alignbatch_build_info{version="0.1.0"}'] == 1
         assert metrics["alignbatch_end_to_end_latency_seconds_count"] == 1
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-            assert resp.status == 200
+        assert _ready(port, seconds=15)  # every loop /readyz watches has succeeded since the start
         # STATUS follows the ledger once a second: wait for the finished run to show before stopping.
         status_deadline = time.monotonic() + 15
         while time.monotonic() < status_deadline:
@@ -252,3 +252,15 @@ def test_run_local_fans_a_large_bam_out_over_child_processes(tmp_path: Path, ref
     assert not logs or len(logs) == 3  # each child its own log, where the executor keeps them
     row = next(csv.DictReader((tmp_path / "results" / "table" / "results.csv").open()))
     assert row["shards"] == "3"
+
+
+def _ready(port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                return resp.status == 200
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
