@@ -43,11 +43,11 @@ class ToolRunner:
         child = self.child
         if child is None or child.poll() is not None:
             return
-        procs = proctree.tree(child.pid) or [proctree.Proc(child.pid, -1)]
-        if procs[0].started == -1:  # no /proc: the tool alone
-            child.terminate()
-        else:
+        procs = proctree.tree(child.pid)
+        if procs:
             proctree.signal_all(procs, signal.SIGTERM)
+        else:  # no /proc: the tool alone
+            child.terminate()
         try:
             child.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -123,7 +123,7 @@ REQUIRES = {
     ),
     "generic": (),
 }
-_BUILD_NAME = re.compile(r"^[0-9a-f]{20}-(" + "|".join(re.escape(t) for t in TARGETS) + r")$")
+BUILD_NAME = re.compile(r"^[0-9a-f]{20}-(" + "|".join(re.escape(t) for t in TARGETS) + r")$")
 
 
 @dataclass(frozen=True)
@@ -306,7 +306,7 @@ def describe(environ: dict[str, str] | None = None) -> str:
 
 def ours(directory: Path) -> bool:
     """A build directory this module made (name and meta.json): the only kind a clean-up may remove."""
-    if not _BUILD_NAME.match(directory.name) or not directory.is_dir():
+    if not BUILD_NAME.match(directory.name) or not directory.is_dir():
         return False
     try:
         return json.loads((directory / "meta.json").read_text()).get("module") == MODULE_NAME

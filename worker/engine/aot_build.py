@@ -146,7 +146,7 @@ def _is_our_temp(entry: Path) -> bool:
     if name.startswith(".replaced."):
         return True
     stem = name[1:].rsplit(".", 1)[0]
-    return aot._BUILD_NAME.match(stem) is not None
+    return aot.BUILD_NAME.match(stem) is not None
 
 
 def main(argv: list[str] | None = None) -> int:
