@@ -126,9 +126,7 @@ def test_the_build_is_chosen_and_numba_is_never_imported(build_dir: Path, tmp_pa
         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    target = aot.choose(
-        build_dir, aot.current_digest(), os.uname().machine, aot.cpu_flags(aot._read_cpuinfo())
-    )
+    target = aot.choose(build_dir, aot.current_digest(), os.uname().machine, aot.this_cpu_flags())
     assert target is not None
     assert proc.stdout.split() == ["aot", target.target, "False", "False"]
     assert aot.describe(env) == f"aot {target.target}"

@@ -232,23 +232,33 @@ def choose(root: Path, digest: str, machine: str, flags: frozenset[str]) -> Buil
     return None
 
 
-def _read_cpuinfo() -> str:
+def this_cpu_flags() -> frozenset[str]:
+    """This CPU's flags (/proc/cpuinfo); empty where there is no such file."""
     try:
-        return Path("/proc/cpuinfo").read_text(errors="replace")
+        return cpu_flags(Path("/proc/cpuinfo").read_text(errors="replace"))
     except OSError:
-        return ""
+        return frozenset()
+
+
+def find(environ: dict[str, str] | None = None) -> tuple[Build | None, str]:
+    """The build an engine process started with this environment should load, or (None, why not):
+    the one decision load() acts on and describe() reports."""
+    env = os.environ if environ is None else environ
+    if env.get(AOT_ENV, "1") == "0":
+        return None, f"{AOT_ENV}=0"
+    try:
+        digest = current_digest()
+    except OSError:
+        return None, "kernel sources unreadable"
+    root = aot_root(env)
+    machine, flags = platform.machine(), this_cpu_flags()
+    build = choose(root, digest, machine, flags)
+    return build, "" if build is not None else why_not(root, digest, machine, flags)
 
 
 def load(environ: dict[str, str] | None = None) -> tuple[ModuleType, Build] | None:
     """The compiled kernels for this source and machine, or None (then the JIT kernels are used)."""
-    env = os.environ if environ is None else environ
-    if env.get(AOT_ENV, "1") == "0":
-        return None
-    try:
-        digest = current_digest()
-    except OSError:
-        return None
-    build = choose(aot_root(env), digest, platform.machine(), cpu_flags(_read_cpuinfo()))
+    build, _ = find(environ)
     if build is None:
         return None
     loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, str(build.path))
@@ -289,19 +299,8 @@ def describe(environ: dict[str, str] | None = None) -> str:
     """Which kernels an engine process started with this environment should run, without loading them:
     'aot <target>' or 'jit (<why not aot>)'. For the worker's log, so a prediction: the load itself can
     still fail (then the engine runs the JIT kernels). Never imports numba."""
-    env = os.environ if environ is None else environ
-    if env.get(AOT_ENV, "1") == "0":
-        return f"jit ({AOT_ENV}=0)"
-    try:
-        digest = current_digest()
-    except OSError:
-        return "jit (kernel sources unreadable)"
-    root = aot_root(env)
-    machine, flags = platform.machine(), cpu_flags(_read_cpuinfo())
-    build = choose(root, digest, machine, flags)
-    if build is not None:
-        return f"aot {build.target}"
-    return f"jit ({why_not(root, digest, machine, flags)})"
+    build, why = find(environ)
+    return f"aot {build.target}" if build is not None else f"jit ({why})"
 
 
 def ours(directory: Path) -> bool:

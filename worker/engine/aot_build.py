@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     root = args.dir or aot.aot_root()
-    target = pick_target(args.target, aot.cpu_flags(aot._read_cpuinfo()))
+    target = pick_target(args.target, aot.this_cpu_flags())
     began = time.monotonic()
     try:
         where = build(root, target)

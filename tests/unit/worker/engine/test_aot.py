@@ -117,7 +117,7 @@ def test_why_not_names_the_reason(tmp_path: Path) -> None:
 def test_a_module_that_will_not_load_leaves_the_jit_kernels(tmp_path: Path) -> None:
     """The fake build's module file is not an extension module: load() falls back instead of failing."""
     digest = aot.current_digest()
-    flags = aot.cpu_flags(aot._read_cpuinfo())
+    flags = aot.this_cpu_flags()
     target = "x86-64-v3" if set(aot.REQUIRES["x86-64-v3"]) <= flags else "generic"
     _fake_build(tmp_path, digest, target, machine=os.uname().machine)
     assert aot.load({aot.AOT_DIR_ENV: str(tmp_path)}) is None
