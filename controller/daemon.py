@@ -22,6 +22,7 @@ import faulthandler
 import logging
 import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +59,9 @@ class Daemon:
         self.heartbeat = time.time()
         self.started = False
         self._sched: Any = None
+        # _wake and the scheduler's shutdown must not overlap (see _close_scheduler)
+        self._wake_lock = threading.Lock()
+        self._closing = False
 
     # -- health -------------------------------------------------------------------------------------
     def healthy(self) -> bool:
@@ -130,10 +134,24 @@ class Daemon:
         runs up before it returns (max_instances=1 skips the extra run)."""
         from apscheduler.jobstores.base import JobLookupError
 
-        if self._sched is None:
-            return
-        with contextlib.suppress(JobLookupError):  # shutting down
-            self._sched.modify_job(job_id, next_run_time=datetime.now(UTC))
+        with self._wake_lock:
+            if self._sched is None or self._closing:
+                return
+            with contextlib.suppress(JobLookupError):
+                self._sched.modify_job(job_id, next_run_time=datetime.now(UTC))
+
+    def _close_scheduler(self) -> None:
+        """Stop the loops, letting a pass in progress (e.g. a batch of messages) finish.
+
+        APScheduler's shutdown(wait=True) holds its job-store lock while it waits for running passes,
+        and modify_job needs that lock: a poll pass that woke the submit loop after shutdown began
+        waited for it forever, and systemd killed the controller at its stop timeout. So no wake is
+        started once closing is set, and one in progress finishes before shutdown begins.
+        """
+        with self._wake_lock:
+            self._closing = True
+        self._sched.pause_job("poll")
+        self._sched.shutdown(wait=True)
 
     # -- modes --------------------------------------------------------------------------------------
     def run_once(self, *, max_seconds: float | None = None) -> int:
@@ -235,8 +253,7 @@ class Daemon:
         self.ctl.stopping.set(self.stop.reason)
         notify("STOPPING=1")
         self.log.info("daemon.stopping", reason=self.stop.reason or "requested")
-        sched.pause_job("poll")
-        sched.shutdown(wait=True)  # lets a pass in progress (e.g. a batch of messages) finish
+        self._close_scheduler()
         self._shutdown()
         self._step(self.ctl.backup_ledger, "backup")  # the recovery point of a planned stop: none lost
         return 0
