@@ -8,12 +8,14 @@ shard planner balances on, and the check that a range held exactly the records t
 
 from __future__ import annotations
 
-import gzip
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 
 BAI_PSEUDO_BIN = 37450
+# A .csi of a human genome inflates to a few MiB; far more is not an index anyone wrote.
+MAX_INFLATED = 512 << 20
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,16 @@ def read_index(path: str, n_ref: int | None = None) -> BamIndex:
     """Parse the index; with `n_ref` (the BAM header's contig count) also check it matches."""
     with open(path, "rb") as fh:
         data = fh.read()
+    return parse_index(data, path, n_ref)
+
+
+def parse_index(
+    data: bytes, path: str, n_ref: int | None = None, max_inflated: int = MAX_INFLATED
+) -> BamIndex:
+    """An index's bytes (named `path` in errors); the controller reads them from the store to plan a
+    fan-out. Damage raises BadIndexError, struct.error, IndexError or ValueError."""
     if data[:2] == b"\x1f\x8b":  # CSI is BGZF-compressed
-        data = gzip.decompress(data)
+        data = _inflate(data, path, max_inflated)
     if data[:4] == b"BAI\x01":
         return _parse(data, 8, struct.unpack_from("<i", data, 4)[0], n_ref, BAI_PSEUDO_BIN, csi=False)
     if data[:4] == b"CSI\x01":
@@ -67,6 +77,28 @@ def read_index(path: str, n_ref: int | None = None) -> BamIndex:
         pseudo = ((1 << ((depth + 1) * 3)) - 1) // 7 + 1
         return _parse(data, o + 4, struct.unpack_from("<i", data, o)[0], n_ref, pseudo, csi=True)
     raise BadIndexError(f"{path}: not a BAI or CSI index")
+
+
+def _inflate(data: bytes, path: str, limit: int) -> bytes:
+    """Every gzip member of `data`, refusing more than `limit` bytes of output: an index is user data,
+    and a small crafted .csi could otherwise inflate to all of the controller's memory."""
+    out: list[bytes] = []
+    total = 0
+    view = memoryview(data)
+    while view:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            piece = d.decompress(view, limit - total + 1)
+        except zlib.error as exc:
+            raise BadIndexError(f"{path}: damaged compressed data ({exc})") from None
+        total += len(piece)
+        if total > limit or d.unconsumed_tail:
+            raise BadIndexError(f"{path}: inflates to more than {limit >> 20} MiB; not an index of a BAM")
+        if not d.eof:
+            raise BadIndexError(f"{path}: a truncated gzip member")
+        out.append(piece)
+        view = view[len(view) - len(d.unused_data) :]
+    return b"".join(out)
 
 
 def _parse(data: bytes, o: int, n_idx_ref: int, n_ref: int | None, pseudo: int, *, csi: bool) -> BamIndex:

@@ -5,8 +5,11 @@ Pure and light (no numpy, no numba): the engine's contig-parallel run (parallel.
 child reads (worker/shard_ranges.py) without loading the engine's kernels into its own process.
 
 `balance` puts contigs into N groups by the index's mapped-record counts (greedy, largest first, onto the
-lightest group), the unplaced and unmapped '*' records in one group. `pieces_from_index` gives each
-contig's virtual-offset range (and that of the '*' records), refusing an index whose ranges leave gaps.
+lightest group), the unplaced and unmapped '*' records in one group. `useful_shards` is how many of N
+groups have anything to read: the controller sizes a shard array with it when the index is there at
+planning (controller/index_layout.py), so no child is started only to find its group empty.
+`pieces_from_index` gives each contig's virtual-offset range (and that of the '*' records), refusing an
+index whose ranges leave gaps.
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ def balance(
         members[g].append(tid)
         loads[g] += mapped[tid]
     star = min(range(n), key=lambda i: (loads[i], i))
+    placed = [i for i in range(n) if members[i]]
+    if placed and not members[star]:
+        # More groups than contigs: '*' would be a child of its own, and a child costs a start-up (a
+        # container on Batch, an interpreter and numpy locally). It rides along with the lightest
+        # group that reads contigs unless that would make that group the slowest of the plan.
+        ride = min(placed, key=lambda i: (loads[i], i))
+        if loads[ride] + unplaced <= max(loads):
+            star = ride
     loads[star] += unplaced
     return [Shard(i, tuple(sorted(members[i])), i == star, loads[i]) for i in range(n)]
 
@@ -60,6 +71,13 @@ def plan_from_index(index: BamIndex, n: int) -> list[Shard]:
     mapped = [s.mapped if s else 0 for s in index.spans]
     totals = [s.records if s else 0 for s in index.spans]
     return balance(mapped, n, index.unplaced or 0, totals)
+
+
+def useful_shards(index: BamIndex, n: int) -> int:
+    """How many of `n` shards would have anything to read: the array size worth starting. Planned
+    with that many, every group reads something and the groups are the same (each contig already had
+    a group of its own when there were more groups than contigs)."""
+    return max(1, sum(not s.empty for s in plan_from_index(index, n)))
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,42 @@ def test_largest_first_onto_the_lightest_group() -> None:
     assert [s.unplaced for s in plan] == [False, True]
 
 
-def test_more_groups_than_contigs_leaves_empty_groups() -> None:
+def test_more_groups_than_contigs_leaves_empty_groups_and_star_rides_along() -> None:
     plan = balance([10, 5], 4, unplaced=1)
     assert [s.tids for s in plan] == [(0,), (1,), (), ()]
-    assert sum(s.unplaced for s in plan) == 1
-    assert plan[2].unplaced  # the lightest (empty) group takes '*'
+    assert [s.unplaced for s in plan] == [False, True, False, False]  # not a child of its own
+    assert [s.empty for s in plan] == [False, False, True, True]
+
+
+def test_star_gets_its_own_group_when_riding_along_would_make_the_slowest_group() -> None:
+    plan = balance([10, 5], 4, unplaced=7)  # 5 + 7 > 10
+    assert [s.tids for s in plan] == [(0,), (1,), (), ()]
+    assert [s.unplaced for s in plan] == [False, False, True, False]
+    assert [s.load for s in plan] == [10, 5, 7, 0]
+
+
+def test_star_alone_without_placed_records() -> None:
+    plan = balance([0, 0], 3, unplaced=5)
+    assert [(s.tids, s.unplaced) for s in plan] == [((), True), ((), False), ((), False)]
+
+
+@pytest.mark.parametrize(
+    ("mapped", "totals", "unplaced", "n"),
+    [
+        ([10, 5], None, 1, 4),
+        ([10, 5], None, 7, 4),
+        ([1834494, 1114914, 731644, 308324, 0], None, 12404, 8),  # case e
+        ([5, 0, 0], [5, 3, 3], 2, 6),  # contigs holding only placed unmapped reads
+        ([9, 8, 7, 6, 5, 4, 3, 2, 1], None, 40, 4),  # fewer groups than contigs: nothing changes
+        ([0, 0], None, 5, 3),
+    ],
+)
+def test_useful_shards_plans_the_same_groups_without_the_empty_ones(mapped, totals, unplaced, n) -> None:
+    wide = balance(mapped, n, unplaced, totals)
+    k = max(1, sum(not s.empty for s in wide))
+    narrow = balance(mapped, k, unplaced, totals)
+    assert [(s.tids, s.unplaced) for s in narrow] == [(s.tids, s.unplaced) for s in wide if not s.empty]
+    assert not any(s.empty for s in narrow) or k == 1
 
 
 def test_contigs_with_only_unmapped_records_are_kept() -> None:
@@ -38,3 +69,15 @@ def test_deterministic_and_every_contig_once() -> None:
 def test_zero_groups_is_refused() -> None:
     with pytest.raises(ShardError):
         balance([1], 0)
+
+
+def test_useful_shards_counts_groups_with_something_to_read() -> None:
+    from worker.engine.bamindex import BamIndex, ContigSpan
+    from worker.engine.shardplan import useful_shards
+
+    spans = (ContigSpan(0, 0, 10, 100, 0), None, ContigSpan(2, 10, 20, 40, 1))
+    index = BamIndex(spans, 20, 3)
+    assert useful_shards(index, 8) == 2  # two contigs, '*' with the lighter one
+    assert useful_shards(index, 1) == 1
+    assert useful_shards(BamIndex((None, None), 0, 9), 8) == 1  # only '*'
+    assert useful_shards(BamIndex((None,), 0, None), 8) == 1
