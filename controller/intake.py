@@ -16,10 +16,18 @@ from dataclasses import dataclass, replace
 from controller.config import ControllerConfig
 from controller.events import MalformedMessage, ObjectEvent, ObjectKind, parse_message
 from controller.inbox import Inbox
+from controller.index_layout import read_layout
 from controller.ledger import Ledger
 from controller.metrics import Metrics
 from controller.model import InputObject, Plan, Rejection, run_id_for, sample_name
-from controller.planner import PlanContext, admit, build_plan, index_candidates, resolve_path
+from controller.planner import (
+    PlanContext,
+    admit,
+    build_plan,
+    fanout_decision,
+    index_candidates,
+    resolve_path,
+)
 from controller.sources.base import EventSource, Message
 from controller.stopflag import StopFlag
 from core.errors import WorkerError
@@ -194,7 +202,13 @@ class Intake:
             return obj, admission
         obj = replace(obj, index_present=self._index_present(ev))
         # [[pipeline.prefix]] matches the key as the results layout names it (the inbox key).
-        return obj, build_plan(replace(admission, obj=obj), self.plan_context(admission.inbox_key))
+        ctx = self.plan_context(admission.inbox_key)
+        admission = replace(admission, obj=obj)
+        if obj.index_present and fanout_decision(obj.key, obj.size, ctx.pipeline, ctx.fanout)[0]:
+            # a fan-out candidate with its index in place: the index caps the shard array
+            layout = read_layout(self.store, self.inbox, ev.bucket, index_candidates(ev.key))
+            admission = replace(admission, index_layout=layout)
+        return obj, build_plan(admission, ctx)
 
     def _accept(self, ev: ObjectEvent) -> str:
         obj = InputObject(

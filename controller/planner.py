@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from controller.config import FanoutConfig, PipelineOptions, Tier
 from controller.inbox import Inbox, inbox_at
+from controller.index_layout import IndexLayout
 from controller.model import (
     InputObject,
     JobSpec,
@@ -79,6 +80,9 @@ class Admission:
     sample: str
     inbox_key: str
     input_uri: str
+    # the object's index as read at planning (an index next to it, for a fan-out candidate): caps the
+    # shard array at the groups that read anything; None = the size alone decides
+    index_layout: IndexLayout | None = None
 
     def reject(self, reason: str) -> Rejection:
         return Rejection(self.run_id, self.sample, self.input_uri, self.obj.key, reason)
@@ -118,9 +122,12 @@ def index_candidates(key: str) -> tuple[str, ...]:
     return (key + ".bai", key[:-4] + ".bai", key + ".csi", key[:-4] + ".csi")
 
 
-def fanout_decision(key: str, size: int, opts: PipelineOptions, fanout: FanoutConfig) -> tuple[int, str]:
+def fanout_decision(
+    key: str, size: int, opts: PipelineOptions, fanout: FanoutConfig, layout: IndexLayout | None = None
+) -> tuple[int, str]:
     """How many shards an object is split into (0: one job) and, when it is big enough but cannot be
-    split, why (pure). Projected time: size over the engine's one-core rate ([fanout])."""
+    split, why (pure). Projected time: size over the engine's one-core rate ([fanout]); with the index
+    (`layout`), no more shards than groups with records to read."""
     if fanout.min_projected_seconds <= 0:
         return 0, ""
     projected = size / fanout.bytes_per_second
@@ -131,8 +138,16 @@ def fanout_decision(key: str, size: int, opts: PipelineOptions, fanout: FanoutCo
     args = opts.alignstats_args
     if any(a.startswith("-r") for a in args):
         return 0, "-r reads records region by region, not contig by contig"
-    shards = math.ceil(projected / fanout.target_shard_seconds)
-    return max(2, min(fanout.max_shards, shards)), ""
+    shards = max(2, min(fanout.max_shards, math.ceil(projected / fanout.target_shard_seconds)))
+    if layout is not None:
+        useful = layout.useful_shards(shards)
+        if useful < 2:
+            return 0, (
+                f"its index {layout.key} places every record on one contig (or none): shards split a BAM "
+                "by contig"
+            )
+        shards = useful
+    return shards, ""
 
 
 def parts_digest(stats_args: Sequence[str], shards: int) -> str:
@@ -230,7 +245,7 @@ def _build(admission: Admission, ctx: PlanContext, attempt: int) -> Plan:
         stats_args += ["-t", opts.target_bed]
     if opts.reference_fasta:
         stats_args += ["-T", opts.reference_fasta]
-    shards, declined = fanout_decision(obj.key, obj.size, opts, ctx.fanout)
+    shards, declined = fanout_decision(obj.key, obj.size, opts, ctx.fanout, admission.index_layout)
     if shards:
         # Shard array → merge: the alignstats step renders the report from the children's parts.
         prefix = _join(ctx.results_root, f"parts/{stem}/{parts_digest(stats_args, shards)}") + "/"

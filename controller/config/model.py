@@ -175,7 +175,9 @@ class FanoutConfig:
     A run's projected time is its size over `bytes_per_second` (the built-in engine on one core: ~107
     MB/s on case e, docs/engine.md); at or over `min_projected_seconds` the object is split into
     ceil(projected / `target_shard_seconds`) shards, at least 2 and at most `max_shards`, balanced by the
-    index's mapped-record counts (worker/engine/shards.py). 0 = never split. A shard child that fails is
+    index's mapped-record counts (worker/engine/shardplan.py); with the index next to the object at
+    planning, no more than the groups that read something and shorten the run
+    (controller/index_layout.py). 0 = never split. A shard child that fails is
     retried alone, up to `child_attempts` attempts, by Batch's retry strategy (a Spot reclaim included);
     a child whose part is already written does nothing (a retried run redoes only what is missing)."""
 

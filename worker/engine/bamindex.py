@@ -104,11 +104,15 @@ def _inflate(data: bytes, path: str, limit: int) -> bytes:
 def _parse(data: bytes, o: int, n_idx_ref: int, n_ref: int | None, pseudo: int, *, csi: bool) -> BamIndex:
     if n_ref is not None and n_idx_ref != n_ref:
         raise BadIndexError(f"the index lists {n_idx_ref} contigs, the header {n_ref}")
+    if n_idx_ref < 0:
+        raise BadIndexError(f"the index lists {n_idx_ref} contigs")
     spans: list[ContigSpan | None] = []
     last = 0
     for tid in range(n_idx_ref):
         (n_bin,) = struct.unpack_from("<i", data, o)
         o += 4
+        if n_bin < 0:
+            raise BadIndexError(f"contig {tid} has {n_bin} bins")
         span = None
         for _ in range(n_bin):
             if csi:

@@ -4,8 +4,9 @@ Pure and light (no numpy, no numba): the engine's contig-parallel run (parallel.
 (shards.py, shard_run.py) use these, and so does the worker, which stages only the byte ranges a shard
 child reads (worker/shard_ranges.py) without loading the engine's kernels into its own process.
 
-`balance` puts contigs into N groups by the index's mapped-record counts (greedy, largest first, onto the
-lightest group), the unplaced and unmapped '*' records in one group. `useful_shards` is how many of N
+`balance` puts contigs into at most N groups by the index's mapped-record counts (greedy, largest first,
+onto the lightest group, opening a group only where that shortens the plan), the unplaced and unmapped
+'*' records in one group. `useful_shards` is how many of N
 groups have anything to read: the controller sizes a shard array with it when the index is there at
 planning (controller/index_layout.py), so no child is started only to find its group empty.
 `pieces_from_index` gives each contig's virtual-offset range (and that of the '*' records), refusing an
@@ -19,6 +20,9 @@ from dataclasses import dataclass
 
 from worker.engine.bamindex import BamIndex
 from worker.engine.errors import ShardError
+
+# How much longer (a share of all records) a plan may get to save starting one more child.
+SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -37,31 +41,40 @@ class Shard:
 def balance(
     mapped: Sequence[int], n: int, unplaced: int = 0, totals: Sequence[int] | None = None
 ) -> list[Shard]:
-    """Contigs (mapped-record counts by tid) into `n` groups; the '*' records join the lightest group.
+    """Contigs (mapped-record counts by tid) into at most `n` groups, largest first onto the lightest
+    group; the '*' records last, as one more item.
 
-    `totals` (mapped + placed unmapped, by tid) says which contigs have records at all; without it,
-    those with mapped records. Contigs without records are left out (nothing to read); groups may be
-    empty when n exceeds the contigs. Ties go to the lower group index, so every child computes the same
-    plan from the same index.
+    A child costs a start-up (a container on Batch, an interpreter and numpy locally), so while groups
+    are left empty an item opens one only when adding it to the lightest open group would lengthen the
+    plan by more than SLACK of all records; once every group is open it is plain largest-first onto the
+    lightest. `totals` (mapped + placed unmapped, by tid) says which contigs have records at all;
+    without it, those with mapped records. Contigs without records are left out (nothing to read).
+    Groups fill in index order and ties go to the lower index, so every child computes the same plan
+    from the same index, and the open groups are those a plan for fewer groups makes (useful_shards).
     """
     if n < 1:
         raise ShardError(f"the number of shards must be at least 1, not {n}")
     present = totals if totals is not None else mapped
+    tids = sorted((t for t, c in enumerate(present) if c > 0), key=lambda t: (-mapped[t], t))
+    slack = SLACK * (sum(mapped[t] for t in tids) + unplaced)
     loads = [0] * n
     members: list[list[int]] = [[] for _ in range(n)]
-    for tid in sorted((t for t, c in enumerate(present) if c > 0), key=lambda t: (-mapped[t], t)):
-        g = min(range(n), key=lambda i: (loads[i], i))
+    opened = 0
+
+    def place(load: int) -> int:
+        nonlocal opened
+        if opened:
+            g = min(range(opened), key=lambda i: (loads[i], i))
+            if opened == n or loads[g] + load <= max(loads[:opened]) + slack:
+                return g
+        opened += 1
+        return opened - 1
+
+    for tid in tids:
+        g = place(mapped[tid])
         members[g].append(tid)
         loads[g] += mapped[tid]
-    star = min(range(n), key=lambda i: (loads[i], i))
-    placed = [i for i in range(n) if members[i]]
-    if placed and not members[star]:
-        # More groups than contigs: '*' would be a child of its own, and a child costs a start-up (a
-        # container on Batch, an interpreter and numpy locally). It rides along with the lightest
-        # group that reads contigs unless that would make that group the slowest of the plan.
-        ride = min(placed, key=lambda i: (loads[i], i))
-        if loads[ride] + unplaced <= max(loads):
-            star = ride
+    star = place(unplaced)
     loads[star] += unplaced
     return [Shard(i, tuple(sorted(members[i])), i == star, loads[i]) for i in range(n)]
 
@@ -75,8 +88,8 @@ def plan_from_index(index: BamIndex, n: int) -> list[Shard]:
 
 def useful_shards(index: BamIndex, n: int) -> int:
     """How many of `n` shards would have anything to read: the array size worth starting. Planned
-    with that many, every group reads something and the groups are the same (each contig already had
-    a group of its own when there were more groups than contigs)."""
+    with that many, the groups are the same ones (groups open in index order, and once all are open
+    the placement does not depend on how many stay empty; tests/unit/worker/engine/test_shards.py)."""
     return max(1, sum(not s.empty for s in plan_from_index(index, n)))
 
 

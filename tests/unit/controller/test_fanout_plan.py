@@ -99,3 +99,34 @@ def test_the_spec_keeps_its_array_through_the_ledger() -> None:
     assert isinstance(plan, Plan)
     spec = plan.jobs[0]
     assert JobSpec.from_json(spec.to_json()) == spec
+
+
+def _layout(mapped: list[int], unplaced: int = 0):
+    from controller.index_layout import IndexLayout
+    from worker.engine.bamindex import BamIndex, ContigSpan
+
+    spans = tuple(ContigSpan(t, t * 10, t * 10 + 10, m, 0) if m else None for t, m in enumerate(mapped))
+    return IndexLayout("incoming/x.bam.bai", BamIndex(spans, len(mapped) * 10, unplaced))
+
+
+def test_the_index_caps_the_array_at_the_groups_that_read_anything() -> None:
+    opts = PipelineOptions()
+    four = _layout([500, 450, 400, 0, 350], unplaced=10)  # four contigs with records, '*' rides along
+    assert fanout_decision("a.bam", 100 * GB, opts, FAN, four) == (4, "")
+    # chr1 alone bounds the plan: 200 and 300 share a child, as no second child would end sooner
+    assert fanout_decision("a.bam", 100 * GB, opts, FAN, _layout([500, 300, 200])) == (2, "")
+    human = _layout([100] * 25, unplaced=50)
+    assert fanout_decision("a.bam", 100 * GB, opts, FAN, human) == (9, "")  # the size decides
+    one = _layout([0, 900, 0], unplaced=5)
+    shards, why = fanout_decision("a.bam", 100 * GB, opts, FAN, one)
+    assert shards == 0 and "incoming/x.bam.bai places every record on one contig" in why
+
+
+def test_a_plan_with_the_index_in_hand_has_no_empty_children() -> None:
+    from controller.planner import admit, build_plan
+
+    admission = admit(obj(), CTX.inbox)
+    assert not isinstance(admission, Exception)
+    plan = build_plan(replace(admission, index_layout=_layout([500, 450, 400, 350])), CTX)
+    assert isinstance(plan, Plan) and plan.shards == 4
+    assert plan.jobs[0].array_size == 4 and plan.jobs[0].command[-3] == "4"

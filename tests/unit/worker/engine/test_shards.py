@@ -81,3 +81,20 @@ def test_useful_shards_counts_groups_with_something_to_read() -> None:
     assert useful_shards(index, 1) == 1
     assert useful_shards(BamIndex((None, None), 0, 9), 8) == 1  # only '*'
     assert useful_shards(BamIndex((None,), 0, None), 8) == 1
+
+
+def test_no_group_is_opened_that_would_not_shorten_the_plan() -> None:
+    # case e in 8: chr1 alone holds 46 % of the records, so chr2 and chr3 share a child (ending 0.6 %
+    # after chr1's, within SLACK) and chrM takes '*' along: three children, not five
+    plan = balance([1834494, 1114914, 731644, 308324, 0], 8, unplaced=12404)
+    assert [(s.tids, s.unplaced) for s in plan if not s.empty] == [
+        ((0,), False),
+        ((1, 2), False),
+        ((3,), True),
+    ]
+    assert max(s.load for s in plan) == 1114914 + 731644
+
+
+def test_one_contig_and_a_few_unplaced_records_make_one_group() -> None:
+    plan = balance([0, 900, 0], 9, unplaced=5)
+    assert [(s.tids, s.unplaced) for s in plan if not s.empty] == [((1,), True)]
