@@ -1,7 +1,11 @@
 """Fan-out of one indexed BAM (#17): N shard processes + merge against one single run.
 
 Usage: python benchmarks/fanout.py DIR [--bam e_large.bam] [--shards 8] [--repeat 3] [--opts "-C"]
-       [--model 8,24,64]
+       [--model 8,24,64] [--uncapped]
+
+The shard count is what the controller would submit for `--shards N` with the index next to the BAM:
+`useful_shards(index, N)`, the groups that read something and shorten the run (controller/index_layout.py).
+`--uncapped` runs all N, as for a BAM whose index the plan's index step makes (empty children included).
 
 Measures, in one session (the engine from this checkout, one core per process, ALIGNBATCH_ENGINE_CPUS=1):
 - the single run (median wall, CPU);
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -61,9 +66,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--opts", default="-C")
     ap.add_argument("--model", default="8,24,64")
+    ap.add_argument("--uncapped", action="store_true", help="run all N children, empty ones included")
     args = ap.parse_args()
     from worker.cpus import with_engine_cpus
     from worker.engine.bamindex import index_path, read_index
+    from worker.engine.shardplan import useful_shards
     from worker.engine.shards import load_part, merge_parts, plan_from_index
 
     # the tool environment the worker gives every child (one core here, one OpenBLAS thread)
@@ -75,12 +82,21 @@ def main() -> int:
     if ipath is None:
         sys.exit(f"{bam}: no index")
     index = read_index(ipath)
-    n = args.shards
+    n = args.shards if args.uncapped else useful_shards(index, args.shards)
     tmp = Path(tempfile.mkdtemp(prefix="fanout-"))
-    print(f"case {args.dir / bam}, {args.opts}, {n} shards, repeat {args.repeat}; load {os.getloadavg()}")
+    asked = "" if n == args.shards else f" (asked {args.shards}; the index caps the array at {n})"
+    print(
+        f"case {args.dir / bam}, {args.opts}, {n} shards{asked}, repeat {args.repeat}; load {os.getloadavg()}"
+    )
     single_out = tmp / "single.json"
     single = med(
         [run([*ENGINE, *opts, "-i", bam, "-o", str(single_out)], args.dir, env) for _ in range(args.repeat)]
+    )
+    # the same run held to one CPU: its reader then inflates in line instead of on helper threads, the
+    # way every shard child reads its byte ranges
+    pinned_cmd = ["taskset", "-c", "0", *ENGINE, *opts, "-i", bam, "-o", str(single_out)]
+    pinned = (
+        med([run(pinned_cmd, args.dir, env) for _ in range(args.repeat)]) if shutil.which("taskset") else None
     )
     parts = [tmp / f"part-{i}.json" for i in range(n)]
     shard_times = []
@@ -109,6 +125,8 @@ def main() -> int:
     plan = plan_from_index(index, n)
     print(f"{'':<12} {'records':>10} {'wall s':>7} {'cpu s':>7}  contigs")
     print(f"{'single run':<12} {sum(s.load for s in plan):>10,} {single[0]:7.2f} {single[1]:7.2f}")
+    if pinned is not None:
+        print(f"{'  on 1 CPU':<12} {'':>10} {pinned[0]:7.2f} {pinned[1]:7.2f}")
     for shard, (w, c) in zip(plan, shard_times, strict=True):
         names = ",".join(str(t) for t in shard.tids) + (",*" if shard.unplaced else "")
         print(f"{'shard ' + str(shard.index):<12} {shard.load:>10,} {w:7.2f} {c:7.2f}  {names or '-'}")
@@ -117,23 +135,32 @@ def main() -> int:
         f"\nshards' total CPU {total_cpu:.2f} s = {total_cpu / single[1]:.2f}x the single run "
         "(target <= 1.10)"
     )
+    if pinned is not None:
+        print(
+            f"  against the single run on one CPU (taskset -c 0; {pinned[1]:.2f} s CPU, no inflate "
+            f"threads): {total_cpu / pinned[1]:.2f}x"
+        )
     print(
         f"merge: {merge[0]:.2f} s as a process ({merge[1]:.2f} s CPU; target <= 1 s), "
         f"{merge_inproc * 1000:.0f} ms of it the merge itself"
     )
     print(f"merged report byte-identical to the single run: {identical}")
-    # where the extra CPU goes: each child's fixed start-up (Python, numpy, numba; a child with records
-    # also loads the kernels and numba's dispatch machinery), measured on the cheapest shards
+    # where the extra CPU goes: each child's fixed start-up (interpreter, numpy, our modules, the header
+    # and the index), measured on a child with nothing to read (the last of an uncapped plan of 64)
     working = [c for s, (_, c) in zip(plan, shard_times, strict=True) if not s.empty]
     idle = [c for s, (_, c) in zip(plan, shard_times, strict=True) if s.empty]
-    fixed_cpu = min(working)
     work_cpu = sum(working)
+    if idle:
+        print(
+            f"without the {len(idle)} empty shards (nothing to read; with the index at planning the "
+            f"controller does not start them): {work_cpu:.2f} s = {work_cpu / single[1]:.2f}x the single run"
+        )
+    empty_part = tmp / "empty.json"
+    empty_cmd = [*ENGINE, "--shard-of", "64", "--shard-index", "63", "--part-out", str(empty_part), *opts]
+    fixed_cpu = med([run([*empty_cmd, "-i", bam], args.dir, env) for _ in range(args.repeat)])[1]
+    empty_part.unlink(missing_ok=True)
     print(
-        f"without the {len(idle)} empty shards (nothing to read; the planner need not start them): "
-        f"{work_cpu:.2f} s = {work_cpu / single[1]:.2f}x the single run"
-    )
-    print(
-        f"fixed CPU per working child <= {fixed_cpu:.2f} s (the cheapest one); beyond it the shards use "
+        f"fixed CPU per child {fixed_cpu:.2f} s (one with nothing to read); beyond it the shards use "
         f"{work_cpu - len(working) * fixed_cpu:.2f} s against the single run's {single[1] - fixed_cpu:.2f} s"
     )
     # model: fixed cost per child (the lightest shard's wall, extrapolated to 0 records) + rate x records
@@ -157,10 +184,10 @@ def main() -> int:
         f"(single run {single[0]:.2f} s)"
     )
     for m in (int(x) for x in args.model.split(",")):
-        mp = plan_from_index(index, m)
+        mp = plan_from_index(index, m if args.uncapped else useful_shards(index, m))
         wall = fixed + rate * max(s.load for s in mp) + merge[0]
         ideal = fixed + rate * total / m + merge[0]
-        print(f"{m:>4} {wall:16.2f} {single[0] / wall:9.2f} {ideal:14.2f}")
+        print(f"{m:>4} {wall:16.2f} {single[0] / wall:9.2f} {ideal:14.2f}  ({len(mp)} children)")
     largest = max(s.mapped for s in index.spans if s)
     print(f"whole-contig floor: the largest contig holds {largest / total:.0%} of the records")
     for p in [*parts, single_out, merged_out]:
