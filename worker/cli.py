@@ -27,6 +27,13 @@ from worker.array_task import resolve as resolve_array_task
 from worker.run import WorkerOptions, WorkerRun
 
 
+def job_cpu_seconds() -> float:
+    """User + system CPU of this process and every child it reaped: what the job cost in CPU, the
+    transfers, checksums and the tool included."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime, 3)
+
+
 def peak_rss_mb() -> float:
     """This process's peak RSS. VmHWM belongs to the current program only; ru_maxrss would also count
     what the parent process had resident when it forked us."""
@@ -168,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "exit_code": code,
         "retryable": is_retryable(code),
         "seconds": round(time.monotonic() - started, 3),
+        "cpu_seconds": job_cpu_seconds(),
         "worker_max_rss_mb": peak_rss_mb(),
     }
     if run is not None:

@@ -136,14 +136,18 @@ class ToolRunner:
         forwarder.join(timeout=5)
         seconds = time.monotonic() - started
         code = rc if rc >= 0 else 128 - rc  # killed by signal N → 128+N, as a shell reports it
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.log.info(
             "tool_run",
             engine=engine.name,
             engine_version=engine.version,
             exit_code=code,
             seconds=round(seconds, 3),
+            # Every reaped child so far: the tool and the processes it waited for (the version probe
+            # before it is a few ms); with `seconds`, how many cores the tool kept busy.
+            tool_cpu_seconds=round(children.ru_utime + children.ru_stime, 3),
             # Largest child so far: the tool (the version probe before it is tiny).
-            tool_max_rss_mb=round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            tool_max_rss_mb=round(children.ru_maxrss / 1024, 1),
             stderr_tail=list(stderr_tail),
         )
         if stream_error is not None:

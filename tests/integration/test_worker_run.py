@@ -69,7 +69,10 @@ def test_s3_round_trip_verified(s3, scratch: Path, data_dir: Path, mode: str) ->
     summary = res.last
     assert summary["event"] == "worker_summary" and summary["mode"] == mode[2:]
     assert all(e["job_id"] == "job-123" and e["attempt"] == "1" for e in res.logs)
-    assert res.events("tool_run")[0]["engine_version"]
+    tool_run = res.events("tool_run")[0]
+    assert tool_run["engine_version"]
+    # the job's CPU: the tool's (a separate process, reaped) within the whole job's
+    assert 0 < tool_run["tool_cpu_seconds"] <= summary["cpu_seconds"]
     assert _scratch_empty(scratch)
 
 
