@@ -1,11 +1,13 @@
 """Fan-out of one indexed BAM (#17): N shard processes + merge against one single run.
 
 Usage: python benchmarks/fanout.py DIR [--bam e_large.bam] [--shards 8] [--repeat 3] [--opts "-C"]
-       [--model 8,24,64] [--uncapped]
+       [--model 8,24,64] [--uncapped] [--local-executor]
 
 The shard count is what the controller would submit for `--shards N` with the index next to the BAM:
 `useful_shards(index, N)`, the groups that read something and shorten the run (controller/index_layout.py).
 `--uncapped` runs all N, as for a BAM whose index the plan's index step makes (empty children included).
+`--local-executor` also runs the whole path, `alignbatch-controller run --local ROOT --once`, on a root
+holding only this BAM and its index, with and without fan-out, and sums each job's `cpu_seconds`.
 
 Measures, in one session (the engine from this checkout, one core per process, ALIGNBATCH_ENGINE_CPUS=1):
 - the single run (median wall, CPU);
@@ -67,6 +69,11 @@ def main() -> int:
     ap.add_argument("--opts", default="-C")
     ap.add_argument("--model", default="8,24,64")
     ap.add_argument("--uncapped", action="store_true", help="run all N children, empty ones included")
+    ap.add_argument(
+        "--local-executor",
+        action="store_true",
+        help="also run the whole path (`alignbatch-controller run --local --once`) with and without fan-out",
+    )
     args = ap.parse_args()
     from worker.cpus import with_engine_cpus
     from worker.engine.bamindex import index_path, read_index
@@ -193,7 +200,66 @@ def main() -> int:
     for p in [*parts, single_out, merged_out]:
         p.unlink(missing_ok=True)
     tmp.rmdir()
+    if args.local_executor:
+        through_local_executor(args.dir / bam, args.shards, args.repeat)
     return 0
+
+
+def through_local_executor(bam: Path, shards: int, repeat: int) -> None:
+    """The README's main command on a fresh root holding only this BAM and its index, with [fanout]
+    set so the size asks for `shards`, and with fan-out off; each job's CPU from its worker_summary
+    (`cpu_seconds`: the worker, its transfers and checksums, the tool), and the whole process tree's."""
+    import json
+    import math
+
+    controller = Path(sys.executable).parent / "alignbatch-controller"
+    projected = bam.stat().st_size / 1_000_000  # seconds at 1 MB/s
+    target = math.ceil(projected / shards)
+    configs = {
+        "one job": "[fanout]\nmin_projected_seconds = 0\n",
+        "fan-out": "[fanout]\nmin_projected_seconds = 1\nbytes_per_second = 1000000\n"
+        f"target_shard_seconds = {target}\n",
+    }
+    print(
+        f"\nthrough the local executor (`alignbatch-controller run --local ROOT --once`), median of {repeat}:"
+    )
+    print(f"{'':<9} {'wall s':>7} {'tree CPU s':>11} {'jobs CPU s':>11}  per job (cpu_seconds)")
+    results: dict[str, tuple[float, float, float]] = {}
+    for name, text in configs.items():
+        samples = []
+        for _ in range(repeat):
+            root = Path(tempfile.mkdtemp(prefix="fanout-local-"))
+            inbox = root / "inbox" / "big"
+            inbox.mkdir(parents=True)
+            for src in (bam, Path(f"{bam}.bai")):
+                dest = inbox / src.name
+                try:
+                    os.link(src, dest)
+                except OSError:
+                    shutil.copy(src, dest)
+                past = time.time() - 60
+                os.utime(dest, (past, past))
+            cfg = root / "alignbatch.toml"
+            cfg.write_text(text)
+            cmd = [str(controller), "run", "--local", str(root), "--config", str(cfg), "--once"]
+            wall, tree = run([*cmd, "--metrics-port", "0", "--max-seconds", "600"], root, dict(os.environ))
+            jobs = {}
+            for log in sorted((root / "logs").glob("*.log")):
+                for line in log.read_text().splitlines():
+                    if '"worker_summary"' in line:
+                        jobs[log.stem.split("-", 2)[-1]] = json.loads(line)["cpu_seconds"]
+            samples.append((wall, tree, sum(jobs.values()), jobs))
+            shutil.rmtree(root)
+        samples.sort(key=lambda x: x[1])
+        wall, tree, job_cpu, jobs = samples[len(samples) // 2]
+        results[name] = (wall, tree, job_cpu)
+        each = ", ".join(f"{k} {v:.2f}" for k, v in jobs.items())
+        print(f"{name:<9} {wall:7.2f} {tree:11.2f} {job_cpu:11.2f}  {each}")
+    (_, tree1, jobs1), (_, tree2, jobs2) = results["one job"], results["fan-out"]
+    print(
+        f"fan-out / one job: jobs' CPU {jobs2 / jobs1:.2f}x, the whole tree (controller included) "
+        f"{tree2 / tree1:.2f}x"
+    )
 
 
 if __name__ == "__main__":
