@@ -6,7 +6,8 @@ job's vCPUs. So, first match wins:
 2. ALIGNBATCH_JOB_VCPUS, for a controller that passes the job's vCPUs in the container environment;
 3. the cgroup CPU quota (cgroup v2 cpu.max, v1 cpu.cfs_quota_us / cpu.cfs_period_us), rounded up;
 4. the CPUs this process may run on (sched_getaffinity).
-The engine reads ALIGNBATCH_ENGINE_CPUS (worker/engine/parallel.py); -p / -P keep the tool's meaning.
+The engine reads ALIGNBATCH_ENGINE_CPUS (worker/engine/budget.py): contig-parallel pieces and its inflate
+threads; -p / -P keep the tool's meaning.
 
 The same environment gets OPENBLAS_NUM_THREADS=1 unless set: the engine does no linear algebra, but
 numpy's OpenBLAS starts a spinning thread per core at import, ~0.05 s of CPU per process, which a

@@ -25,7 +25,7 @@ from tests.integration.test_engine_golden import (
     _rewrite,
     _workdir,
 )
-from worker.engine import parallel
+from worker.engine import budget, parallel
 from worker.engine.cli import main, parse_args
 from worker.engine.errors import BadInputError
 from worker.engine.run import open_input
@@ -100,10 +100,10 @@ def test_stale_index_is_refused(data_dir: Path, tmp_path: Path, monkeypatch) -> 
 
 
 def test_engine_cpus_parsing() -> None:
-    assert parallel.engine_cpus({}) == 1
-    assert parallel.engine_cpus({parallel.CPUS_ENV: "4"}) == 4
-    assert parallel.engine_cpus({parallel.CPUS_ENV: "0"}) == 1
-    assert parallel.engine_cpus({parallel.CPUS_ENV: "many"}) == 1
+    assert budget.engine_cpus({}) == 1
+    assert budget.engine_cpus({parallel.CPUS_ENV: "4"}) == 4
+    assert budget.engine_cpus({parallel.CPUS_ENV: "0"}) == 1
+    assert budget.engine_cpus({parallel.CPUS_ENV: "many"}) == 1
 
 
 @pytest.mark.parametrize("pool", ["threads", "processes"])
@@ -173,3 +173,32 @@ def test_a_killed_pool_worker_is_exit_137_not_an_internal_error(data_dir: Path, 
 
 def _killed(*_args: object) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_stated_budget_caps_the_inflate_threads(data_dir: Path, monkeypatch) -> None:
+    """ALIGNBATCH_ENGINE_CPUS=1 (a 1-vCPU job) inflates in line: no bgzf-inflate helper threads, which
+    only cost CPU there; unset, the CPUs the process may run on decide (up to 4)."""
+    import threading
+
+    from worker.engine.source import InputFile
+
+    assert budget.stated_cpus({}) is None and budget.stated_cpus({parallel.CPUS_ENV: "0"}) is None
+    assert budget.stated_cpus({parallel.CPUS_ENV: "2"}) == 2
+
+    def inflaters() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("bgzf-inflate")}
+
+    def helpers_while_reading() -> int:
+        before = inflaters()  # another test's reader may still be winding down
+        inp = InputFile(str(data_dir / "h_source.bam"), "bam", None)
+        try:
+            next(iter(inp.chunks()))
+            return len(inflaters() - before)
+        finally:
+            inp.close()
+
+    monkeypatch.setenv(parallel.CPUS_ENV, "1")
+    assert helpers_while_reading() == 0
+    if len(os.sched_getaffinity(0)) > 1:
+        monkeypatch.setenv(parallel.CPUS_ENV, "2")
+        assert helpers_while_reading() >= 1

@@ -11,8 +11,9 @@ kernels release the GIL. The ahead-of-time kernels (aot.py) keep it, so with the
 forked process pool (cheap: nothing but numpy to inherit). ALIGNBATCH_ENGINE_POOL=threads|processes
 overrides the choice, for measuring one against the other.
 
-How many cores: ALIGNBATCH_ENGINE_CPUS, which the worker sets from the job's vCPUs (worker/cpus.py).
-Unset or 1 means the serial run. It never changes what -p and -P mean (the tool's options).
+How many cores: ALIGNBATCH_ENGINE_CPUS (budget.py), which the worker sets from the job's vCPUs
+(worker/cpus.py). Unset or 1 means the serial run. It never changes what -p and -P mean (the tool's
+options).
 """
 
 from __future__ import annotations
@@ -24,23 +25,14 @@ from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecu
 from worker.engine import kernel as k
 from worker.engine.accumulators import Accumulators
 from worker.engine.bamindex import BadIndexError, index_path, read_index
+from worker.engine.budget import CPUS_ENV as CPUS_ENV  # re-exported: callers and tests name it here
 from worker.engine.engine import Engine, EngineConfig
 from worker.engine.errors import BadInputError, WorkerLostError
 from worker.engine.ranges import has_eof_block, range_chunks
 from worker.engine.shardplan import Piece, pieces_from_index
 from worker.engine.source import Header, InputFile, bgzf_errors
 
-CPUS_ENV = "ALIGNBATCH_ENGINE_CPUS"
 POOL_ENV = "ALIGNBATCH_ENGINE_POOL"
-
-
-def engine_cpus(environ: dict[str, str] | None = None) -> int:
-    """Cores the engine may use for one input (ALIGNBATCH_ENGINE_CPUS, default 1)."""
-    text = (os.environ if environ is None else environ).get(CPUS_ENV, "")
-    try:
-        return max(1, int(text))
-    except ValueError:
-        return 1
 
 
 def plan_pieces(inp: InputFile, unplaced: bool = True) -> tuple[list[Piece] | None, str]:

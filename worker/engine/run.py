@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from worker.engine import kernel as k
 from worker.engine.accumulators import Accumulators
 from worker.engine.bed import BedFile
+from worker.engine.budget import engine_cpus
 from worker.engine.engine import Engine, EngineConfig, prefetch
 from worker.engine.errors import BadInputError, ToolError
 from worker.engine.options import Options, declared_format, load_bed, open_bed
-from worker.engine.parallel import engine_cpus, merge_in_order, plan_pieces, run_pieces
+from worker.engine.parallel import merge_in_order, plan_pieces, run_pieces
 from worker.engine.report import ReportContext, build_report, render_json, render_tsv
 from worker.engine.source import Header, InputFile, Region
 

@@ -15,9 +15,10 @@ import stat
 import sys
 
 from worker.engine.bamindex import BadIndexError, index_path, read_index
+from worker.engine.budget import engine_cpus
 from worker.engine.errors import ShardError
 from worker.engine.options import Options
-from worker.engine.parallel import engine_cpus, pieces_from_index, plan_pieces, run_pieces
+from worker.engine.parallel import pieces_from_index, plan_pieces, run_pieces
 from worker.engine.ranges import header_end
 from worker.engine.run import (
     check_header,
