@@ -221,7 +221,8 @@ def through_local_executor(bam: Path, shards: int, repeat: int) -> None:
         f"target_shard_seconds = {target}\n",
     }
     print(
-        f"\nthrough the local executor (`alignbatch-controller run --local ROOT --once`), median of {repeat}:"
+        "\nthrough the local executor (`alignbatch-controller run --local ROOT --once`), "
+        f"the middle of {repeat} runs by CPU:"
     )
     print(f"{'':<9} {'wall s':>7} {'tree CPU s':>11} {'jobs CPU s':>11}  per job (cpu_seconds)")
     results: dict[str, tuple[float, float, float]] = {}
