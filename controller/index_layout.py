@@ -7,9 +7,10 @@ twenty of which seventeen start a container only to find their group empty, and 
 sit on one contig goes as one job. The children plan with the capped count from the same index, so
 their groups are the ones counted here.
 
-An index is user data: one larger than MAX_INDEX_BYTES, or one that does not parse, is logged and the
-plan falls back to the size alone (the children then say what is wrong with it). A symbolic link is
-never read, as the local inbox never counts one as an index.
+An index is user data: one larger than MAX_INDEX_BYTES (also once inflated), one that does not parse
+or cannot be read (archived) is logged and the plan falls back to the size alone (the children then
+say what is wrong with it). A symbolic link is never read, as the local inbox never counts one as an
+index.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from controller.inbox import Inbox
-from core.errors import AccessDenied
+from core.errors import AccessDenied, ObjectMissing, TransientIOError, WorkerError
 from core.locations import LocationError, parse_location
 from core.logs import get_logger
 from core.objectstore import ObjectStore
@@ -41,17 +42,22 @@ class IndexLayout:
     def useful_shards(self, n: int) -> int:
         return useful_shards(self.index, n)
 
-    @property
-    def placed_contigs(self) -> int:
-        return sum(1 for s in self.index.spans if s is not None and s.records > 0)
-
 
 def read_layout(
     store: ObjectStore, inbox: Inbox, bucket: str, candidates: Sequence[str]
 ) -> IndexLayout | None:
-    """The first of `candidates` (in the order HTSlib and the worker pick them) that exists, parsed;
-    None when none can be used."""
+    """The first of `candidates` (in the order HTSlib and the worker pick them) that can be read,
+    parsed; None when none can be used. Only a transient store error is raised (the message is then
+    received again); a candidate that is missing or refused (S3 answers 403 for a missing key to a role
+    without list rights) is passed over, and anything else about the index is logged and the plan goes
+    by size: an index must never keep its BAM from being planned."""
     log = get_logger(component="intake")
+
+    def not_read(key: str, reason: str) -> None:
+        log.warning(
+            "event.index_not_read", index=key, bucket=bucket, reason=f"{reason}; the shard count goes by size"
+        )
+
     for key in candidates:
         try:
             loc = parse_location(inbox.object_uri(bucket, key))
@@ -64,21 +70,22 @@ def read_layout(
             if info is None:
                 continue
             if info.size > MAX_INDEX_BYTES:
-                log.warning(
-                    "event.index_not_read", index=key, bucket=bucket, size=info.size,
-                    reason=f"larger than {MAX_INDEX_BYTES >> 20} MiB; the shard count goes by size",
-                )  # fmt: skip
+                not_read(key, f"{info.size} bytes, larger than {MAX_INDEX_BYTES >> 20} MiB")
                 return None
             data = store.read_range(loc, 0, MAX_INDEX_BYTES + 1)
-        except AccessDenied as exc:
-            log.warning("event.index_not_read", index=key, bucket=bucket, reason=str(exc))
+        except (AccessDenied, ObjectMissing):
+            continue
+        except TransientIOError:
+            raise
+        except WorkerError as exc:  # e.g. an archived (Glacier) index: it will not become readable
+            not_read(key, str(exc))
+            return None
+        if len(data) > MAX_INDEX_BYTES:  # it grew between the HEAD and the read
+            not_read(key, f"larger than {MAX_INDEX_BYTES >> 20} MiB")
             return None
         try:
-            return IndexLayout(key, parse_index(data[:MAX_INDEX_BYTES], key))
+            return IndexLayout(key, parse_index(data, key, max_inflated=MAX_INDEX_BYTES))
         except (BadIndexError, struct.error, IndexError, ValueError) as exc:
-            log.warning(
-                "event.index_not_read", index=key, bucket=bucket,
-                reason=f"does not parse ({exc}); the shard count goes by size",
-            )  # fmt: skip
+            not_read(key, f"does not parse ({exc})")
             return None
     return None

@@ -73,6 +73,10 @@ def parse_index(
         return _parse(data, 8, struct.unpack_from("<i", data, 4)[0], n_ref, BAI_PSEUDO_BIN, csi=False)
     if data[:4] == b"CSI\x01":
         _min_shift, depth, l_aux = struct.unpack_from("<iii", data, 4)
+        # HTSlib's own limit on min_shift + 3 * depth is 64 bits of position; a depth past it would only
+        # make the pseudo-bin number below a huge integer
+        if not 0 <= depth <= 20 or not 0 <= l_aux <= len(data):
+            raise BadIndexError(f"{path}: a CSI header with depth {depth} and {l_aux} aux bytes")
         o = 16 + l_aux
         pseudo = ((1 << ((depth + 1) * 3)) - 1) // 7 + 1
         return _parse(data, o + 4, struct.unpack_from("<i", data, o)[0], n_ref, pseudo, csi=True)
@@ -82,37 +86,41 @@ def parse_index(
 def _inflate(data: bytes, path: str, limit: int) -> bytes:
     """Every gzip member of `data`, refusing more than `limit` bytes of output: an index is user data,
     and a small crafted .csi could otherwise inflate to all of the controller's memory."""
-    out: list[bytes] = []
-    total = 0
+    out = bytearray()
     view = memoryview(data)
     while view:
         d = zlib.decompressobj(wbits=31)
         try:
-            piece = d.decompress(view, limit - total + 1)
+            out += d.decompress(view, limit - len(out) + 1)
         except zlib.error as exc:
             raise BadIndexError(f"{path}: damaged compressed data ({exc})") from None
-        total += len(piece)
-        if total > limit or d.unconsumed_tail:
+        if len(out) > limit or d.unconsumed_tail:
             raise BadIndexError(f"{path}: inflates to more than {limit >> 20} MiB; not an index of a BAM")
         if not d.eof:
             raise BadIndexError(f"{path}: a truncated gzip member")
-        out.append(piece)
         view = view[len(view) - len(d.unused_data) :]
-    return b"".join(out)
+    return bytes(out)
 
 
 def _parse(data: bytes, o: int, n_idx_ref: int, n_ref: int | None, pseudo: int, *, csi: bool) -> BamIndex:
     if n_ref is not None and n_idx_ref != n_ref:
         raise BadIndexError(f"the index lists {n_idx_ref} contigs, the header {n_ref}")
-    if n_idx_ref < 0:
-        raise BadIndexError(f"the index lists {n_idx_ref} contigs")
+    # Every count is checked against the bytes left before it is used: a crafted index of a few bytes
+    # must fail at once, not loop over 2**31 contigs or move the offset backwards.
+    size = len(data)
+
+    def count(value: int, each: int, what: str) -> int:
+        if value < 0 or value * each > size - o:
+            raise BadIndexError(f"{value} {what} do not fit in the index's {size} bytes")
+        return value
+
+    count(n_idx_ref, 4 if csi else 8, "contigs")
     spans: list[ContigSpan | None] = []
     last = 0
     for tid in range(n_idx_ref):
         (n_bin,) = struct.unpack_from("<i", data, o)
         o += 4
-        if n_bin < 0:
-            raise BadIndexError(f"contig {tid} has {n_bin} bins")
+        count(n_bin, 16 if csi else 8, f"bins of contig {tid}")
         span = None
         for _ in range(n_bin):
             if csi:
@@ -121,6 +129,7 @@ def _parse(data: bytes, o: int, n_idx_ref: int, n_ref: int | None, pseudo: int, 
             else:
                 bin_id, n_chunk = struct.unpack_from("<Ii", data, o)
                 o += 8
+            count(n_chunk, 16, f"chunks of contig {tid}")
             chunks = struct.unpack_from(f"<{2 * n_chunk}Q", data, o)
             o += 16 * n_chunk
             if bin_id == pseudo and n_chunk == 2:
@@ -130,7 +139,8 @@ def _parse(data: bytes, o: int, n_idx_ref: int, n_ref: int | None, pseudo: int, 
                 last = max([last, *chunks[1::2]])
         if not csi:
             (n_intv,) = struct.unpack_from("<i", data, o)
-            o += 4 + 8 * n_intv
+            o += 4
+            o += 8 * count(n_intv, 8, f"linear-index windows of contig {tid}")
         if n_bin and span is None:
             raise BadIndexError(f"contig {tid} has no pseudo-bin (an index not written by samtools/HTSlib)")
         spans.append(span)

@@ -5,8 +5,8 @@ Pure and light (no numpy, no numba): the engine's contig-parallel run (parallel.
 child reads (worker/shard_ranges.py) without loading the engine's kernels into its own process.
 
 `balance` puts contigs into at most N groups by the index's mapped-record counts (greedy, largest first,
-onto the lightest group, opening a group only where that shortens the plan), the unplaced and unmapped
-'*' records in one group. `useful_shards` is how many of N
+onto the lightest group, opening a group only while the plan would otherwise end past the largest
+contig), the unplaced and unmapped '*' records in one group. `useful_shards` is how many of N
 groups have anything to read: the controller sizes a shard array with it when the index is there at
 planning (controller/index_layout.py), so no child is started only to find its group empty.
 `pieces_from_index` gives each contig's virtual-offset range (and that of the '*' records), refusing an
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from worker.engine.bamindex import BamIndex
 from worker.engine.errors import ShardError
 
-# How much longer (a share of all records) a plan may get to save starting one more child.
+# How far past its largest contig (a share of all records) a plan may end to save starting more children.
 SLACK = 0.01
 
 
@@ -45,18 +45,23 @@ def balance(
     group; the '*' records last, as one more item.
 
     A child costs a start-up (a container on Batch, an interpreter and numpy locally), so while groups
-    are left empty an item opens one only when adding it to the lightest open group would lengthen the
-    plan by more than SLACK of all records; once every group is open it is plain largest-first onto the
-    lightest. `totals` (mapped + placed unmapped, by tid) says which contigs have records at all;
-    without it, those with mapped records. Contigs without records are left out (nothing to read).
-    Groups fill in index order and ties go to the lower index, so every child computes the same plan
-    from the same index, and the open groups are those a plan for fewer groups makes (useful_shards).
+    are left empty an item opens one only when adding it to the lightest open group would take that
+    group past the largest contig plus SLACK of all records: the largest contig bounds every plan, and
+    one that ends within SLACK of that bound needs no more children. The bound is fixed, so small
+    contigs (a transcriptome's thousands) still spread over the groups. Once every group is open it is
+    plain largest-first onto the lightest.
+
+    `totals` (mapped + placed unmapped, by tid) says which contigs have records at all; without it,
+    those with mapped records. Contigs without records are left out (nothing to read). Groups fill in
+    index order and ties go to the lower index, so every child computes the same plan from the same
+    index, and the open groups are those a plan for fewer groups makes (useful_shards).
     """
     if n < 1:
         raise ShardError(f"the number of shards must be at least 1, not {n}")
     present = totals if totals is not None else mapped
     tids = sorted((t for t, c in enumerate(present) if c > 0), key=lambda t: (-mapped[t], t))
-    slack = SLACK * (sum(mapped[t] for t in tids) + unplaced)
+    largest = max([mapped[tids[0]] if tids else 0, unplaced])
+    bound = largest + SLACK * (sum(mapped[t] for t in tids) + unplaced)
     loads = [0] * n
     members: list[list[int]] = [[] for _ in range(n)]
     opened = 0
@@ -65,7 +70,7 @@ def balance(
         nonlocal opened
         if opened:
             g = min(range(opened), key=lambda i: (loads[i], i))
-            if opened == n or loads[g] + load <= max(loads[:opened]) + slack:
+            if opened == n or loads[g] + load <= bound:
                 return g
         opened += 1
         return opened - 1

@@ -30,6 +30,9 @@ in_pass, shutting_down = threading.Event(), threading.Event()
 def poll_pass():
     in_pass.set()
     shutting_down.wait(10)
+    deadline = time.monotonic() + 10
+    while not daemon._closing and time.monotonic() < deadline:
+        time.sleep(0.01)
     time.sleep(0.3)  # shutdown is now waiting for this pass, holding the job-store lock
     daemon._wake("submit")
 

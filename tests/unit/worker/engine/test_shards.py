@@ -44,6 +44,8 @@ def test_star_alone_without_placed_records() -> None:
         ([5, 0, 0], [5, 3, 3], 2, 6),  # contigs holding only placed unmapped reads
         ([9, 8, 7, 6, 5, 4, 3, 2, 1], None, 40, 4),  # fewer groups than contigs: nothing changes
         ([0, 0], None, 5, 3),
+        ([100] * 300, None, 7, 64),  # many small contigs
+        ([248, 242, 198, 190, 181, 171, 159, 145, 138, 134, 135, 133, 114, 107, 102, 90], None, 30, 16),
     ],
 )
 def test_useful_shards_plans_the_same_groups_without_the_empty_ones(mapped, totals, unplaced, n) -> None:
@@ -98,3 +100,22 @@ def test_no_group_is_opened_that_would_not_shorten_the_plan() -> None:
 def test_one_contig_and_a_few_unplaced_records_make_one_group() -> None:
     plan = balance([0, 900, 0], 9, unplaced=5)
     assert [(s.tids, s.unplaced) for s in plan if not s.empty] == [((1,), True)]
+
+
+def test_many_small_contigs_still_spread_over_every_group() -> None:
+    # a transcriptome or a draft assembly: no contig near 1 % of the records, so every group opens
+    plan = balance([100] * 2000, 64)
+    assert not any(s.empty for s in plan)
+    assert max(s.load for s in plan) == 3200  # 200000 / 64, rounded up to whole contigs
+
+
+def test_a_human_like_layout_opens_the_groups_that_end_near_chr1() -> None:
+    # GRCh38-like lengths (Mbp) as record counts: N=9 is all used; with N=16 or 64 the plan stops
+    # at the groups that end within 1 % of the records of chr1, the bound of any plan
+    human = [248, 242, 198, 190, 181, 171, 159, 145, 138, 134, 135, 133, 114, 107, 102, 90, 83, 80, 59]
+    human += [64, 47, 51, 156, 57, 1]
+    assert sum(not s.empty for s in balance(human, 9)) == 9
+    for n in (16, 64):
+        plan = balance(human, n)
+        assert max(s.load for s in plan) <= 248 + 0.01 * sum(human)
+        assert sum(not s.empty for s in plan) == 12
