@@ -153,7 +153,7 @@ def main() -> int:
     )
     print(f"merged report byte-identical to the single run: {identical}")
     # where the extra CPU goes: each child's fixed start-up (interpreter, numpy, our modules, the header
-    # and the index), measured on a child with nothing to read (the last of an uncapped plan of 64)
+    # and the index), measured on a child with nothing to read
     working = [c for s, (_, c) in zip(plan, shard_times, strict=True) if not s.empty]
     idle = [c for s, (_, c) in zip(plan, shard_times, strict=True) if s.empty]
     work_cpu = sum(working)
@@ -162,14 +162,21 @@ def main() -> int:
             f"without the {len(idle)} empty shards (nothing to read; with the index at planning the "
             f"controller does not start them): {work_cpu:.2f} s = {work_cpu / single[1]:.2f}x the single run"
         )
-    empty_part = tmp / "empty.json"
-    empty_cmd = [*ENGINE, "--shard-of", "64", "--shard-index", "63", "--part-out", str(empty_part), *opts]
-    fixed_cpu = med([run([*empty_cmd, "-i", bam], args.dir, env) for _ in range(args.repeat)])[1]
-    empty_part.unlink(missing_ok=True)
-    print(
-        f"fixed CPU per child {fixed_cpu:.2f} s (one with nothing to read); beyond it the shards use "
-        f"{work_cpu - len(working) * fixed_cpu:.2f} s against the single run's {single[1] - fixed_cpu:.2f} s"
-    )
+    # an empty group of a wide plan (groups fill in index order, so the last one is empty if any is)
+    wide = 1024
+    if plan_from_index(index, wide)[-1].empty:
+        empty_part = tmp / "empty.json"
+        empty_cmd = [*ENGINE, "--shard-of", str(wide), "--shard-index", str(wide - 1), "--part-out"]
+        empty_cmd += [str(empty_part), *opts, "-i", bam]
+        fixed_cpu = med([run(empty_cmd, args.dir, env) for _ in range(args.repeat)])[1]
+        empty_part.unlink(missing_ok=True)
+        print(
+            f"fixed CPU per child {fixed_cpu:.2f} s (one with nothing to read); beyond it the shards use "
+            f"{work_cpu - len(working) * fixed_cpu:.2f} s against the single run's "
+            f"{single[1] - fixed_cpu:.2f} s"
+        )
+    else:
+        print(f"fixed CPU per child: not measured (no group of a {wide}-shard plan is empty)")
     # model: fixed cost per child (the lightest shard's wall, extrapolated to 0 records) + rate x records
     loads = [s.load for s in plan if not s.empty]
     walls = [w for s, (w, _) in zip(plan, shard_times, strict=True) if not s.empty]
