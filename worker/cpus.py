@@ -22,7 +22,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-ENGINE_CPUS = "ALIGNBATCH_ENGINE_CPUS"
+from worker.engine.budget import CPUS_ENV as ENGINE_CPUS
+from worker.engine.budget import stated_cpus
+
 JOB_VCPUS = "ALIGNBATCH_JOB_VCPUS"
 BLAS_THREADS = "OPENBLAS_NUM_THREADS"
 
@@ -63,7 +65,7 @@ def job_cpus(environ: Mapping[str, str], root: Path = Path("/sys/fs/cgroup")) ->
 def with_engine_cpus(env: dict[str, str], root: Path = Path("/sys/fs/cgroup")) -> dict[str, str]:
     """The tool's environment with ALIGNBATCH_ENGINE_CPUS and OPENBLAS_NUM_THREADS set (each kept if
     the operator set it)."""
-    if _positive(env.get(ENGINE_CPUS)) is None:
+    if stated_cpus(env) is None:  # the engine's own reading of it (worker/engine/budget.py)
         env[ENGINE_CPUS] = str(job_cpus(env, root))
     env.setdefault(BLAS_THREADS, "1")
     return env

@@ -37,7 +37,7 @@ PARALLEL_CASES = [
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in PARALLEL_CASES])
 def test_parallel_matches_golden(case, request, tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setenv(parallel.CPUS_ENV, "3")
+    monkeypatch.setenv(budget.CPUS_ENV, "3")
     monkeypatch.chdir(_workdir(case, request))
     out = tmp_path / f"{case.name}.json"
     code = main(_rewrite(case.args, out))
@@ -51,7 +51,7 @@ def test_parallel_matches_golden(case, request, tmp_path: Path, capsys, monkeypa
 @pytest.mark.parametrize("pool", ["threads", "processes"])
 def test_refdata_capture_parallel_takes_the_index_path(refdata: Path, tmp_path, monkeypatch, pool) -> None:
     """d_capture with targets: 5 pieces on 2 workers (threads or processes), the golden bytes."""
-    monkeypatch.setenv(parallel.CPUS_ENV, "2")
+    monkeypatch.setenv(budget.CPUS_ENV, "2")
     monkeypatch.setenv(parallel.POOL_ENV, pool)
     monkeypatch.chdir(refdata)
     inp = open_input(parse_args(["-i", "d_capture.bam"]))
@@ -101,9 +101,9 @@ def test_stale_index_is_refused(data_dir: Path, tmp_path: Path, monkeypatch) -> 
 
 def test_engine_cpus_parsing() -> None:
     assert budget.engine_cpus({}) == 1
-    assert budget.engine_cpus({parallel.CPUS_ENV: "4"}) == 4
-    assert budget.engine_cpus({parallel.CPUS_ENV: "0"}) == 1
-    assert budget.engine_cpus({parallel.CPUS_ENV: "many"}) == 1
+    assert budget.engine_cpus({budget.CPUS_ENV: "4"}) == 4
+    assert budget.engine_cpus({budget.CPUS_ENV: "0"}) == 1
+    assert budget.engine_cpus({budget.CPUS_ENV: "many"}) == 1
 
 
 @pytest.mark.parametrize("pool", ["threads", "processes"])
@@ -141,7 +141,7 @@ def test_a_damaged_indexed_bam_is_exit_65_on_any_number_of_cores(
     shutil.copy(data_dir / "h_source.bam.bai", tmp_path / "damaged.bam.bai")
     proc = subprocess.run(
         [sys.executable, "-m", "worker.engine.cli", "-C", "-i", str(bam), "-o", str(tmp_path / "r.json")],
-        env={**os.environ, parallel.CPUS_ENV: cpus},
+        env={**os.environ, budget.CPUS_ENV: cpus},
         capture_output=True,
         text=True,
         timeout=120,
@@ -182,8 +182,8 @@ def test_a_stated_budget_caps_the_inflate_threads(data_dir: Path, monkeypatch) -
 
     from worker.engine.source import InputFile
 
-    assert budget.stated_cpus({}) is None and budget.stated_cpus({parallel.CPUS_ENV: "0"}) is None
-    assert budget.stated_cpus({parallel.CPUS_ENV: "2"}) == 2
+    assert budget.stated_cpus({}) is None and budget.stated_cpus({budget.CPUS_ENV: "0"}) is None
+    assert budget.stated_cpus({budget.CPUS_ENV: "2"}) == 2
 
     def inflaters() -> set[threading.Thread]:
         return {t for t in threading.enumerate() if t.name.startswith("bgzf-inflate")}
@@ -197,8 +197,8 @@ def test_a_stated_budget_caps_the_inflate_threads(data_dir: Path, monkeypatch) -
         finally:
             inp.close()
 
-    monkeypatch.setenv(parallel.CPUS_ENV, "1")
+    monkeypatch.setenv(budget.CPUS_ENV, "1")
     assert helpers_while_reading() == 0
     if len(os.sched_getaffinity(0)) > 1:
-        monkeypatch.setenv(parallel.CPUS_ENV, "2")
+        monkeypatch.setenv(budget.CPUS_ENV, "2")
         assert helpers_while_reading() >= 1

@@ -25,7 +25,6 @@ from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecu
 from worker.engine import kernel as k
 from worker.engine.accumulators import Accumulators
 from worker.engine.bamindex import BadIndexError, index_path, read_index
-from worker.engine.budget import CPUS_ENV as CPUS_ENV  # re-exported: callers and tests name it here
 from worker.engine.engine import Engine, EngineConfig
 from worker.engine.errors import BadInputError, WorkerLostError
 from worker.engine.ranges import has_eof_block, range_chunks
