@@ -9,15 +9,17 @@ The shard count is what the controller would submit for `--shards N` with the in
 `--local-executor` also runs the whole path, `alignbatch-controller run --local ROOT --once`, on a root
 holding only this BAM and its index, with and without fan-out, and sums each job's `cpu_seconds`.
 
-Measures, in one session (the engine from this checkout, one core per process, ALIGNBATCH_ENGINE_CPUS=1):
+Measures, in one session (the engine from this checkout, one core per process, ALIGNBATCH_ENGINE_CPUS=1,
+so the single run inflates in line as every child does):
 - the single run (median wall, CPU);
 - each of the N shards as its own local process, one at a time (what a Batch array child does), its
   wall and CPU; the total CPU of all shards against the single run (target <= 1.1x);
 - the merge (`--merge-parts`) as a process (target <= 1 s) and, in-process, the merge itself without
   Python start-up;
 - whether the merged report is byte-identical to the single run;
-- a model of the wall time with N = 8, 24, 64 children: each child's time = the fixed cost of a child
-  (measured: an empty shard's wall) + the per-record cost (fitted on the measured shards) x its records
+- a child's fixed CPU, timed on a child with nothing to read, and what the shards use beyond it;
+- a model of the wall time with N = 8, 24, 64 children: each child's time = a fixed cost + a per-record
+  cost (a line fitted to the measured shards' walls and records) x its records
   from the shard plan, wall = the slowest child + the merge. Batch scheduling and S3 transfer are not in
   it. Also the floor of whole-contig shards (the largest contig alone) and what an ideal split of the
   records would give.
@@ -99,12 +101,6 @@ def main() -> int:
     single = med(
         [run([*ENGINE, *opts, "-i", bam, "-o", str(single_out)], args.dir, env) for _ in range(args.repeat)]
     )
-    # the same run held to one CPU: its reader then inflates in line instead of on helper threads, the
-    # way every shard child reads its byte ranges
-    pinned_cmd = ["taskset", "-c", "0", *ENGINE, *opts, "-i", bam, "-o", str(single_out)]
-    pinned = (
-        med([run(pinned_cmd, args.dir, env) for _ in range(args.repeat)]) if shutil.which("taskset") else None
-    )
     parts = [tmp / f"part-{i}.json" for i in range(n)]
     shard_times = []
     for i in range(n):
@@ -132,8 +128,6 @@ def main() -> int:
     plan = plan_from_index(index, n)
     print(f"{'':<12} {'records':>10} {'wall s':>7} {'cpu s':>7}  contigs")
     print(f"{'single run':<12} {sum(s.load for s in plan):>10,} {single[0]:7.2f} {single[1]:7.2f}")
-    if pinned is not None:
-        print(f"{'  on 1 CPU':<12} {'':>10} {pinned[0]:7.2f} {pinned[1]:7.2f}")
     for shard, (w, c) in zip(plan, shard_times, strict=True):
         names = ",".join(str(t) for t in shard.tids) + (",*" if shard.unplaced else "")
         print(f"{'shard ' + str(shard.index):<12} {shard.load:>10,} {w:7.2f} {c:7.2f}  {names or '-'}")
@@ -142,11 +136,6 @@ def main() -> int:
         f"\nshards' total CPU {total_cpu:.2f} s = {total_cpu / single[1]:.2f}x the single run "
         "(target <= 1.10)"
     )
-    if pinned is not None:
-        print(
-            f"  against the single run on one CPU (taskset -c 0; {pinned[1]:.2f} s CPU, no inflate "
-            f"threads): {total_cpu / pinned[1]:.2f}x"
-        )
     print(
         f"merge: {merge[0]:.2f} s as a process ({merge[1]:.2f} s CPU; target <= 1 s), "
         f"{merge_inproc * 1000:.0f} ms of it the merge itself"
