@@ -46,11 +46,11 @@ class IndexLayout:
 def read_layout(
     store: ObjectStore, inbox: Inbox, bucket: str, candidates: Sequence[str]
 ) -> IndexLayout | None:
-    """The first of `candidates` (in the order HTSlib and the worker pick them) that can be read,
-    parsed; None when none can be used. Only a transient store error is raised (the message is then
-    received again); a candidate that is missing or refused (S3 answers 403 for a missing key to a role
-    without list rights) is passed over, and anything else about the index is logged and the plan goes
-    by size: an index must never keep its BAM from being planned."""
+    """The first of `candidates` (planner.index_candidates: x.bam.bai, x.bai, x.bam.csi, x.csi) that
+    can be read, parsed; None when none can be used. Only a transient store error is raised (the
+    message is then received again); a candidate that is missing or refused (S3 answers 403 for a
+    missing key to a role without list rights) is passed over, and anything else about the index is
+    logged and the plan goes by size: an index must never keep its BAM from being planned."""
     log = get_logger(component="intake")
 
     def not_read(key: str, reason: str) -> None:
